@@ -1,0 +1,79 @@
+"""The rows of the run directory's CSV files (SPEC §3).
+
+These dataclasses are the contract between the samplers that write rows and
+the analysis that reads them back; the CSV header is the field order.
+`t` values are seconds since the epoch; `swap` is 0 during the baseline and
+k during swap k (from its staging until the next swap is staged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+MIB = 1 << 20
+
+# Memory columns every target reports, and the ones only containers add.
+PROCESS_MEMORY_COLUMNS = ("rss_bytes", "anon_bytes")
+CGROUP_MEMORY_COLUMNS = ("cgroup_anon_bytes", "cgroup_working_set_bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySample:
+    """One reading of the server's memory. Cgroup figures are None for processes."""
+
+    t: float
+    rss_bytes: int
+    anon_bytes: int
+    cgroup_anon_bytes: int | None = None
+    cgroup_working_set_bytes: int | None = None
+    swap: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySample:
+    """One predict request, timed from when it *should* have been sent.
+
+    `latency_ms` is `t_end - t_intended`, so a stalled server shows up as
+    latency instead of as fewer requests (coordinated omission).
+    `status` is the HTTP status, or 0 when no response came (refused, timeout).
+    """
+
+    t_intended: float
+    t_start: float
+    t_end: float
+    latency_ms: float
+    status: int
+    swap: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A step of the run's timeline: see `EventKind`."""
+
+    t: float
+    swap: int
+    event: str
+    version: int | None = None
+    detail: str = ""
+
+
+class EventKind:
+    """Names used in events.csv `event` column."""
+
+    STARTED = "started"  # target process/container started (detail: pid or id)
+    STAGED = "staged"  # version renamed into the base path
+    LOADING = "loading"  # server reports the version LOADING
+    AVAILABLE = "available"  # server reports the version AVAILABLE
+    UNLOADING = "unloading"  # server reports the version UNLOADING
+    END = "end"  # server reports the version END
+    LOAD_FAILED = "load_failed"  # version ended with an error status
+    SETTLED = "settled"  # memory stopped falling (detail: settled anon MiB)
+    SETTLE_TIMEOUT = "settle_timeout"  # settle bound reached before memory settled
+    SERVER_EXITED = "server_exited"  # the target died (detail: reason)
+    INTERRUPTED = "interrupted"  # the user stopped the run
+    STOPPED = "stopped"  # the target was stopped at the end
+
+
+def columns(record_type: type) -> list[str]:
+    """CSV header of a record type, in field order."""
+    return [f.name for f in fields(record_type)]

@@ -1,0 +1,65 @@
+"""What every target offers the swap driver and the samplers."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything needed to start one variant's server, backend-neutral."""
+
+    variant: str
+    model_name: str
+    base_path: Path  # host path of the private model base path
+    rest_port: int
+    grpc_port: int
+    server_args: list[str] = field(default_factory=list)  # verbatim, after soak's own flags
+    env: dict[str, str] = field(default_factory=dict)  # includes LD_PRELOAD for the allocator
+    log_path: Path | None = None
+
+    def tf_serving_flags(self, model_base_path: str) -> list[str]:
+        """The flags TF Serving is driven with; `model_base_path` as the server sees it."""
+        return [
+            f"--port={self.grpc_port}",
+            f"--rest_api_port={self.rest_port}",
+            f"--model_name={self.model_name}",
+            f"--model_base_path={model_base_path}",
+            *self.server_args,
+        ]
+
+
+class Target(ABC):
+    """A running TF Serving, seen from outside: REST URL, memory, maps, exit."""
+
+    rest_url: str
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start the server; raise EnvironmentFailure if it cannot start."""
+
+    @abstractmethod
+    def memory_columns(self) -> tuple[str, ...]:
+        """The MemorySample fields this target fills."""
+
+    @abstractmethod
+    def read_memory(self) -> dict[str, int]:
+        """One cheap reading: {column: bytes} for `memory_columns()`."""
+
+    @abstractmethod
+    def mapped_paths(self) -> set[str]:
+        """File paths mapped into the server process (for allocator verification)."""
+
+    @abstractmethod
+    def exit_reason(self) -> str | None:
+        """None while the server runs; else why it stopped (exit code, OOMKilled...)."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the server and remove what was started; safe to call twice."""
+
+    def describe(self) -> dict:
+        """Facts for environment.json (binary, image, flags)."""
+        return {}
