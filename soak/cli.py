@@ -1,0 +1,190 @@
+"""The `soak` command line (SPEC §2): run, report, check, demo-model, image.
+
+Exit codes: 0 done, 1 a gate failed, 2 bad usage/config/input, 3 the
+environment failed, 130 interrupted. Every error is one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from soak import errors
+from soak.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_OK, SoakError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="soak", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="soak TF Serving through model swaps")
+    _add_run_arguments(run)
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="re-analyse a run dir and rewrite its report")
+    report.add_argument("run_dir", type=Path)
+    report.set_defaults(func=cmd_report)
+
+    check = sub.add_parser("check", help="gate a run against limits (exit 1 if crossed)")
+    check.add_argument("run_dir", type=Path)
+    from soak.gate import add_check_arguments
+
+    add_check_arguments(check)
+    check.set_defaults(func=cmd_check)
+
+    demo = sub.add_parser("demo-model", help="write a recommender-like demo SavedModel")
+    demo.add_argument("out_dir", type=Path)
+    demo.add_argument("--versions", type=int, default=3)
+    demo.add_argument("--size-mb", type=float, default=128.0)
+    demo.add_argument("--no-warmup", action="store_true", help="no warmup requests file")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo_model)
+
+    image = sub.add_parser("image", help="build (or reuse) soak's Docker images")
+    image_sub = image.add_subparsers(dest="image_command", required=True, parser_class=_Parser)
+    standin = image_sub.add_parser("standin", help="the stand-in TF Serving image")
+    standin.set_defaults(func=cmd_image_standin)
+    alloc = image_sub.add_parser("allocators", help="add allocators to a TF Serving image")
+    alloc.add_argument("--base", required=True, help="a local TF Serving image")
+    alloc.set_defaults(func=cmd_image_allocators)
+    return parser
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags default to None so that only given ones override the --config file."""
+    p.add_argument("--config", type=Path, help="a TOML file (flags override it)")
+    p.add_argument("--model", help="a SavedModel dir or a base path of numeric versions")
+    p.add_argument("--model-name", dest="model_name")
+    p.add_argument("--backend", choices=["process", "docker"])
+    p.add_argument("--allocators", help="comma list of glibc, jemalloc, tcmalloc, mimalloc")
+    p.add_argument("--swaps", type=int)
+    p.add_argument("--rps", type=float, help="predict requests per second (open loop)")
+    p.add_argument("--batch", type=int, help="instances per predict request")
+    p.add_argument("--request-file", dest="request_file", help="a JSON predict body to send")
+    p.add_argument("--server-binary", dest="server_binary")
+    p.add_argument(
+        "--server-arg",
+        dest="server_args",
+        action="append",
+        metavar="ARG",
+        help="passed verbatim to the server, e.g. --server-arg=--num_load_threads=2",
+    )
+    p.add_argument("--image", help="Docker image ('standin' builds the stand-in)")
+    p.add_argument("--memory-limit", dest="memory_limit", help="e.g. 2g")
+    p.add_argument("--cpus", help="CPU list to pin the server to, e.g. 0-1")
+    p.add_argument("--settle-timeout", dest="settle_timeout", type=float)
+    p.add_argument("--load-timeout", dest="load_timeout", type=float)
+    p.add_argument("--warmup-swaps", dest="warmup_swaps", type=int)
+    p.add_argument("--threshold-mb", dest="threshold_mb", type=float)
+    p.add_argument("--swaps-per-day", dest="swaps_per_day", type=float)
+    p.add_argument("--metric", help="verdict metric (default anon_bytes)")
+    p.add_argument("--demo-size-mb", dest="demo_size_mb", type=float)
+    p.add_argument("--out", help="the run directory to write (default soak-runs/<time>)")
+    p.add_argument("--keep-models", dest="keep_models", action="store_true", default=None)
+    p.add_argument("--quiet", action="store_true", default=None)
+
+
+_NOT_SETTINGS = {"config", "command", "func"}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from soak.config import load_toml, resolve
+    from soak.progress import Progress
+    from soak.runner import run_soak
+
+    file_values = load_toml(args.config) if args.config else {}
+    flags = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    config = resolve(file_values, flags)
+    progress = Progress(quiet=config.quiet)
+    try:
+        outcome = run_soak(config, progress)
+    finally:
+        progress.close()
+    if not config.quiet:
+        from soak.report.terminal import summary_table
+
+        print(summary_table(outcome.summary))
+        print(f"run dir: {config.out}")
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_ENVIRONMENT if outcome.failed_variants else EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from soak.analysis.summary import write_summary
+    from soak.report.html import write_report
+    from soak.report.terminal import summary_table
+
+    summary = write_summary(args.run_dir)
+    path = write_report(args.run_dir, summary)
+    print(summary_table(summary))
+    print(f"report: {path}")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from soak.gate import run_check
+
+    return run_check(args)
+
+
+def cmd_demo_model(args: argparse.Namespace) -> int:
+    from soak.demo_model import write_demo_model
+
+    path = write_demo_model(
+        args.out_dir,
+        versions=args.versions,
+        size_mb=args.size_mb,
+        warmup=not args.no_warmup,
+        seed=args.seed,
+    )
+    print(path)
+    return EXIT_OK
+
+
+def cmd_image_standin(args: argparse.Namespace) -> int:
+    from soak.images import ensure_standin_image
+    from soak.targets.docker_engine import connect
+
+    print(ensure_standin_image(connect(), progress=lambda m: print(m, file=sys.stderr)))
+    return EXIT_OK
+
+
+def cmd_image_allocators(args: argparse.Namespace) -> int:
+    from soak.images import ensure_allocator_image
+    from soak.targets.docker_engine import connect
+
+    print(ensure_allocator_image(connect(), args.base))
+    return EXIT_OK
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's stop keeps partial results
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except SoakError as exc:
+        print(f"soak: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("soak: interrupted", file=sys.stderr)
+        return errors.EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

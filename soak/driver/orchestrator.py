@@ -1,0 +1,278 @@
+"""A soak run: each variant in turn on a fresh target, then the analysis.
+
+Whatever happens to one variant (allocator not loaded, server died, OOM), the
+next one still runs, and everything measured so far stays on disk. On Ctrl-C
+the current variant is stopped, marked interrupted, and the analysis still
+runs on what was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from soak.config import RunConfig, VariantSpec, find_server_binary
+from soak.driver.model_versions import ModelSource
+from soak.driver.staging import VersionStager
+from soak.driver.swap_driver import ServerDied, SwapDriver
+from soak.errors import SoakError
+from soak.progress import Progress
+from soak.samplers.clock import SwapClock
+from soak.samplers.latency import LatencyProber
+from soak.samplers.memory import MemorySampler
+from soak.samplers.payload import build_predict_payload, fetch_metadata, load_request_file
+from soak.samplers.status import StatusPoller
+from soak.store.csv_log import CsvLog
+from soak.store.records import Event, EventKind, LatencySample, MemorySample
+from soak.store.run_dir import RunDir, VariantDir
+from soak.targets.allocators import container_library, find_library, preload_env, verify
+from soak.targets.base import LaunchSpec, Target
+from soak.targets.ports import free_port
+from soak.targets.process import ProcessTarget, last_log_line
+
+
+@dataclass
+class VariantResult:
+    name: str
+    status: str  # completed | interrupted | failed
+    reason: str | None = None
+
+
+class Interrupted(Exception):
+    """Raised after an interrupted run has been cleaned up and analysed."""
+
+
+class Orchestrator:
+    def __init__(self, config: RunConfig, model: ModelSource, progress: Progress):
+        self.config = config
+        self.model = model
+        self.progress = progress
+        self.run_dir = RunDir(Path(config.out))
+        self.run_id = uuid.uuid4().hex[:12]
+        self.docker = None  # the docker client, for the docker backend
+
+    def run(self) -> list[VariantResult]:
+        """Soak every variant; raises Interrupted (after cleanup) on Ctrl-C."""
+        results = []
+        for variant in self.config.variants:
+            result = self.run_variant(variant)
+            results.append(result)
+            if result.status == "interrupted":
+                raise Interrupted(results)
+        return results
+
+    def run_variant(self, variant: VariantSpec) -> VariantResult:
+        vdir = self.run_dir.variant(variant.name)
+        vdir.path.mkdir(parents=True, exist_ok=True)
+        facts = {
+            "name": variant.name,
+            "allocator": variant.allocator,
+            "library": None,
+            "allocator_verified": False,
+            "status": "running",
+            "reason": None,
+            "model_size_bytes": self.model.size_bytes,
+        }
+        _write_json(vdir.variant_json, facts)
+        events = CsvLog(vdir.events_csv, Event)
+        session = _VariantSession(self, variant, vdir, events, facts)
+        try:
+            session.soak()
+            facts["status"] = "completed"
+        except KeyboardInterrupt:
+            facts["status"], facts["reason"] = "interrupted", "interrupted by the user"
+            events.append(Event(time.time(), session.clock.swap, EventKind.INTERRUPTED))
+        except (ServerDied, SoakError) as exc:
+            facts["status"], facts["reason"] = "failed", _with_log(str(exc), vdir)
+            if isinstance(exc, ServerDied):
+                events.append(
+                    Event(time.time(), session.clock.swap, EventKind.SERVER_EXITED, None, str(exc))
+                )
+        finally:
+            session.close()
+            events.close()
+            _write_json(vdir.variant_json, facts)
+        self.progress.variant_done(variant.name, facts["status"], facts["reason"])
+        return VariantResult(variant.name, facts["status"], facts["reason"])
+
+    def make_target(self, spec: LaunchSpec) -> Target:
+        if self.config.backend == "docker":
+            from soak.targets.container import ContainerTarget
+
+            return ContainerTarget(
+                spec,
+                self.docker,
+                self.config.image,
+                self.run_id,
+                memory_limit_bytes=self.config.memory_limit_bytes,
+                cpuset_cpus=self.config.cpus,
+            )
+        return ProcessTarget(spec, find_server_binary(self.config.server_binary))
+
+    def allocator_library(self, variant: VariantSpec) -> str | None:
+        if variant.library:
+            return variant.library
+        if variant.allocator == "glibc":
+            return None
+        if self.config.backend == "docker":
+            return container_library(variant.allocator)
+        return str(find_library(variant.allocator))
+
+
+class _VariantSession:
+    """The live parts of one variant: target, samplers, driver; closed in any case."""
+
+    def __init__(
+        self,
+        orch: Orchestrator,
+        variant: VariantSpec,
+        vdir: VariantDir,
+        events: CsvLog,
+        facts: dict,
+    ):
+        self.orch, self.variant, self.vdir, self.events, self.facts = (
+            orch,
+            variant,
+            vdir,
+            events,
+            facts,
+        )
+        self.config = orch.config
+        self.clock = SwapClock()
+        self.target: Target | None = None
+        self.threads: list = []
+        self.logs: list[CsvLog] = []
+        self.stager = VersionStager(orch.model.versions, vdir.models)
+
+    def soak(self) -> None:
+        config, progress = self.config, self.orch.progress
+        library = self.orch.allocator_library(self.variant)
+        self.facts["library"] = library
+        spec = LaunchSpec(
+            variant=self.variant.name,
+            model_name=config.model_name,
+            base_path=self.vdir.models.resolve(),
+            rest_port=free_port(),
+            grpc_port=free_port(),
+            server_args=[*config.server_args, *self.variant.server_args],
+            env={**self.variant.env, **preload_env(library)},
+            log_path=self.vdir.server_log,
+        )
+        self.stager.stage(1)
+        self.events.append(
+            Event(time.time(), 0, EventKind.STAGED, 1, self.stager.source_for(1).name)
+        )
+        self.target = self.orch.make_target(spec)
+        progress.message(f"[{self.variant.name}] starting server ({self.variant.allocator})")
+        self.target.start()
+        self.events.append(
+            Event(
+                time.time(),
+                0,
+                EventKind.STARTED,
+                None,
+                json.dumps(self.target.describe().get("id", "")),
+            )
+        )
+        self.facts["target"] = self.target.describe()
+
+        memory_log = self._log(
+            self.vdir.memory_csv, MemorySample, [*self.target.memory_columns(), "swap"]
+        )
+        memory = self._thread(MemorySampler(self.target, memory_log, self.clock))
+        poller = self._thread(
+            StatusPoller(self.target.rest_url, config.model_name, self.events, self.clock)
+        )
+        driver = SwapDriver(
+            self.target,
+            self.stager,
+            poller,
+            memory,
+            self.events,
+            self.clock,
+            metric=config.metric,
+            settle_timeout_s=config.settle_timeout,
+            load_timeout_s=config.load_timeout,
+        )
+        driver.wait_first_version()
+        self._verify_allocator()
+
+        body = (
+            load_request_file(Path(config.request_file))
+            if config.request_file
+            else build_predict_payload(
+                fetch_metadata(self.target.rest_url, config.model_name), config.batch
+            )
+        )
+        url = f"{self.target.rest_url}/v1/models/{config.model_name}:predict"
+        prober = self._thread(
+            LatencyProber(
+                url,
+                body,
+                config.rps,
+                self._log(self.vdir.latency_csv, LatencySample),
+                self.clock,
+                max_duration_s=_max_duration(config),
+            )
+        )
+        progress.variant_started(self.variant.name, config.swaps, memory, prober)
+        driver.baseline()
+        progress.swap_done(0)
+        for index in range(1, config.swaps + 1):
+            outcome = driver.swap(index)
+            progress.swap_done(index, outcome)
+
+    def _verify_allocator(self) -> None:
+        ok, why = verify(self.variant.allocator, self.target.mapped_paths())
+        self.facts["allocator_verified"] = ok
+        self.facts["allocator_check"] = why
+        if not ok:
+            raise SoakError(f"variant {self.variant.name}: {why}")
+
+    def _log(self, path: Path, record_type: type, names: list[str] | None = None) -> CsvLog:
+        log = CsvLog(path, record_type, names)
+        self.logs.append(log)
+        return log
+
+    def _thread(self, sampler):
+        sampler.start()
+        self.threads.append(sampler)
+        return sampler
+
+    def close(self) -> None:
+        """Stop traffic first, then the target, then the samplers; keep every row."""
+        for sampler in reversed(self.threads):
+            if isinstance(sampler, LatencyProber):
+                sampler.stop()
+        if self.target is not None:
+            reason = self.target.exit_reason()
+            self.target.stop()
+            if reason is None:
+                self.events.append(Event(time.time(), self.clock.swap, EventKind.STOPPED))
+        for sampler in reversed(self.threads):
+            sampler.stop()
+        for log in self.logs:
+            log.close()
+        if not self.config.keep_models:
+            self.stager.remove_all()
+
+
+def _max_duration(config: RunConfig) -> float:
+    """A hard bound on the traffic loop, whatever happens to the driver."""
+    per_swap = config.load_timeout + config.settle_timeout + 60
+    return (config.swaps + 1) * per_swap
+
+
+def _with_log(message: str, vdir: VariantDir) -> str:
+    last = last_log_line(vdir.server_log)
+    return f"{message} (server log: {last})" if last and "server" in message else message
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)

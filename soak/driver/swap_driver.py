@@ -1,0 +1,154 @@
+"""The swap driver: a baseline, then N swaps, each complete when memory settled.
+
+A swap stages version k+1; TF Serving loads it, then unloads k (availability
+preserving). The swap is complete when k+1 is AVAILABLE, k is END and memory
+has settled. The status poller writes the server's transitions to events.csv;
+the driver writes what it did (staged) and what it saw (settled).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from soak.driver.settle import SettleRule
+from soak.driver.staging import VersionStager
+from soak.samplers.clock import SwapClock
+from soak.samplers.memory import MemorySampler
+from soak.samplers.status import StatusPoller, VersionStatus
+from soak.store.csv_log import CsvLog
+from soak.store.records import MIB, Event, EventKind
+from soak.targets.base import Target
+
+POLL_S = 0.2
+WARM_TRAFFIC_S = 2.0  # requests before the baseline counts, so lazy allocations are made
+
+
+class ServerDied(Exception):
+    """The target stopped while the driver waited on it."""
+
+
+@dataclass
+class SwapOutcome:
+    index: int
+    version: int
+    loaded: bool
+    detail: str = ""
+
+
+class SwapDriver:
+    def __init__(
+        self,
+        target: Target,
+        stager: VersionStager,
+        poller: StatusPoller,
+        memory: MemorySampler,
+        events: CsvLog,
+        clock: SwapClock,
+        *,
+        metric: str = "anon_bytes",
+        settle_rule: SettleRule | None = None,
+        settle_timeout_s: float = 30.0,
+        load_timeout_s: float = 300.0,
+        on_progress: Callable[[str], None] = lambda message: None,
+    ):
+        self.target = target
+        self.stager = stager
+        self.poller = poller
+        self.memory = memory
+        self.events = events
+        self.clock = clock
+        self.metric = metric
+        self.settle_rule = settle_rule or SettleRule()
+        self.settle_timeout_s = settle_timeout_s
+        self.load_timeout_s = load_timeout_s
+        self.on_progress = on_progress
+        self.serving_version = 1  # staged before the server started
+        self.last_staged = 1  # version numbers only grow, even past a failed load
+
+    def event(self, kind: str, version: int | None = None, detail: str = "") -> None:
+        self.events.append(Event(time.time(), self.clock.swap, kind, version, detail))
+
+    def wait_first_version(self) -> None:
+        """Version 1 (staged before the server started) becomes AVAILABLE."""
+        self._wait(lambda vs: _state(vs, 1) in ("AVAILABLE", "END"), "version 1 to load")
+        status = self.poller.versions()[1]
+        if status.state == "END":
+            raise ServerDied(f"version 1 failed to load: {status.error_message}")
+
+    def baseline(self) -> None:
+        """Warm traffic is on; wait for memory to settle: the baseline (swap 0)."""
+        time.sleep(WARM_TRAFFIC_S)
+        self.wait_settled(time.time())
+
+    def swap(self, index: int) -> SwapOutcome:
+        """Stage the next version, wait for the swap and for memory to settle."""
+        old, new = self.serving_version, self.last_staged + 1
+        self.last_staged = new
+        self.clock.swap = index
+        self.stager.stage(new)
+        self.event(EventKind.STAGED, new, self.stager.source_for(new).name)
+        self._wait(
+            lambda vs: (
+                _state(vs, new) == "END"
+                or (_state(vs, new) == "AVAILABLE" and _state(vs, old) in ("END", None))
+            ),
+            f"version {new} to replace {old}",
+        )
+        status = self.poller.versions()[new]
+        if status.state == "END":  # failed load: the old version keeps serving
+            self.stager.remove(new)
+            self.wait_settled(time.time())
+            return SwapOutcome(index, new, False, status.error_message)
+        self.serving_version = new
+        self.stager.remove(old)
+        self.wait_settled(time.time())
+        return SwapOutcome(index, new, True)
+
+    def wait_settled(self, since: float) -> float:
+        """Wait until the metric stops falling (or the bound); returns settled bytes."""
+        deadline = since + self.settle_timeout_s
+        while True:
+            self._check_alive()
+            now = time.time()
+            samples = [
+                (s.t, getattr(s, self.metric))
+                for s in self.memory.since(since - self.settle_rule.level_s)
+                if getattr(s, self.metric) is not None
+            ]
+            settled = self.settle_rule.has_settled(samples, since, now)
+            if settled or now >= deadline:
+                level = _median_recent(samples, now - self.settle_rule.level_s)
+                if not settled:
+                    self.event(
+                        EventKind.SETTLE_TIMEOUT,
+                        self.serving_version,
+                        f"still falling after {self.settle_timeout_s:g} s",
+                    )
+                self.event(
+                    EventKind.SETTLED, self.serving_version, f"{level / MIB:.1f}" if level else ""
+                )
+                return level or 0.0
+            time.sleep(POLL_S)
+
+    def _wait(self, predicate, what: str) -> None:
+        ok = self.poller.wait_for(predicate, self.load_timeout_s, abort=self.target.exit_reason)
+        self._check_alive()
+        if not ok:
+            raise ServerDied(f"timed out after {self.load_timeout_s:g} s waiting for {what}")
+
+    def _check_alive(self) -> None:
+        reason = self.target.exit_reason()
+        if reason:
+            raise ServerDied(f"server {reason}")
+
+
+def _state(versions: dict[int, VersionStatus], version: int) -> str | None:
+    status = versions.get(version)
+    return status.state if status else None
+
+
+def _median_recent(samples: list[tuple[float, int]], start: float) -> float | None:
+    recent = sorted(v for t, v in samples if t >= start) or [v for _, v in samples[-1:]]
+    return recent[len(recent) // 2] if recent else None

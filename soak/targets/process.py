@@ -1,0 +1,108 @@
+"""A TF Serving (or the stand-in) started as a local process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from soak.errors import EnvironmentFailure
+from soak.samplers.memory import read_proc_memory
+from soak.store.records import PROCESS_MEMORY_COLUMNS
+from soak.targets.base import LaunchSpec, Target
+
+STOP_TIMEOUT_S = 10.0
+
+
+class ProcessTarget(Target):
+    """`--server-binary` with TF Serving's flags, in its own process group."""
+
+    def __init__(self, spec: LaunchSpec, binary: str):
+        self.spec = spec
+        self.binary = binary
+        self.rest_url = f"http://127.0.0.1:{spec.rest_port}"
+        self._proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def command(self) -> list[str]:
+        return [self.binary, *self.spec.tf_serving_flags(str(self.spec.base_path))]
+
+    def start(self) -> None:
+        env = {**os.environ, **self.spec.env}
+        self._log = open(self.spec.log_path or os.devnull, "ab")  # noqa: SIM115 (closed in stop)
+        try:
+            self._proc = subprocess.Popen(
+                self.command(),
+                env=env,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._log.close()
+            raise EnvironmentFailure(f"cannot start {self.binary}: {exc.strerror}") from None
+
+    def memory_columns(self) -> tuple[str, ...]:
+        return PROCESS_MEMORY_COLUMNS
+
+    def read_memory(self) -> dict[str, int]:
+        return read_proc_memory(self.pid)
+
+    def mapped_paths(self) -> set[str]:
+        paths = set()
+        with open(f"/proc/{self.pid}/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                parts = line.split(maxsplit=5)
+                if len(parts) == 6 and parts[5].startswith("/"):
+                    paths.add(parts[5].strip())
+        return paths
+
+    def exit_reason(self) -> str | None:
+        code = self._proc.poll() if self._proc else None
+        if code is None:
+            return None
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
+    def stop(self) -> None:
+        """SIGTERM the process group, SIGKILL after a grace period."""
+        if self._proc and self._proc.poll() is None:
+            _signal_group(self._proc.pid, signal.SIGTERM)
+            try:
+                self._proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                _signal_group(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+        if self._proc:
+            # children the server may have left in its group
+            _signal_group(self._proc.pid, signal.SIGKILL)
+        if self._log and not self._log.closed:
+            self._log.close()
+
+    def describe(self) -> dict:
+        return {
+            "server_binary": self.binary,
+            "server_command": self.command(),
+            "server_env": self.spec.env,
+        }
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def last_log_line(path: Path | None, limit: int = 300) -> str:
+    """The server's last words, for a one-line failure message."""
+    if not path or not path.exists():
+        return ""
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1][:limit] if lines else ""
