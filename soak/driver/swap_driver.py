@@ -16,7 +16,7 @@ from soak.driver.settle import SettleRule
 from soak.driver.staging import VersionStager
 from soak.samplers.clock import SwapClock
 from soak.samplers.memory import MemorySampler
-from soak.samplers.status import StatusPoller, VersionStatus
+from soak.samplers.status import StatusPoller, VersionStatus, WaitAborted
 from soak.store.csv_log import CsvLog
 from soak.store.records import MIB, Event, EventKind
 from soak.targets.base import Target
@@ -133,8 +133,10 @@ class SwapDriver:
             time.sleep(POLL_S)
 
     def _wait(self, predicate, what: str) -> None:
-        ok = self.poller.wait_for(predicate, self.load_timeout_s, abort=self.target.exit_reason)
-        self._check_alive()
+        try:
+            ok = self.poller.wait_for(predicate, self.load_timeout_s, abort=self.target.exit_reason)
+        except WaitAborted as exc:
+            raise ServerDied(f"server {exc.reason}") from None
         if not ok:
             raise ServerDied(f"timed out after {self.load_timeout_s:g} s waiting for {what}")
 
