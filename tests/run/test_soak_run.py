@@ -1,0 +1,136 @@
+"""`soak run` end to end on the process backend: the real stand-in, real TF, real allocators."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+
+import pandas as pd
+from conftest import processes_mentioning, soak_cli
+
+SPEC_VARIANT_KEYS = {
+    "name",
+    "allocator",
+    "allocator_verified",
+    "status",
+    "swaps_completed",
+    "memory",
+    "latency",
+    "swaps",
+}
+SPEC_SWAP_KEYS = {"index", "version", "load_s", "settle_s", "settled_mb", "peak_mb", "retained_mb"}
+
+
+def test_short_run_writes_the_run_directory(small_model, tmp_path):
+    out = tmp_path / "run"
+    result = soak_cli(
+        "run",
+        "--model",
+        str(small_model),
+        "--swaps",
+        "3",
+        "--rps",
+        "10",
+        "--settle-timeout",
+        "10",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+
+    for name in ("summary.json", "report.html", "run.toml", "environment.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schema"] == "soak.summary/1" and summary["status"] == "completed"
+    assert summary["backend"] == "process" and summary["model"]["size_bytes"] > 8 << 20
+    assert [v["name"] for v in summary["variants"]] == ["glibc", "jemalloc"]
+    env = json.loads((out / "environment.json").read_text())
+    assert env["glibc_version"].startswith("glibc") and env["allocators"]["jemalloc"]["library"]
+    assert tomllib.loads((out / "run.toml").read_text())["swaps"] == 3
+
+    for variant in summary["variants"]:
+        assert set(variant) >= SPEC_VARIANT_KEYS
+        assert variant["status"] == "completed" and variant["allocator_verified"] is True
+        assert variant["swaps_completed"] == 3
+        assert [s["version"] for s in variant["swaps"]] == [2, 3, 4]
+        for swap in variant["swaps"]:
+            assert set(swap) >= SPEC_SWAP_KEYS
+            assert swap["load_s"] > 0 and swap["settled_mb"] > 50  # TF itself is > 50 MiB
+            assert swap["peak_mb"] >= swap["settled_mb"] - 1
+        vdir = out / variant["name"]
+        memory = pd.read_csv(vdir / "memory.csv")
+        assert list(memory.columns) == ["t", "rss_bytes", "anon_bytes", "swap"]
+        duration = memory.t.iloc[-1] - memory.t.iloc[0]
+        assert len(memory) > 5 * duration  # about 10 Hz
+        assert (memory.anon_bytes <= memory.rss_bytes).all()
+        assert sorted(memory.swap.unique()) == [0, 1, 2, 3]
+        latency = pd.read_csv(vdir / "latency.csv")
+        assert (latency.status == 200).mean() > 0.95
+        assert (latency.latency_ms >= (latency.t_end - latency.t_start) * 1000 - 1).all()
+        with open(vdir / "events.csv") as f:
+            events = [(int(r["swap"]), r["event"], r["version"]) for r in csv.DictReader(f)]
+        for k in (1, 2, 3):
+            of_swap = [(e, v) for s, e, v in events if s == k]
+            assert ("staged", str(k + 1)) in of_swap and ("available", str(k + 1)) in of_swap
+            assert ("end", str(k)) in of_swap and of_swap[-1][0] == "settled"
+        assert "Successfully loaded servable version" in (vdir / "server.log").read_text()
+        assert not (vdir / "models").exists()  # the private copy is removed
+    assert processes_mentioning(str(out)) == []
+
+
+def test_allocator_that_did_not_load_fails_the_variant(small_model, tmp_path):
+    out = tmp_path / "run"
+    config = tmp_path / "soak.toml"
+    config.write_text(
+        f'model = "{small_model}"\nswaps = 1\nrps = 5\n'
+        '[[variants]]\nname = "jemalloc"\nallocator = "jemalloc"\n'
+        'library = "/nonexistent/libjemalloc.so.2"\n'
+    )
+    result = soak_cli("run", "--config", str(config), "--out", str(out), "--quiet")
+    assert result.returncode == 3
+    variant = json.loads((out / "summary.json").read_text())["variants"][0]
+    assert variant["status"] == "failed" and variant["allocator_verified"] is False
+    assert processes_mentioning(str(out)) == []
+
+
+def test_interrupt_keeps_what_was_measured(small_model, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "soak",
+            "run",
+            "--model",
+            str(small_model),
+            "--swaps",
+            "50",
+            "--rps",
+            "10",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    events = out / "glibc" / "events.csv"
+    while time.time() < deadline and "settled" not in (
+        events.read_text() if events.exists() else ""
+    ):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["variants"][0]["status"] == "interrupted"
+    assert "interrupted" in events.read_text()
+    assert len((out / "glibc" / "memory.csv").read_text().splitlines()) > 10
+    assert processes_mentioning(str(out)) == []

@@ -1,0 +1,56 @@
+"""Atomic staging: a watcher of the base path never sees a half-written version."""
+
+import threading
+from pathlib import Path
+
+from soak.driver.staging import STAGING_PREFIX, VersionStager
+
+
+def make_version(path: Path, files: int, size: int) -> Path:
+    (path / "variables").mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"p" * 1000)
+    for i in range(files):
+        (path / "variables" / f"part-{i}").write_bytes(bytes([i % 256]) * size)
+    return path
+
+
+def test_watcher_only_ever_sees_complete_versions(tmp_path):
+    source = make_version(tmp_path / "src" / "1", files=200, size=64 * 1024)
+    expected = sorted(p.relative_to(source) for p in source.rglob("*"))
+    base = tmp_path / "base"
+    stager = VersionStager([source], base)
+    seen_incomplete, seen_versions = [], set()
+    done = threading.Event()
+
+    def watch():  # what a polling file-system source does, as fast as it can
+        while not done.is_set():
+            for entry in base.iterdir():
+                if entry.name.isdigit():
+                    listing = sorted(p.relative_to(entry) for p in entry.rglob("*"))
+                    seen_versions.add(entry.name)
+                    if listing != expected:
+                        seen_incomplete.append((entry.name, len(listing)))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for version in range(1, 6):
+        stager.stage(version)
+    done.set()
+    watcher.join()
+    assert seen_versions, "the watcher never looked"
+    assert seen_incomplete == []
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2", "3", "4", "5"]
+    assert not any(p.name.startswith(STAGING_PREFIX) for p in base.iterdir())
+
+
+def test_versions_cycle_through_sources_with_growing_numbers(tmp_path):
+    sources = [make_version(tmp_path / "src" / str(i), files=1, size=10 + i) for i in (1, 2)]
+    stager = VersionStager(sources, tmp_path / "base")
+    for version in (1, 2, 3):
+        stager.stage(version)
+    sizes = [
+        (tmp_path / "base" / str(v) / "variables" / "part-0").stat().st_size for v in (1, 2, 3)
+    ]
+    assert sizes == [11, 12, 11]
+    stager.remove(1)
+    assert not (tmp_path / "base" / "1").exists()
