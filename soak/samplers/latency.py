@@ -1,0 +1,188 @@
+"""Open-loop predict traffic at a constant rate, timed against the schedule.
+
+Request i is due at t0 + i / rps whatever happened to the earlier ones: a
+dispatcher thread keeps the schedule and hands each request to a pool of
+worker threads, so a stalled server does not slow the sending down. When all
+`max_in_flight` workers are busy the send waits, and its latency still counts
+from when it was due. A stall therefore shows up as latency, not as fewer
+requests (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from soak.samplers.clock import SwapClock
+from soak.store.csv_log import CsvLog
+from soak.store.records import LatencySample
+
+# A send that starts this much after it was due counts as late.
+LATE_AFTER_S = 0.010
+# How long recent latencies are kept for `recent_p99_ms`.
+RECENT_KEEP_S = 120.0
+# How often a dispatcher waiting for a free worker checks for stop.
+STOP_CHECK_S = 0.1
+
+
+class LatencyProber:
+    """POSTs `body` to `url` at `rps` requests per second; one latency.csv row per request.
+
+    `url` is the predict endpoint, e.g. f"{rest_url}/v1/models/{name}:predict".
+    Runs until stop() or `max_duration_s`. stop() waits for the requests in
+    flight (at most `timeout_s`), so every request sent has its row; requests
+    that were due but still waiting for a worker are not sent.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        body: dict,
+        rps: float,
+        log: CsvLog,
+        clock: SwapClock,
+        timeout_s: float = 10.0,
+        max_in_flight: int = 64,
+        max_duration_s: float = 24 * 3600,
+    ):
+        if not rps > 0:
+            raise ValueError(f"rps must be positive, got {rps}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.url = url
+        self.rps = rps
+        self.log = log
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self.max_in_flight = max_in_flight
+        self.max_duration_s = max_duration_s
+        self.sent = 0
+        self.errors = 0
+        self.late_sends = 0
+        self.last_error: str | None = None  # the latest failure, for the user
+        self._data = json.dumps(body).encode()
+        self._lock = threading.Lock()
+        self._recent: deque[tuple[float, float]] = deque()  # (t_end, latency_ms)
+        self._stop = threading.Event()
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._dispatcher: threading.Thread | None = None
+        self._t0_mono = 0.0
+        self._t0_epoch = 0.0
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="soak-probe")
+        self._t0_mono = time.monotonic()
+        self._t0_epoch = time.time()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, args=(self._pool,), name="soak-probe-dispatch", daemon=True
+        )
+        self._dispatcher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._dispatcher is not None:
+            self._dispatcher.join()
+            self._dispatcher = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+    def recent_p99_ms(self, window_s: float = 30) -> float | None:
+        """p99 latency of the requests answered in the last `window_s` seconds (nearest rank)."""
+        horizon = time.time() - window_s
+        with self._lock:
+            latencies = sorted(ms for t_end, ms in self._recent if t_end >= horizon)
+        if not latencies:
+            return None
+        return latencies[math.ceil(0.99 * len(latencies)) - 1]
+
+    def _epoch(self, t_mono: float) -> float:
+        """Epoch seconds of a monotonic instant (immune to wall-clock steps during the run)."""
+        return self._t0_epoch + (t_mono - self._t0_mono)
+
+    def _dispatch(self, pool: ThreadPoolExecutor) -> None:
+        i = 0
+        while not self._stop.is_set():
+            offset = i / self.rps
+            if offset >= self.max_duration_s:
+                return
+            due = self._t0_mono + offset
+            delay = due - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                return
+            swap = self.clock.swap
+            while not self._slots.acquire(timeout=STOP_CHECK_S):
+                if self._stop.is_set():
+                    return
+            pool.submit(self._send, due, swap)
+            i += 1
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False  # loopback only, never through a proxy
+            session.headers["Content-Type"] = "application/json"
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def _send(self, due: float, swap: int) -> None:
+        try:
+            start, end, status = self._post()
+        finally:
+            self._slots.release()
+        latency_ms = (end - due) * 1000.0
+        sample = LatencySample(
+            t_intended=self._epoch(due),
+            t_start=self._epoch(start),
+            t_end=self._epoch(end),
+            latency_ms=latency_ms,
+            status=status,
+            swap=swap,
+        )
+        with self._lock:
+            if start - due > LATE_AFTER_S:
+                self.late_sends += 1
+            self._recent.append((sample.t_end, latency_ms))
+            horizon = sample.t_end - RECENT_KEEP_S
+            while self._recent[0][0] < horizon:
+                self._recent.popleft()
+        self.log.append(sample)
+
+    def _post(self) -> tuple[float, float, int]:
+        """One request: (monotonic start, monotonic end, HTTP status or 0 for no response)."""
+        session = self._session()
+        error = None
+        with self._lock:
+            self.sent += 1
+        start = time.monotonic()
+        try:
+            response = session.post(self.url, data=self._data, timeout=self.timeout_s)
+            status = response.status_code
+            if status != 200:
+                error = f"HTTP {status}: {response.text[:200]}"
+        except requests.RequestException as exc:
+            status = 0
+            error = f"{type(exc).__name__}: {exc}"
+        end = time.monotonic()
+        if error is not None:
+            with self._lock:
+                self.errors += 1
+                self.last_error = error
+        return start, end, status

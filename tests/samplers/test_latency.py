@@ -1,0 +1,144 @@
+"""LatencyProber against real HTTP servers on loopback: stalled, refusing, rejecting."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import threading
+import time
+
+from soak.samplers.clock import SwapClock
+from soak.samplers.latency import LatencyProber
+from soak.store.csv_log import CsvLog
+from soak.store.records import LatencySample
+
+BODY = {"signature_name": "serving_default", "instances": [{"x": [1.0, 2.0]}]}
+RPS = 50
+RUN_S = 3.0
+STALL_FROM_S, STALL_UNTIL_S = 1.0, 2.0  # after the prober starts
+
+
+class StallingServer:
+    """Answers at once, except that requests arriving in the stall window wait for its end."""
+
+    def __init__(self):
+        self.stall_from = self.stall_until = 0.0  # epoch seconds
+        self.bodies: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        with self._lock:
+            self.bodies.append(body)
+        now = time.time()
+        if self.stall_from <= now < self.stall_until:
+            time.sleep(self.stall_until - now)
+        return 200, b'{"predictions": [[0.5]]}'
+
+
+def read_rows(path) -> list[dict[str, float]]:
+    with path.open() as f:
+        rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    return sorted(rows, key=lambda r: r["t_intended"])
+
+
+def run_against_stall(tmp_path, serve, max_in_flight: int):
+    server = StallingServer()
+    http = serve(server)
+    path = tmp_path / "latency.csv"
+    log = CsvLog(path, LatencySample)
+    clock = SwapClock()
+    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    prober = LatencyProber(url, BODY, RPS, log, clock, timeout_s=5, max_in_flight=max_in_flight)
+    started = time.time()
+    server.stall_from, server.stall_until = started + STALL_FROM_S, started + STALL_UNTIL_S
+    prober.start()
+    time.sleep(STALL_FROM_S)
+    clock.swap = 1
+    time.sleep(RUN_S - STALL_FROM_S)
+    prober.stop()
+    log.close()
+    return server, prober, read_rows(path)
+
+
+def check_schedule_kept(rows, prober, min_rows: float):
+    assert min_rows <= len(rows) <= RPS * RUN_S + 3
+    assert prober.sent == len(rows) and prober.errors == 0
+    assert all(r["status"] == 200 for r in rows)
+    gaps = [b["t_intended"] - a["t_intended"] for a, b in zip(rows, rows[1:], strict=False)]
+    assert max(abs(g - 1 / RPS) for g in gaps) < 1e-6  # evenly spaced, none skipped
+    for r in rows:
+        assert r["t_start"] >= r["t_intended"] - 1e-3
+        assert abs(r["latency_ms"] - (r["t_end"] - r["t_intended"]) * 1000) < 1e-3
+
+
+def test_a_stall_shows_as_latency_while_the_schedule_goes_on(tmp_path, serve):
+    server, prober, rows = run_against_stall(tmp_path, serve, max_in_flight=64)
+    check_schedule_kept(rows, prober, min_rows=RPS * RUN_S - 3)
+    assert all(json.loads(b) == BODY for b in server.bodies)
+
+    stall_from, stall_until = server.stall_from, server.stall_until
+    before = [r for r in rows if r["t_intended"] < stall_from - 0.1]
+    early_in_stall = [r for r in rows if stall_from + 0.05 <= r["t_intended"] < stall_from + 0.2]
+    in_stall = [r for r in rows if stall_from + 0.05 <= r["t_intended"] < stall_until - 0.05]
+    # Requests kept going out during the stall (open loop) ...
+    assert sum(stall_from <= r["t_start"] < stall_until for r in rows) >= 0.8 * RPS
+    assert statistics.median(r["t_start"] - r["t_intended"] for r in in_stall) < 0.05
+    # ... and each waited until the stall ended: latency up to the stall length.
+    assert statistics.median(r["latency_ms"] for r in before) < 100
+    assert all(700 < r["latency_ms"] < 1500 for r in early_in_stall)
+    assert max(r["latency_ms"] for r in in_stall) < 1500
+    assert prober.recent_p99_ms(window_s=60) > 700
+    # Rows carry the swap that was current when they were due.
+    assert {r["swap"] for r in rows if r["t_intended"] < stall_from - 0.1} == {0}
+    assert {r["swap"] for r in rows if r["t_intended"] > stall_from + 0.1} == {1}
+
+
+def test_busy_workers_delay_sends_but_latency_counts_from_the_schedule(tmp_path, serve):
+    server, prober, rows = run_against_stall(tmp_path, serve, max_in_flight=4)
+    # The backlog drains after the stall; what is still due at stop() is not sent.
+    check_schedule_kept(rows, prober, min_rows=RPS * (STALL_UNTIL_S + 0.2))
+
+    stall_until = server.stall_until
+    # Four requests hold the four workers; the rest of the stall is sent late, after it.
+    held_back = [r for r in rows if server.stall_from + 0.2 < r["t_intended"] < stall_until - 0.2]
+    assert held_back and all(r["t_start"] >= stall_until - 0.01 for r in held_back)
+    assert all(r["latency_ms"] >= (stall_until - r["t_intended"]) * 1000 - 10 for r in held_back)
+    assert prober.late_sends >= len(held_back)
+
+
+def test_refused_connections_are_status_0_and_the_loop_is_bounded(tmp_path, closed_port):
+    path = tmp_path / "latency.csv"
+    log = CsvLog(path, LatencySample)
+    url = f"http://127.0.0.1:{closed_port}/v1/models/ranker:predict"
+    prober = LatencyProber(url, BODY, rps=20, log=log, clock=SwapClock(), max_duration_s=0.5)
+    prober.start()
+    time.sleep(1.0)  # past max_duration_s: the prober has stopped sending by itself
+    sent_by_then = prober.sent
+    prober.stop()
+    log.close()
+
+    rows = read_rows(path)
+    assert sent_by_then == prober.sent == len(rows) == 10  # 0.5 s at 20 rps
+    assert prober.errors == 10
+    assert all(r["status"] == 0 for r in rows)
+    assert "ConnectionError" in prober.last_error
+
+
+def test_rejected_requests_keep_their_http_status(tmp_path, serve):
+    def reject(method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        return 400, b'{"error": "Expected 2 inputs, got 1"}'
+
+    http = serve(reject)
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    prober = LatencyProber(url, BODY, rps=40, log=log, clock=SwapClock(), max_duration_s=0.25)
+    prober.start()
+    time.sleep(0.5)
+    prober.stop()
+    log.close()
+
+    rows = read_rows(tmp_path / "latency.csv")
+    assert len(rows) == prober.errors == 10
+    assert all(r["status"] == 400 for r in rows)
+    assert prober.last_error == 'HTTP 400: {"error": "Expected 2 inputs, got 1"}'
