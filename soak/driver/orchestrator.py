@@ -169,16 +169,10 @@ class _VariantSession:
         self.target = self.orch.make_target(spec)
         progress.message(f"[{self.variant.name}] starting server ({self.variant.allocator})")
         self.target.start()
-        self.events.append(
-            Event(
-                time.time(),
-                0,
-                EventKind.STARTED,
-                None,
-                json.dumps(self.target.describe().get("id", "")),
-            )
-        )
-        self.facts["target"] = self.target.describe()
+        described = self.target.describe()
+        self.facts["target"] = described
+        started = described.get("pid") or described.get("container_id") or ""
+        self.events.append(Event(time.time(), 0, EventKind.STARTED, None, str(started)))
 
         memory_log = self._log(
             self.vdir.memory_csv, MemorySample, [*self.target.memory_columns(), "swap"]

@@ -89,6 +89,7 @@ class ProcessTarget(Target):
 
     def describe(self) -> dict:
         return {
+            "pid": self.pid,
             "server_binary": self.binary,
             "server_command": self.command(),
             "server_env": self.spec.env,
