@@ -175,7 +175,7 @@ class _VariantSession:
         self.events.append(Event(time.time(), 0, EventKind.STARTED, None, str(started)))
 
         memory_log = self._log(
-            self.vdir.memory_csv, MemorySample, [*self.target.memory_columns(), "swap"]
+            self.vdir.memory_csv, MemorySample, ["t", *self.target.memory_columns(), "swap"]
         )
         memory = self._thread(MemorySampler(self.target, memory_log, self.clock))
         poller = self._thread(
