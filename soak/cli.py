@@ -83,6 +83,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", help="CPU list to pin the server to, e.g. 0-1")
     p.add_argument("--settle-timeout", dest="settle_timeout", type=float)
     p.add_argument("--load-timeout", dest="load_timeout", type=float)
+    p.add_argument(
+        "--steady",
+        dest="steady_s",
+        type=float,
+        help="seconds of steady traffic between swaps (default 3)",
+    )
     p.add_argument("--warmup-swaps", dest="warmup_swaps", type=int)
     p.add_argument("--threshold-mb", dest="threshold_mb", type=float)
     p.add_argument("--swaps-per-day", dest="swaps_per_day", type=float)

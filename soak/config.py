@@ -59,6 +59,7 @@ class RunConfig:
     cpus: str | None = None
     settle_timeout: float = 30.0
     load_timeout: float = 300.0
+    steady_s: float = 3.0  # steady traffic after each swap settled, before the next
     out: str = ""
     keep_models: bool = False
     warmup_swaps: int = 2
@@ -188,6 +189,7 @@ def _validate(c: RunConfig) -> list[str]:
     check(_is_int(c.batch) and 1 <= c.batch <= 10000, f"batch must be 1..10000, not {c.batch!r}")
     check(_is_num(c.settle_timeout) and c.settle_timeout > 0, "settle_timeout must be > 0")
     check(_is_num(c.load_timeout) and c.load_timeout > 0, "load_timeout must be > 0")
+    check(_is_num(c.steady_s) and c.steady_s >= 0, "steady_s must be >= 0")
     check(_is_int(c.warmup_swaps) and c.warmup_swaps >= 0, "warmup_swaps must be >= 0")
     check(
         c.threshold_mb is None or (_is_num(c.threshold_mb) and c.threshold_mb > 0),

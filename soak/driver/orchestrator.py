@@ -216,9 +216,11 @@ class _VariantSession:
         progress.variant_started(self.variant.name, config.swaps, memory, prober)
         driver.baseline()
         progress.swap_done(0)
+        driver.hold(config.steady_s)
         for index in range(1, config.swaps + 1):
             outcome = driver.swap(index)
             progress.swap_done(index, outcome)
+            driver.hold(config.steady_s)
 
     def _verify_allocator(self) -> None:
         ok, why = verify(self.variant.allocator, self.target.mapped_paths())

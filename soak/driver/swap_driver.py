@@ -106,6 +106,13 @@ class SwapDriver:
         self.wait_settled(time.time())
         return SwapOutcome(index, new, True)
 
+    def hold(self, seconds: float) -> None:
+        """Steady traffic between swaps: the latency a swap is compared against."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            self._check_alive()
+            time.sleep(min(POLL_S, max(0.0, deadline - time.time())))
+
     def wait_settled(self, since: float) -> float:
         """Wait until the metric stops falling (or the bound); returns settled bytes."""
         deadline = since + self.settle_timeout_s
