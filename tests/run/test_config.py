@@ -1,19 +1,11 @@
 """Configuration: TOML + flags resolve into one validated config; bad input is one line, exit 2."""
 
-import subprocess
-import sys
 import tomllib
 
 import pytest
 
 from soak.config import parse_size, resolve
 from soak.errors import UsageError
-
-
-def soak_cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "soak", *args], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
 
 
 def test_defaults_are_the_embedded_run():
@@ -70,14 +62,14 @@ def test_parse_size(text, size):
     assert parse_size(text) == size
 
 
-def test_bad_flag_exits_2_with_one_line():
+def test_bad_flag_exits_2_with_one_line(soak_cli):
     result = soak_cli("run", "--swaps", "many")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "swaps" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_bad_config_file_exits_2_with_one_line(tmp_path):
+def test_bad_config_file_exits_2_with_one_line(tmp_path, soak_cli):
     bad = tmp_path / "bad.toml"
     bad.write_text("swaps = [\n")
     result = soak_cli("run", "--config", str(bad))
@@ -88,7 +80,7 @@ def test_bad_config_file_exits_2_with_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("make", ["missing", "empty_dir", "not_saved_model"])
-def test_bad_model_path_exits_2_with_one_line(tmp_path, make):
+def test_bad_model_path_exits_2_with_one_line(tmp_path, make, soak_cli):
     model = tmp_path / "model"
     if make != "missing":
         model.mkdir()

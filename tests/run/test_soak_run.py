@@ -9,7 +9,6 @@ import time
 import tomllib
 
 import pandas as pd
-from conftest import processes_mentioning, soak_cli
 
 SPEC_VARIANT_KEYS = {
     "name",
@@ -24,7 +23,7 @@ SPEC_VARIANT_KEYS = {
 SPEC_SWAP_KEYS = {"index", "version", "load_s", "settle_s", "settled_mb", "peak_mb", "retained_mb"}
 
 
-def test_short_run_writes_the_run_directory(small_model, tmp_path):
+def test_short_run_writes_the_run_directory(small_model, tmp_path, soak_cli, processes_mentioning):
     out = tmp_path / "run"
     result = soak_cli(
         "run",
@@ -82,7 +81,9 @@ def test_short_run_writes_the_run_directory(small_model, tmp_path):
     assert processes_mentioning(str(out)) == []
 
 
-def test_allocator_that_did_not_load_fails_the_variant(small_model, tmp_path):
+def test_allocator_that_did_not_load_fails_the_variant(
+    small_model, tmp_path, soak_cli, processes_mentioning
+):
     out = tmp_path / "run"
     config = tmp_path / "soak.toml"
     config.write_text(
@@ -97,7 +98,7 @@ def test_allocator_that_did_not_load_fails_the_variant(small_model, tmp_path):
     assert processes_mentioning(str(out)) == []
 
 
-def test_interrupt_keeps_what_was_measured(small_model, tmp_path):
+def test_interrupt_keeps_what_was_measured(small_model, tmp_path, processes_mentioning):
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [

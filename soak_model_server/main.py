@@ -1,0 +1,56 @@
+"""Console script `soak-model-server`: a TF Serving-compatible server (the stand-in).
+
+Flags are checked and the REST port probed before TensorFlow is imported, so usage errors
+come back in milliseconds. TF_ENABLE_ONEDNN_OPTS=0 is set before the import (unless the
+environment sets it), so tensors are allocated with plain malloc as in a stock TF Serving
+build: with oneDNN on, TensorFlow keeps its own pool and the process allocator hardly matters.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from soak_model_server.flags import PROG, parse_flags_or_exit
+from soak_model_server.logs import setup_logging
+
+EXIT_FAILED = 1
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Exit with one line if the REST port cannot be bound (before the slow TF import)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind((host, port))
+    except OSError as error:
+        print(
+            f"{PROG}: error: cannot listen on REST port {host}:{port}: {error.strerror or error}",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(EXIT_FAILED) from None
+    finally:
+        probe.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    flags = parse_flags_or_exit(sys.argv[1:] if argv is None else argv)
+    if flags.rest_api_port:
+        _check_port_free(flags.rest_api_bind, flags.rest_api_port)
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    setup_logging()
+
+    from soak_model_server.server import run_server  # imports TensorFlow
+
+    code = run_server(flags)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: TensorFlow's threads and a load still running in a pool can
+    # make a normal exit hang or crash; everything worth keeping is flushed already.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
