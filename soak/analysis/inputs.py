@@ -1,0 +1,212 @@
+"""Read a run directory back: run.toml, variant.json and the three CSVs.
+
+A run may have been killed: any CSV can end in a half-written row, files can be
+missing, variant.json can still say "running". Reading never fails on that; it
+drops what is unreadable and leaves the judging to the analysis.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from soak.errors import UsageError
+from soak.store.records import (
+    CGROUP_MEMORY_COLUMNS,
+    Event,
+    LatencySample,
+    MemorySample,
+    columns,
+)
+from soak.store.run_dir import RunDir, VariantDir
+
+VARIANT_STATUSES = ("completed", "interrupted", "failed")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The parts of run.toml that the analysis needs, with the documented defaults."""
+
+    model_name: str = "model"
+    backend: str = "process"
+    swaps: int | None = None
+    warmup_swaps: int = 2
+    threshold_mb: float | None = None  # None: max(1 MiB, 1% of the model's size)
+    metric: str = "anon_bytes"
+    memory_limit_bytes: int | None = None
+    swaps_per_day: float | None = None
+    variants: tuple[tuple[str, str], ...] = ()  # (name, allocator) in run order
+
+
+@dataclass
+class VariantInputs:
+    """One variant's raw data as read from RUN_DIR/VARIANT/."""
+
+    name: str
+    allocator: str
+    library: str | None = None
+    allocator_verified: bool = False
+    status: str = "interrupted"
+    reason: str | None = None
+    model_size_bytes: int | None = None
+    memory: pd.DataFrame = field(default_factory=lambda: _empty(columns(MemorySample)))
+    latency: pd.DataFrame = field(default_factory=lambda: _empty(columns(LatencySample)))
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class RunInputs:
+    path: Path
+    settings: RunSettings
+    variants: list[VariantInputs]
+
+
+def read_run(path: Path) -> RunInputs:
+    """Everything the analysis reads; UsageError if `path` is not a run directory."""
+    run = RunDir(Path(path))
+    if not run.path.is_dir():
+        raise UsageError(f"not a directory: {run.path}")
+    variant_dirs = {v.name: v for v in run.variants()}
+    if not run.run_toml.exists() and not variant_dirs:
+        raise UsageError(f"not a soak run directory (no run.toml, no variant data): {run.path}")
+    settings = read_settings(run.run_toml) if run.run_toml.exists() else RunSettings()
+
+    ordered = list(settings.variants)
+    ordered += [(name, name) for name in sorted(variant_dirs) if name not in dict(ordered)]
+    variants = []
+    for name, allocator in ordered:
+        if name in variant_dirs:
+            variants.append(read_variant(variant_dirs[name], allocator))
+        else:
+            variants.append(VariantInputs(name, allocator, reason="did not run"))
+    return RunInputs(run.path, settings, variants)
+
+
+def read_settings(path: Path) -> RunSettings:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    variants = tuple(
+        (str(v["name"]), str(v.get("allocator", v["name"])))
+        for v in data.get("variants", [])
+        if isinstance(v, dict) and "name" in v
+    )
+    try:
+        return RunSettings(
+            model_name=str(data.get("model_name", "model")),
+            backend=str(data.get("backend", "process")),
+            swaps=_opt(int, data.get("swaps")),
+            warmup_swaps=int(data.get("warmup_swaps", 2)),
+            threshold_mb=_opt(float, data.get("threshold_mb")),
+            metric=str(data.get("metric", "anon_bytes")),
+            memory_limit_bytes=_opt(int, data.get("memory_limit_bytes")),
+            swaps_per_day=_opt(float, data.get("swaps_per_day")),
+            variants=variants,
+        )
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: bad value: {exc}") from None
+
+
+def read_variant(vdir: VariantDir, allocator: str) -> VariantInputs:
+    meta = _read_json(vdir.variant_json)
+    status = meta.get("status")
+    if status not in VARIANT_STATUSES:  # "running" or missing: the run was killed
+        status = "interrupted"
+    return VariantInputs(
+        name=vdir.name,
+        allocator=str(meta.get("allocator") or allocator),
+        library=meta.get("library"),
+        allocator_verified=bool(meta.get("allocator_verified", False)),
+        status=status,
+        reason=meta.get("reason") or (None if meta else "variant.json missing or unreadable"),
+        model_size_bytes=_opt(int, meta.get("model_size_bytes")),
+        memory=read_csv_frame(vdir.memory_csv, columns(MemorySample)),
+        latency=read_csv_frame(vdir.latency_csv, columns(LatencySample)),
+        events=read_events(vdir.events_csv),
+    )
+
+
+def read_csv_frame(path: Path, names: list[str]) -> pd.DataFrame:
+    """A numeric CSV as a frame sorted by its first column; unreadable rows dropped.
+
+    Missing columns (a process target has no cgroup figures) come back all-NaN.
+    """
+    text = _complete_lines(path)
+    if not text.strip():
+        return _empty(names)
+    try:
+        frame = pd.read_csv(io.StringIO(text), on_bad_lines="skip", dtype=str)
+    except pd.errors.ParserError as exc:
+        raise UsageError(f"{path}: not a readable CSV: {exc}") from None
+    if names[0] not in frame.columns:
+        return _empty(names)  # without times the rows cannot be placed
+    out = pd.DataFrame(
+        {
+            n: pd.to_numeric(frame[n], errors="coerce") if n in frame.columns else np.nan
+            for n in names
+        },
+        index=frame.index,
+    )
+    required = [names[0]] + [n for n in names if n in frame.columns and n not in _OPTIONAL]
+    out = out.dropna(subset=required)
+    return out.sort_values(names[0], kind="stable").reset_index(drop=True)
+
+
+def read_events(path: Path) -> list[Event]:
+    """events.csv in file order; rows that do not parse are skipped."""
+    text = _complete_lines(path)
+    events = []
+    for row in csv.DictReader(io.StringIO(text)):
+        try:
+            version = row.get("version") or ""
+            events.append(
+                Event(
+                    t=float(row["t"]),
+                    swap=int(row["swap"]),
+                    event=str(row["event"]),
+                    version=int(version) if version.strip() else None,
+                    detail=row.get("detail") or "",
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return events
+
+
+# Columns that may be empty in every row without the row being broken.
+_OPTIONAL = set(CGROUP_MEMORY_COLUMNS) | {"swap"}
+
+
+def _complete_lines(path: Path) -> str:
+    """The file's text without a last line that was cut off mid-write."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+    return data.decode("utf-8", errors="replace")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _opt(kind, value):
+    return None if value is None else kind(value)
+
+
+def _empty(names: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({n: np.array([], dtype=float) for n in names})

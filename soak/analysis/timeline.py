@@ -1,0 +1,140 @@
+"""The timeline of one variant, rebuilt from events.csv.
+
+The driver writes `staged` (swap k, new version) and `settled` (swap k; swap 0
+is the baseline); the status poller writes the server's transitions. From those
+we get, per swap, when the new version was staged, became AVAILABLE, when the
+old one reached END, and when memory settled. A killed run simply has fewer of
+these; nothing here assumes the last swap finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from soak.store.records import Event, EventKind
+
+
+@dataclass(frozen=True)
+class SwapTimes:
+    """When the steps of swap `index` happened (epoch seconds; None = never seen)."""
+
+    index: int
+    version: int | None  # the version staged by this swap
+    old_version: int | None  # the version it replaces
+    staged_t: float
+    available_t: float | None  # the new version AVAILABLE
+    old_end_t: float | None  # the old version END
+    settled_t: float | None  # memory settled (or the settle bound was reached)
+    settle_timed_out: bool
+    load_failed: bool
+    next_staged_t: float | None  # the next swap's staging, if any
+
+    @property
+    def completed(self) -> bool:
+        return self.settled_t is not None
+
+    @property
+    def end_t(self) -> float | None:
+        """The swap is over: memory settled, else the next swap was staged (None: going on)."""
+        return self.settled_t if self.settled_t is not None else self.next_staged_t
+
+    @property
+    def transition_end_t(self) -> float | None:
+        """The version change is over: the old version END, else the new one AVAILABLE."""
+        return self.old_end_t if self.old_end_t is not None else self.available_t
+
+
+@dataclass(frozen=True)
+class Timeline:
+    started_t: float | None  # the first event of the variant: time zero of its plots
+    baseline_version: int | None
+    baseline_t: float | None  # the swap-0 settled event: the baseline
+    swaps: list[SwapTimes]
+    server_exit: Event | None  # the server died (before the run stopped it)
+    stopped_t: float | None  # the run stopped the server (end of meaningful traffic)
+
+    @property
+    def completed_swaps(self) -> list[SwapTimes]:
+        return [s for s in self.swaps if s.completed]
+
+
+def build_timeline(events: list[Event]) -> Timeline:
+    staged = _first_per_swap(events, EventKind.STAGED)
+    settled = _first_per_swap(events, EventKind.SETTLED)
+    timed_out = _first_per_swap(events, EventKind.SETTLE_TIMEOUT)
+    stopped = next((e for e in events if e.event == EventKind.STOPPED), None)
+    exited = next((e for e in events if e.event == EventKind.SERVER_EXITED), None)
+    if exited is not None and stopped is not None and stopped.t <= exited.t:
+        exited = None  # it exited because we stopped it
+
+    first_staged_t = min((e.t for i, e in staged.items() if i >= 1), default=None)
+    baseline_version = _baseline_version(events, first_staged_t)
+    baseline = settled.get(0)
+
+    swaps: list[SwapTimes] = []
+    old_version = baseline_version
+    indices = sorted(i for i in staged if i >= 1)
+    position = {id(e): i for i, e in enumerate(events)}
+    positions = {index: position[id(staged[index])] for index in indices}
+    for n, index in enumerate(indices):
+        stage = staged[index]
+        # What the server did for this swap happened before the next one was staged.
+        end = positions[indices[n + 1]] if n + 1 < len(indices) else len(events)
+        later = events[positions[index] : end]
+        version = stage.version
+        settle = settled.get(index) or timed_out.get(index)
+        load_failed = _find(later, EventKind.LOAD_FAILED, version) is not None
+        available = _find(later, EventKind.AVAILABLE, version)
+        swaps.append(
+            SwapTimes(
+                index=index,
+                version=version,
+                old_version=old_version,
+                staged_t=stage.t,
+                available_t=available.t if available else None,
+                old_end_t=_t(_find(later, EventKind.END, old_version)),
+                settled_t=settle.t if settle else None,
+                settle_timed_out=index in timed_out,
+                load_failed=load_failed or (available is None and settle is not None),
+                next_staged_t=staged[indices[n + 1]].t if n + 1 < len(indices) else None,
+            )
+        )
+        if available is not None:
+            old_version = version  # a failed load leaves the old version serving
+    return Timeline(
+        started_t=events[0].t if events else None,
+        baseline_version=baseline_version,
+        baseline_t=baseline.t if baseline else None,
+        swaps=swaps,
+        server_exit=exited,
+        stopped_t=stopped.t if stopped else None,
+    )
+
+
+def _first_per_swap(events: list[Event], kind: str) -> dict[int, Event]:
+    found: dict[int, Event] = {}
+    for e in events:
+        if e.event == kind and e.swap not in found:
+            found[e.swap] = e
+    return found
+
+
+def _baseline_version(events: list[Event], first_staged_t: float | None) -> int | None:
+    """The version serving before the first swap: the last one seen AVAILABLE then."""
+    version = None
+    for e in events:
+        if first_staged_t is not None and e.t >= first_staged_t:
+            break
+        if e.event == EventKind.AVAILABLE and e.version is not None:
+            version = e.version
+    return version
+
+
+def _find(events: list[Event], kind: str, version: int | None) -> Event | None:
+    if version is None:
+        return None
+    return next((e for e in events if e.event == kind and e.version == version), None)
+
+
+def _t(event: Event | None) -> float | None:
+    return event.t if event else None

@@ -1,0 +1,86 @@
+"""report.html, the terminal table and `soak report` on simulated runs."""
+
+import base64
+import re
+
+from soak.analysis.summary import write_summary
+from soak.report.html import write_report
+from soak.report.terminal import summary_table
+
+
+def leaking(k):
+    return 8.0 * k
+
+
+def releasing(k):
+    return 0.2 if k else 0.0
+
+
+def images(page: str) -> list[str]:
+    return re.findall(r'<img alt="" src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)">', page)
+
+
+def test_report_is_one_self_contained_page(make_run, sim_variant):
+    run = make_run(
+        [sim_variant("glibc", "glibc", leaking), sim_variant("jemalloc", "jemalloc", releasing)],
+        memory_limit_bytes=2 << 30,
+        swaps_per_day=24,
+    )
+    summary = write_summary(run)
+    path = write_report(run, summary)
+    page = path.read_text(encoding="utf-8")
+
+    assert path == run / "report.html"
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from elsewhere
+    assert "<script" not in page
+    # settled per swap, memory x2, latency windows, latency x2
+    svgs = images(page)
+    assert len(svgs) == 6
+    assert all(base64.b64decode(s).decode().lstrip().startswith("<?xml") for s in svgs)
+    assert summary["comparison"]["recommendation"] in page
+    for v in summary["variants"]:
+        assert f"<span class=v-{v['memory']['verdict']}>" in page
+    assert "Memory limit: 2048 MiB" in page
+    assert "reaches 2048 MiB after about" in page
+
+
+def test_report_of_a_killed_run(make_run, sim_variant):
+    run = make_run(
+        [
+            sim_variant("glibc", "glibc", leaking, kill_at_s=60.0),
+            sim_variant("jemalloc", "jemalloc", releasing, kill_at_s=3.0),
+        ]
+    )
+    summary = write_summary(run)
+    page = write_report(run, summary).read_text(encoding="utf-8")
+    assert "not settled" in page  # the swap that was going when the run was killed
+    assert "no baseline" in page
+    assert "run <span class=s-interrupted>interrupted</span>" in page
+
+
+def test_terminal_table(make_run, sim_variant):
+    run = make_run(
+        [sim_variant("glibc", "glibc", leaking), sim_variant("jemalloc", "jemalloc", releasing)]
+    )
+    table = summary_table(write_summary(run))
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ["variant", "allocator", "status"]
+    glibc = next(line for line in lines if line.startswith("glibc "))
+    assert glibc.split()[:4] == ["glibc", "glibc", "completed", "8"]
+    assert "leak" in glibc and "8.00" in glibc
+    assert "-0.00" not in table
+    assert any(line.startswith("recommendation: use jemalloc") for line in lines)
+    assert lines[-1].startswith(f"run completed: {run}")
+
+
+def test_report_rewritten_from_raw_data(make_run, sim_variant):
+    # What `soak report` does on a run killed before it wrote anything.
+    run = make_run([sim_variant("glibc", "glibc", leaking, kill_at_s=70.0)])
+    assert not (run / "summary.json").exists()
+    summary = write_summary(run)
+    first = write_report(run, summary).read_text(encoding="utf-8")
+    summary_again = write_summary(run)
+    assert summary_again == summary
+    assert write_report(run, summary_again).read_text(encoding="utf-8") == first  # reproducible
+    assert summary["variants"][0]["swaps_completed"] == 4
