@@ -2,7 +2,8 @@
 
 Input: the settled memory after each completed swap, as MiB above the
 baseline, and a threshold T in MiB per swap. The first `warmup_swaps` swaps are
-skipped (first-time costs: thread pools, arenas, caches). On the rest:
+skipped (first-time costs: thread pools, arenas, caches), and the rest are
+measured from where memory stood after them (the post-warmup level). On the rest:
 
 - slope `s`: Theil–Sen (median of all pairwise slopes), so one odd swap
   cannot make or hide a leak. This is `retained_mb_per_swap`.
@@ -18,8 +19,8 @@ Each estimate is compared with a bound as above, below or unsure. It is unsure
 only when the noise is large against the threshold (1.645 standard errors, a
 one-sided 95 % margin, exceed T/2) and the estimate lies within that margin of
 the bound: closeness alone never makes a verdict inconclusive, noise does.
-Standard errors: sigma / sqrt(sum (x - mean x)^2) for a slope, 1.2533 sigma /
-sqrt(n) for a median.
+Standard errors: sigma / sqrt(sum (x - mean x)^2) for a slope, and
+sigma * sqrt(1.2533^2 / n + 1) for the level (a median less one reference swap).
 
 Rules, in order:
 1. `inconclusive` if the run ended early (the server died or stopped answering),
@@ -29,7 +30,7 @@ Rules, in order:
    `inconclusive` if unsure; else on to the level.
 4. s below T: `leak` if s2 is above T over at least 4 swaps (a leak that
    started late); else on to the level.
-5. The level against T: `released` below (back to the baseline within the
+5. The level against T: `released` below (back to the post-warmup level within the
    threshold), `plateau` above (grew past it, then stopped), else `inconclusive`.
 """
 
@@ -101,7 +102,10 @@ def classify(
     `died` is why the run ended early (the server died or hung), if it did.
     """
     pairs = sorted((int(i), float(r)) for i, r in zip(swaps, retained_mb, strict=True))
-    judged = [(i, r) for i, r in pairs if i > warmup_swaps and math.isfinite(r)]
+    # Levels are judged against where memory stood after the warmup swaps, so
+    # one-time costs of the first swaps (arenas, thread pools) are not "held".
+    reference = next((r for i, r in pairs if i == warmup_swaps and math.isfinite(r)), 0.0)
+    judged = [(i, r - reference) for i, r in pairs if i > warmup_swaps and math.isfinite(r)]
     x = [i for i, _ in judged]
     y = [r for _, r in judged]
     t = threshold_mb
@@ -163,15 +167,18 @@ def classify(
             f"started growing late: {_mb(later_slope)} MiB per swap in {late} (threshold {_mb(t)})",
         )
 
-    held = compare(level, 1.2533 * sigma / math.sqrt(len(later_y)), t)
+    # the level is a median of the later half minus one reference swap: both scatter
+    held = compare(level, sigma * math.sqrt(1.2533**2 / len(later_y) + 1), t)
     if held == UNSURE:
-        return verdict(INCONCLUSIVE, f"too noisy to tell the level from the baseline: {noisy}")
+        return verdict(INCONCLUSIVE, f"too noisy to tell the level after warmup: {noisy}")
     if held == BELOW:
         where = f"{_mb(-level)} MiB below" if level < 0 else f"within {_mb(level)} MiB of"
-        return verdict(RELEASED, f"settles {where} the baseline in {late} (threshold {_mb(t)})")
+        return verdict(
+            RELEASED, f"settles {where} the post-warmup level in {late} (threshold {_mb(t)})"
+        )
     return verdict(
         PLATEAU,
-        f"holds +{_mb(level)} MiB over the baseline but stopped growing in {late} "
+        f"holds +{_mb(level)} MiB over the post-warmup level but stopped growing in {late} "
         f"({_mb(later_slope)} MiB per swap; threshold {_mb(t)})",
     )
 
