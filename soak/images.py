@@ -1,0 +1,345 @@
+"""Container images soak builds itself: the stand-in image and the allocator layer (SPEC §5).
+
+No registry is reachable, so nothing is pulled. Each image is tagged with a
+hash of its recipe and reused while that tag exists:
+
+- `soak-debian-base:<hash>`: Debian bookworm from `mmdebstrap` + `docker import`
+  (docker/base/make-debian-base.sh), with python3 and the allocator libraries.
+- `soak-standin:<hash>`: the stand-in server installed with pip into a venv on
+  that base (docker/standin/), with tensorflow/serving's entrypoint contract.
+  The hash covers the recipes, the project source that goes in and the
+  project's dependencies, pinned to the versions soak itself runs with so that
+  the process and docker backends run the same TensorFlow.
+- `soak-alloc:<hash>`: jemalloc, tcmalloc and mimalloc added to any Debian or
+  Ubuntu based TF Serving image (docker/allocators/); hash of the base image
+  id and the recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from soak.errors import EnvironmentFailure
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DOCKER_DIR = PROJECT_ROOT / "docker"
+BASE_SCRIPT = DOCKER_DIR / "base" / "make-debian-base.sh"
+STANDIN_DIR = DOCKER_DIR / "standin"
+ALLOCATORS_DIR = DOCKER_DIR / "allocators"
+# What of the project goes into the stand-in image (besides pyproject.toml).
+SOURCE_PACKAGES = ("soak", "soak_model_server")
+OPTIONAL_SOURCE_FILES = ("README.md",)
+
+STANDIN = "standin"
+BASE_REPOSITORY = "soak-debian-base"
+STANDIN_REPOSITORY = "soak-standin"
+ALLOCATOR_REPOSITORY = "soak-alloc"
+HASH_LENGTH = 12
+# A bookworm minbase with python3 is ~240 MB; far less means a broken import.
+MIN_BASE_IMAGE_BYTES = 50 << 20
+# The interpreter of the Debian base (bookworm): the wheels are chosen for it.
+IMAGE_PYTHON = "3.11"
+IMAGE_ABI = "cp311"
+IMAGE_PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)),
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+)
+# Needed only to build the project's wheel inside the image (pyproject's build-system).
+BUILD_REQUIREMENTS = ("setuptools>=68", "wheel")
+
+Progress = Callable[[str], None]
+
+
+# --- public API -------------------------------------------------------------------
+
+
+def ensure_standin_image(client: docker.DockerClient, *, progress: Progress = print) -> str:
+    """The stand-in image's tag, building the base and the image if missing."""
+    _require_recipes(BASE_SCRIPT, STANDIN_DIR / "Dockerfile", PROJECT_ROOT / "pyproject.toml")
+    requirements = pinned_requirements()
+    tag = f"{STANDIN_REPOSITORY}:{standin_recipe_hash(requirements)}"
+    if _image_exists(client, tag):
+        return tag
+    base = ensure_base_image(client, progress=progress)
+    started = time.monotonic()
+    progress(f"building {tag} (stand-in server on {base}; a few minutes the first time)")
+    with tempfile.TemporaryDirectory(prefix="soak-standin-") as tmp:
+        context = Path(tmp)
+        _assemble_standin_context(context, requirements, progress)
+        _build(
+            client,
+            context,
+            tag,
+            buildargs={"BASE_IMAGE": base},
+            labels={"soak.image": "standin", "soak.base": base},
+            progress=progress,
+        )
+    progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+    return tag
+
+
+def ensure_base_image(client: docker.DockerClient, *, progress: Progress = print) -> str:
+    """The Debian base image's tag, made with mmdebstrap + docker import if missing."""
+    tag = f"{BASE_REPOSITORY}:{_hash_parts(_file_parts([BASE_SCRIPT], BASE_SCRIPT.parent))}"
+    if _image_exists(client, tag):
+        if _image_size(client, tag) >= MIN_BASE_IMAGE_BYTES:
+            return tag
+        progress(f"{tag} is too small to be a Debian base (an interrupted import?); rebuilding")
+        client.images.remove(tag, force=True)
+    if shutil.which("mmdebstrap") is None:
+        raise EnvironmentFailure(
+            "mmdebstrap not found: apt-get install mmdebstrap (needed once to build the "
+            "stand-in's Debian base image)"
+        )
+    started = time.monotonic()
+    progress(f"building {tag} (Debian bookworm with mmdebstrap)")
+    result = subprocess.run([str(BASE_SCRIPT), tag], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise EnvironmentFailure(f"building {tag} failed: {_last_line(result.stderr)}")
+    size = _image_size(client, tag) if _image_exists(client, tag) else 0
+    if size < MIN_BASE_IMAGE_BYTES:
+        raise EnvironmentFailure(f"building {tag} failed: imported image has only {size} bytes")
+    progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+    return tag
+
+
+def ensure_allocator_image(
+    client: docker.DockerClient, base: str, *, progress: Progress = print
+) -> str:
+    """The allocator layer over `base` (a local Debian/Ubuntu image), built if missing."""
+    dockerfile = ALLOCATORS_DIR / "Dockerfile"
+    _require_recipes(dockerfile)
+    try:
+        base_image = client.images.get(base)
+    except docker.errors.ImageNotFound:
+        raise EnvironmentFailure(_not_found_message(base)) from None
+    recipe = _hash_parts([base_image.id.encode(), *_file_parts([dockerfile], ALLOCATORS_DIR)])
+    tag = f"{ALLOCATOR_REPOSITORY}:{recipe}"
+    if _image_exists(client, tag):
+        return tag
+    progress(f"building {tag} (jemalloc, tcmalloc, mimalloc over {base})")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="soak-alloc-") as tmp:
+        shutil.copy2(dockerfile, Path(tmp) / "Dockerfile")
+        _build(
+            client,
+            Path(tmp),
+            tag,
+            buildargs={
+                "BASE_IMAGE": base_image.id,
+                "BASE_USER": base_image.attrs["Config"].get("User") or "root",
+            },
+            labels={"soak.image": "allocators", "soak.base": base},
+            progress=progress,
+        )
+    progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+    return tag
+
+
+def resolve_image(client: docker.DockerClient, image: str, *, progress: Progress = print) -> str:
+    """`standin` -> the stand-in image (built if missing); any other image must be local."""
+    if image == STANDIN:
+        return ensure_standin_image(client, progress=progress)
+    if not _image_exists(client, image):
+        raise EnvironmentFailure(_not_found_message(image))
+    return image
+
+
+def image_for_allocators(
+    client: docker.DockerClient,
+    image: str,
+    allocators: Iterable[str],
+    *,
+    progress: Progress = print,
+) -> str:
+    """The one image all variants of a run share.
+
+    The stand-in already holds every allocator; any other image gets the
+    allocator layer when a variant needs more than glibc.
+    """
+    resolved = resolve_image(client, image, progress=progress)
+    if image == STANDIN or set(allocators) <= {"glibc"}:
+        return resolved
+    return ensure_allocator_image(client, resolved, progress=progress)
+
+
+# --- recipe and hash --------------------------------------------------------------
+
+
+def pinned_requirements() -> list[str]:
+    """The project's dependencies, each pinned to the version installed here (if any)."""
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    pinned = []
+    for requirement in pyproject["project"]["dependencies"]:
+        name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
+        try:
+            pinned.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pinned.append(requirement)
+    return pinned
+
+
+def standin_source_files() -> list[Path]:
+    """The project files copied into the stand-in image, in a stable order."""
+    files = [PROJECT_ROOT / "pyproject.toml"]
+    files += [p for p in (PROJECT_ROOT / n for n in OPTIONAL_SOURCE_FILES) if p.exists()]
+    for package in SOURCE_PACKAGES:
+        files += sorted(
+            p
+            for p in (PROJECT_ROOT / package).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        )
+    return files
+
+
+def standin_recipe_hash(requirements: list[str]) -> str:
+    recipe_files = [BASE_SCRIPT, *sorted(STANDIN_DIR.iterdir())]
+    return _hash_parts(
+        [
+            *_file_parts(recipe_files, DOCKER_DIR),
+            *_file_parts(standin_source_files(), PROJECT_ROOT),
+            "\n".join(requirements).encode(),
+        ]
+    )
+
+
+def _file_parts(files: Iterable[Path], root: Path) -> list[bytes]:
+    """Relative path and content of each file, so renames change the hash too."""
+    parts = []
+    for path in files:
+        parts += [str(path.relative_to(root)).encode(), path.read_bytes()]
+    return parts
+
+
+def _hash_parts(parts: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))  # length-prefixed: no ambiguous joins
+        digest.update(part)
+    return digest.hexdigest()[:HASH_LENGTH]
+
+
+# --- building ---------------------------------------------------------------------
+
+
+def _assemble_standin_context(context: Path, requirements: list[str], progress: Progress) -> None:
+    """Dockerfile, entrypoint, requirements, wheelhouse and project source in `context`."""
+    for recipe in STANDIN_DIR.iterdir():
+        shutil.copy2(recipe, context / recipe.name)
+    (context / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    for path in standin_source_files():
+        target = context / "src" / path.relative_to(PROJECT_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    progress("downloading wheels for the image (pip download on this host)")
+    _download_wheels(context / "wheels", [*requirements, *BUILD_REQUIREMENTS])
+
+
+def _download_wheels(dest: Path, requirements: list[str]) -> None:
+    """Wheels for the image's Python, fetched with the host's pip and its configuration.
+
+    The image gets no index at all: whatever index, mirror or proxy
+    certificate the host's pip is set up with stays on the host.
+    """
+    platforms = [arg for platform in IMAGE_PLATFORMS for arg in ("--platform", platform)]
+    command = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dest),
+        "--only-binary=:all:", "--python-version", IMAGE_PYTHON, "--implementation", "cp",
+        "--abi", IMAGE_ABI, *platforms, *requirements,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        errors = [ln for ln in result.stderr.splitlines() if ln.startswith("ERROR")]
+        raise EnvironmentFailure(
+            "downloading wheels for the stand-in image failed: "
+            + (errors[0] if errors else _last_line(result.stderr))
+        )
+
+
+def _build(
+    client: docker.DockerClient,
+    context: Path,
+    tag: str,
+    *,
+    buildargs: dict[str, str],
+    labels: dict[str, str],
+    progress: Progress,
+) -> None:
+    """`docker build --network host`, steps reported, the failing step's output in the error."""
+    output: list[str] = []
+    try:
+        for chunk in client.api.build(
+            path=str(context),
+            tag=tag,
+            buildargs=buildargs,
+            labels=labels,
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        ):
+            if "error" in chunk:
+                raise EnvironmentFailure(
+                    f"building {tag} failed: {_last_line(chunk['error'])}" + _context_note(output)
+                )
+            for line in chunk.get("stream", "").splitlines():
+                output.append(line)
+                if line.startswith("Step "):
+                    progress(f"  {line}")
+    except docker.errors.APIError as exc:
+        raise EnvironmentFailure(f"building {tag} failed: {exc.explanation or exc}") from None
+
+
+def _context_note(output: list[str]) -> str:
+    lines = [ln.strip() for ln in output if ln.strip()]
+    return f" (last output: {lines[-1][:200]})" if lines else ""
+
+
+# --- small helpers ----------------------------------------------------------------
+
+
+def _image_exists(client: docker.DockerClient, image: str) -> bool:
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def _image_size(client: docker.DockerClient, image: str) -> int:
+    return int(client.images.get(image).attrs.get("Size") or 0)
+
+
+def _not_found_message(image: str) -> str:
+    return (
+        f"image {image} not found locally (no registry reachable); build it or use --image standin"
+    )
+
+
+def _require_recipes(*paths: Path) -> None:
+    for path in paths:
+        if not path.exists():
+            raise EnvironmentFailure(
+                f"{path} not found: soak builds images from its source checkout"
+            )
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no output"

@@ -1,0 +1,365 @@
+"""A TF Serving (or the stand-in) run as a Docker container, as in production.
+
+The container runs the image's own entrypoint (tensorflow/serving's contract:
+MODEL_NAME, MODEL_BASE_PATH, extra arguments appended) with host networking,
+so the REST port is on 127.0.0.1 and no bridge network is needed. The private
+model base path is bind-mounted read-only at /models/NAME: versions staged on
+the host appear inside at once.
+
+Memory: on a local engine the server process is read from the host's /proc
+and its cgroup, like a process target. When the engine's processes are not in
+this pid namespace (DOCKER_HOST, a socket from elsewhere) only the stats API
+is there, so process figures are approximated from the container's cgroup.
+Any engine still has to see the model's path and share 127.0.0.1 with soak:
+bind mount and host networking are on the engine's machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import docker
+import docker.errors
+import psutil
+
+from soak.errors import EnvironmentFailure
+from soak.samplers.memory import find_cgroup_memory_dir, read_cgroup_memory, read_proc_memory
+from soak.store.records import CGROUP_MEMORY_COLUMNS, PROCESS_MEMORY_COLUMNS
+from soak.targets.base import LaunchSpec, Target
+from soak.targets.docker_engine import LABEL_VARIANT, is_local, owner_labels
+
+CONTAINER_MODELS_DIR = "/models"
+STOP_TIMEOUT_S = 10
+LOG_FLUSH_JOIN_S = 5.0
+# How long start() waits for the server process to appear behind the entrypoint.
+SERVER_PROCESS_WAIT_S = 15.0
+# Executables that only start the server (tensorflow/serving's entrypoint does not
+# `exec`, and `--init` puts docker-init first): the server is their only child.
+WRAPPERS = {"bash", "sh", "dash", "docker-init", "tini", "dumb-init"}
+
+# The same walk inside the container, for a remote engine: from pid 1 down
+# through wrappers to the server, then its maps.
+_REMOTE_MAPS_SCRIPT = r"""
+p=1
+while :; do
+  case "$(readlink /proc/$p/exe)" in
+    */bash|*/sh|*/dash|*/docker-init|*/tini|*/dumb-init) ;;
+    *) break ;;
+  esac
+  set -- $(cat /proc/$p/task/$p/children 2>/dev/null)
+  [ $# -eq 1 ] || break
+  p=$1
+done
+cat /proc/$p/maps
+"""
+
+
+class ContainerTarget(Target):
+    """One variant's server in a container labelled with its run, variant and owner."""
+
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        client: docker.DockerClient,
+        image: str,
+        run_id: str,
+        memory_limit_bytes: int | None = None,
+        cpuset_cpus: str | None = None,
+        *,
+        local: bool | None = None,
+    ):
+        """`local` None: read memory from /proc when the engine is on this host."""
+        self.spec = spec
+        self.client = client
+        self.image = image
+        self.run_id = run_id
+        self.memory_limit_bytes = memory_limit_bytes
+        self.cpuset_cpus = cpuset_cpus
+        self.local = is_local(client) if local is None else local
+        self.rest_url = f"http://127.0.0.1:{spec.rest_port}"
+        self.container = None
+        self._server: psutil.Process | None = None  # on the host, local engines only
+        self._cgroup_dir: Path | None = None
+        self._log_thread: threading.Thread | None = None
+        self._log_error: Exception | None = None
+        self._final_state: dict | None = None
+
+    @property
+    def server_pid(self) -> int | None:
+        """The server's pid on the host (local engines), once start() found it."""
+        return self._server.pid if self._server else None
+
+    @property
+    def container_model_path(self) -> str:
+        return f"{CONTAINER_MODELS_DIR}/{self.spec.model_name}"
+
+    def server_args(self) -> list[str]:
+        """Arguments after the entrypoint's own: ports (host networking) and the user's.
+
+        The entrypoint passes --model_name and --model_base_path from the
+        environment; the ports it passes are overridden by these (last wins).
+        """
+        return [
+            f"--port={self.spec.grpc_port}",
+            f"--rest_api_port={self.spec.rest_port}",
+            *self.spec.server_args,
+        ]
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "MODEL_NAME": self.spec.model_name,
+            "MODEL_BASE_PATH": CONTAINER_MODELS_DIR,
+            # read by newer tensorflow/serving entrypoints (and the stand-in's)
+            "GRPC_PORT": str(self.spec.grpc_port),
+            "PORT": str(self.spec.rest_port),
+            **self.spec.env,
+        }
+
+    def start(self) -> None:
+        labels = {**owner_labels(self.run_id), LABEL_VARIANT: self.spec.variant}
+        try:
+            # Never containers.run(): it pulls a missing image, and there is no registry.
+            self.client.images.get(self.image)
+            self.container = self.client.containers.create(
+                self.image,
+                command=self.server_args(),
+                name=_container_name(self.run_id, self.spec.variant),
+                network_mode="host",
+                environment=self.environment(),
+                volumes={
+                    str(Path(self.spec.base_path).resolve()): {
+                        "bind": self.container_model_path,
+                        "mode": "ro",
+                    }
+                },
+                labels=labels,
+                mem_limit=self.memory_limit_bytes,
+                # no swap: a container at its limit is OOM-killed, as in production
+                memswap_limit=self.memory_limit_bytes,
+                cpuset_cpus=self.cpuset_cpus,
+            )
+            self.container.start()
+        except docker.errors.ImageNotFound:
+            raise EnvironmentFailure(
+                f"image {self.image} not found locally (no registry reachable); "
+                "build it or use --image standin"
+            ) from None
+        except docker.errors.APIError as exc:
+            self._remove_quietly()
+            raise EnvironmentFailure(
+                f"cannot start a container of {self.image}: {exc.explanation or exc}"
+            ) from None
+        self._start_log_thread()
+        if self.local:
+            self._server = self._wait_for_server()
+            if self._server is not None:
+                self._cgroup_dir = find_cgroup_memory_dir(self._server.pid)
+
+    def memory_columns(self) -> tuple[str, ...]:
+        return PROCESS_MEMORY_COLUMNS + CGROUP_MEMORY_COLUMNS
+
+    def read_memory(self) -> dict[str, int]:
+        if not self.local:
+            return self._read_memory_stats()
+        if self.server_pid is None:
+            raise ProcessLookupError(f"no server process in container {self._name()}")
+        values = read_proc_memory(self.server_pid)
+        if self._cgroup_dir is not None:
+            values.update(read_cgroup_memory(self._cgroup_dir))
+        return values
+
+    def mapped_paths(self) -> set[str]:
+        if self.local and self.server_pid is not None:
+            maps = Path(f"/proc/{self.server_pid}/maps").read_text(errors="replace")
+        else:
+            result = self._require_container().exec_run(["sh", "-c", _REMOTE_MAPS_SCRIPT])
+            if result.exit_code != 0:
+                raise ProcessLookupError(f"cannot read the server's maps in {self._name()}")
+            maps = result.output.decode(errors="replace")
+        return _paths_in_maps(maps)
+
+    def exit_reason(self) -> str | None:
+        if self.container is None and self._final_state is None:
+            return None  # not started
+        if self._server is not None and _running(self._server):
+            return None  # cheap: no API call at the samplers' rate
+        state = self._state()
+        if state is None:
+            return "container removed"
+        if state.get("Running"):
+            return None
+        return _describe_exit(state)
+
+    def stop(self) -> None:
+        """Stop and remove the container, its log written to spec.log_path; idempotent."""
+        container, self.container = self.container, None
+        if container is None:
+            return
+        if self._server is not None:
+            # `docker stop` signals pid 1 only; tensorflow/serving's entrypoint is a
+            # bash that does not pass SIGTERM on, which would cost the full timeout.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self._server.send_signal(signal.SIGTERM)  # psutil checks the pid is not reused
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            container.stop(timeout=STOP_TIMEOUT_S)
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            container.reload()
+            self._final_state = container.attrs.get("State")
+        if self._log_thread is not None:
+            self._log_thread.join(LOG_FLUSH_JOIN_S)
+            if self._log_thread.is_alive() or self._log_error is not None:
+                self._dump_logs(container)
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+        self._server = None
+
+    def describe(self) -> dict:
+        facts = {
+            "image": self.image,
+            "container_name": _container_name(self.run_id, self.spec.variant),
+            "container_args": self.server_args(),
+            "container_env": self.environment(),
+            "model_mount": self.container_model_path,
+            "memory_limit_bytes": self.memory_limit_bytes,
+            "cpuset_cpus": self.cpuset_cpus,
+            "memory_source": "proc+cgroup" if self.local else "docker stats API",
+        }
+        with contextlib.suppress(docker.errors.APIError):
+            facts["image_id"] = self.client.images.get(self.image).id
+            facts["engine_version"] = self.client.version().get("Version")
+        return facts
+
+    # --- internals ----------------------------------------------------------------
+
+    def _name(self) -> str:
+        return _container_name(self.run_id, self.spec.variant)
+
+    def _require_container(self):
+        if self.container is None:
+            raise ProcessLookupError(f"container {self._name()} is not running")
+        return self.container
+
+    def _state(self) -> dict | None:
+        if self.container is None:
+            return self._final_state
+        try:
+            self.container.reload()
+        except docker.errors.NotFound:
+            return None
+        return self.container.attrs.get("State")
+
+    def _wait_for_server(self) -> psutil.Process | None:
+        """The server behind the entrypoint, seen from the host; None if it exited first."""
+        deadline = time.monotonic() + SERVER_PROCESS_WAIT_S
+        while time.monotonic() < deadline:
+            state = self._state()
+            if not state or not state.get("Running"):
+                return None
+            server = _server_process(int(state["Pid"]))
+            if server is not None:
+                return server
+            time.sleep(0.05)
+        pid = int((self._state() or {}).get("Pid") or 0)  # a wrapper with no single child
+        if pid:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                return psutil.Process(pid)
+        return None
+
+    def _read_memory_stats(self) -> dict[str, int]:
+        """Figures from the stats API (remote engines), all from the container's cgroup."""
+        stats = self._require_container().stats(stream=False, one_shot=True)
+        memory = stats.get("memory_stats") or {}
+        raw = memory.get("stats")
+        if not raw:
+            raise ProcessLookupError(f"container {self._name()} has no memory stats (exited?)")
+        if "anon" in raw:  # cgroup v2
+            anon, mapped, inactive = raw["anon"], raw.get("file_mapped", 0), raw["inactive_file"]
+        else:  # cgroup v1
+            anon = raw.get("total_rss", raw.get("rss", 0))
+            mapped = raw.get("total_mapped_file", raw.get("mapped_file", 0))
+            inactive = raw.get("total_inactive_file", raw.get("inactive_file", 0))
+        return {
+            "rss_bytes": anon + mapped,
+            "anon_bytes": anon,
+            "cgroup_anon_bytes": anon,
+            "cgroup_working_set_bytes": max(0, memory.get("usage", 0) - inactive),
+        }
+
+    def _start_log_thread(self) -> None:
+        """Follow the container's output into server.log, so a crash loses nothing."""
+        if self.spec.log_path is None:
+            return
+        container = self.container
+        log_path = Path(self.spec.log_path)
+
+        def follow() -> None:
+            try:
+                with open(log_path, "ab") as log:
+                    for chunk in container.logs(stream=True, follow=True):
+                        log.write(chunk)
+                        log.flush()
+            except Exception as exc:  # the final dump in stop() takes over
+                self._log_error = exc
+
+        self._log_thread = threading.Thread(target=follow, name="soak-container-log", daemon=True)
+        self._log_thread.start()
+
+    def _remove_quietly(self) -> None:
+        container, self.container = self.container, None
+        if container is not None:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+
+    def _dump_logs(self, container) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            output = container.logs()
+            Path(self.spec.log_path).write_bytes(output)
+
+
+def _container_name(run_id: str, variant: str) -> str:
+    """A readable, valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)."""
+    raw = f"soak-{run_id}-{variant}"
+    return "".join(c if c.isalnum() or c in "_.-" else "-" for c in raw)
+
+
+def _server_process(pid: int) -> psutil.Process | None:
+    """Follow wrappers down to the server; None while a wrapper has not started it yet."""
+    try:
+        process = psutil.Process(pid)
+        while os.path.basename(process.exe()) in WRAPPERS:
+            children = process.children()
+            if len(children) != 1:
+                return None if not children else process
+            process = children[0]
+        return process
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _describe_exit(state: dict) -> str:
+    code = state.get("ExitCode")
+    if state.get("OOMKilled"):
+        return f"OOMKilled (exit {code})"
+    error = state.get("Error")
+    return f"exited with code {code}" + (f": {error}" if error else "")
+
+
+def _paths_in_maps(maps: str) -> set[str]:
+    paths = set()
+    for line in maps.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5].startswith("/"):
+            paths.add(parts[5].strip())
+    return paths

@@ -1,0 +1,123 @@
+"""Image building and reuse against the real engine (no registry: nothing is pulled)."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import uuid
+
+import docker.errors
+import pytest
+
+from soak import images
+from soak.errors import EnvironmentFailure
+
+pytestmark = pytest.mark.docker
+
+LIBRARIES = ("libjemalloc.so.2", "libtcmalloc_minimal.so.4", "libmimalloc.so.2")
+
+
+def run_in(client, image: str, command: list[str]) -> tuple[int, str]:
+    """Run a command in a throwaway container (create + start: never a pull)."""
+    container = client.containers.create(
+        image, command=command, entrypoint=[], network_mode="none", labels={"soak.test": "1"}
+    )
+    try:
+        container.start()
+        code = container.wait(timeout=120)["StatusCode"]
+        return code, container.logs().decode()
+    finally:
+        container.remove(force=True)
+
+
+def test_standin_image_is_built_once_then_reused(docker_client, standin_image):
+    assert re.fullmatch(r"soak-standin:[0-9a-f]{12}", standin_image)
+    assert standin_image.endswith(images.standin_recipe_hash(images.pinned_requirements()))
+    image_id = docker_client.images.get(standin_image).id
+
+    messages: list[str] = []
+    assert images.ensure_standin_image(docker_client, progress=messages.append) == standin_image
+    assert messages == []  # nothing built
+    assert docker_client.images.get(standin_image).id == image_id
+
+
+def test_standin_image_has_tf_serving_entrypoint_contract(docker_client, standin_image):
+    config = docker_client.images.get(standin_image).attrs["Config"]
+    assert config["Entrypoint"] == ["/usr/bin/tf_serving_entrypoint.sh"]
+    assert {"MODEL_BASE_PATH=/models", "MODEL_NAME=model"} <= set(config["Env"])
+    code, output = run_in(
+        docker_client,
+        standin_image,
+        ["sh", "-c", "command -v tensorflow_model_server && ls /usr/lib/x86_64-linux-gnu"],
+    )
+    assert code == 0, output
+    assert output.startswith("/usr/bin/tensorflow_model_server\n")
+    assert all(library in output.split() for library in LIBRARIES)
+
+
+def test_recipe_hash_follows_the_pinned_versions():
+    requirements = images.pinned_requirements()
+    assert any(r.startswith("tensorflow-cpu==") for r in requirements)
+    changed = [*requirements[:-1], requirements[-1] + ".post1"]
+    assert images.standin_recipe_hash(changed) != images.standin_recipe_hash(requirements)
+
+
+def test_resolve_image(docker_client, standin_image):
+    assert images.resolve_image(docker_client, "standin") == standin_image
+    assert images.resolve_image(docker_client, standin_image) == standin_image
+    with pytest.raises(EnvironmentFailure) as failure:
+        images.resolve_image(docker_client, "tensorflow/serving:2.99.0")
+    assert str(failure.value) == (
+        "image tensorflow/serving:2.99.0 not found locally (no registry reachable); "
+        "build it or use --image standin"
+    )
+    assert failure.value.exit_code == 3
+
+
+def test_allocator_image_over_a_debian_base(docker_client, standin_image):
+    base = images.ensure_base_image(docker_client, progress=lambda m: None)
+    tag = images.ensure_allocator_image(docker_client, base, progress=lambda m: None)
+    assert re.fullmatch(r"soak-alloc:[0-9a-f]{12}", tag)
+    code, output = run_in(docker_client, tag, ["ls", "/usr/lib/x86_64-linux-gnu"])
+    assert code == 0 and all(library in output.split() for library in LIBRARIES)
+
+    messages: list[str] = []
+    assert images.ensure_allocator_image(docker_client, base, progress=messages.append) == tag
+    assert messages == []
+
+    assert images.image_for_allocators(docker_client, base, ["glibc"]) == base
+    assert images.image_for_allocators(docker_client, base, ["glibc", "jemalloc"]) == tag
+    assert images.image_for_allocators(docker_client, "standin", ["jemalloc"]) == standin_image
+
+
+def test_allocator_image_of_unknown_base_names_it(docker_client):
+    with pytest.raises(EnvironmentFailure, match="image no-such/serving:1 not found locally"):
+        images.ensure_allocator_image(docker_client, "no-such/serving:1")
+
+
+@pytest.mark.parametrize(
+    "fake_mmdebstrap, message",
+    [
+        ("exit 1", "mmdebstrap failed: no base image made"),
+        ('printf x > "${@: -1}"', "mmdebstrap wrote only 1 bytes: no base image made"),
+    ],
+)
+def test_failed_mmdebstrap_tags_no_image(docker_client, tmp_path, fake_mmdebstrap, message):
+    """The trap of `mmdebstrap | docker import -`: a failed bootstrap must tag nothing."""
+    fake = tmp_path / "bin" / "mmdebstrap"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/bash\n{fake_mmdebstrap}\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    tag = f"soak-test-trap:{uuid.uuid4().hex[:8]}"
+    result = subprocess.run(
+        [str(images.BASE_SCRIPT), tag],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == message
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(tag)
