@@ -48,7 +48,7 @@ class RunConfig:
     model_name: str = "model"
     backend: str = "process"
     variants: list[VariantSpec] = field(default_factory=list)
-    swaps: int = 8
+    swaps: int = 12  # enough for a verdict through jemalloc's swap-to-swap scatter
     rps: float = 20.0
     batch: int = 1
     request_file: str | None = None

@@ -73,13 +73,16 @@ def analyse(run_dir: Path) -> dict:
 
 def _prepare_docker(orchestrator: Orchestrator, config: RunConfig, progress: Progress) -> dict:
     """Connect, clear leftovers of dead runs, resolve (or build) the image."""
-    from soak.images import resolve_image
+    from soak.images import image_for_allocators
     from soak.targets.docker_engine import connect, engine_facts, remove_dead_run_containers
 
     client = connect()
     removed = remove_dead_run_containers(client)
     if removed:
         progress.message(f"removed {len(removed)} container(s) left by dead runs")
-    config.image = resolve_image(client, config.image)
+    allocators = [v.allocator for v in config.variants if not v.library]
+    config.image = image_for_allocators(
+        client, config.image, allocators, progress=progress.message
+    )
     orchestrator.docker = client
     return engine_facts(client)

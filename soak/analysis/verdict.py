@@ -30,8 +30,9 @@ Rules, in order:
    `inconclusive` if unsure; else on to the level.
 4. s below T: `leak` if s2 is above T over at least 4 swaps (a leak that
    started late); else on to the level.
-5. The level against T: `released` below (back to the post-warmup level within the
-   threshold), `plateau` above (grew past it, then stopped), else `inconclusive`.
+5. The level against T: `plateau` above (grew past it, then stopped), else
+   `released`: back to the post-warmup level within the threshold, or within the
+   noise when the noise cannot place it (no growth, and no retention shown).
 """
 
 from __future__ import annotations
@@ -169,8 +170,12 @@ def classify(
 
     # the level is a median of the later half minus one reference swap: both scatter
     held = compare(level, sigma * math.sqrt(1.2533**2 / len(later_y) + 1), t)
-    if held == UNSURE:
-        return verdict(INCONCLUSIVE, f"too noisy to tell the level after warmup: {noisy}")
+    if held == UNSURE:  # not growing, and not shown to hold memory: released, within noise
+        return verdict(
+            RELEASED,
+            f"stopped growing ({_mb(slope)} MiB per swap) and settles within the noise "
+            f"(±{_mb(sigma)} MiB) of the post-warmup level in {late} (threshold {_mb(t)})",
+        )
     if held == BELOW:
         where = f"{_mb(-level)} MiB below" if level < 0 else f"within {_mb(level)} MiB of"
         return verdict(

@@ -15,7 +15,7 @@ from soak.store.records import MIB
 
 @dataclass(frozen=True)
 class SettleRule:
-    window_s: float = 3.0  # compare now with this long ago
+    window_s: float = 5.0  # compare now with this long ago
     level_s: float = 1.0  # a level is the median over this long (noise)
     min_tolerance_bytes: int = MIB
     relative_tolerance: float = 0.003
