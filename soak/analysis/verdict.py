@@ -26,8 +26,8 @@ Rules, in order:
 1. `inconclusive` if the run ended early (the server died or stopped answering),
    or fewer than 3 swaps remain.
 2. `inconclusive` if s is unsure against T.
-3. s above T: `leak` if s2 is above T/2 (the later half still grows),
-   `inconclusive` if unsure; else on to the level.
+3. s above T: `leak` if s2 is above T/2 (the later half still grows), or
+   unsure (growth is shown, a stop is not); else on to the level.
 4. s below T: `leak` if s2 is above T over at least 4 swaps (a leak that
    started late); else on to the level.
 5. The level against T: `plateau` above (grew past it, then stopped), else
@@ -156,11 +156,11 @@ def classify(
                 f"kept {_mb(slope)} MiB per swap, still growing in {late} "
                 f"({_mb(later_slope)} MiB per swap; threshold {_mb(t)})",
             )
-        if still == UNSURE:
+        if still == UNSURE:  # growth is shown, a stop is not: a gate must not pass it
             return verdict(
-                INCONCLUSIVE,
-                f"grew {_mb(slope)} MiB per swap; too noisy to tell whether it "
-                f"still grows in {late}: {noisy}",
+                LEAK,
+                f"kept {_mb(slope)} MiB per swap, with no sign that it stopped in {late} "
+                f"(settled memory scatters ±{_mb(sigma)} MiB; threshold {_mb(t)})",
             )
     elif len(later_x) >= MIN_LATE_SWAPS and compare(later_slope, later_se, t) == ABOVE:
         return verdict(

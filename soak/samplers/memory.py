@@ -12,6 +12,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from soak.samplers.background import BackgroundLoop
 from soak.samplers.clock import SwapClock
 from soak.samplers.schedule import Ticker
 from soak.store.csv_log import CsvLog
@@ -129,7 +130,7 @@ def find_cgroup_memory_dir(pid: int) -> Path | None:
     return candidate if (candidate / "memory.stat").is_file() else None
 
 
-class MemorySampler:
+class MemorySampler(BackgroundLoop):
     """A daemon thread that appends the target's memory to memory.csv about 10 times a second.
 
     It also keeps the last `keep_s` seconds of samples in memory, for settle
@@ -137,6 +138,8 @@ class MemorySampler:
     for ~1 s), it records why in `error` and stops quietly; the driver checks
     `error` and the target's exit reason.
     """
+
+    thread_name = "soak-memory"
 
     def __init__(
         self,
@@ -146,6 +149,7 @@ class MemorySampler:
         interval_s: float = 0.1,
         keep_s: float = 120.0,
     ):
+        super().__init__()
         self.target = target
         self.log = log
         self.clock = clock
@@ -154,19 +158,6 @@ class MemorySampler:
         self.error: str | None = None
         self._recent: deque[MemorySample] = deque(maxlen=int(keep_s / interval_s) + 16)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="soak-memory", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
     def latest(self) -> MemorySample | None:
         with self._lock:

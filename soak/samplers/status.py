@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import requests
 
+from soak.samplers.background import BackgroundLoop
 from soak.samplers.clock import SwapClock
 from soak.samplers.schedule import Ticker
 from soak.store.csv_log import CsvLog
@@ -71,13 +72,15 @@ def parse_model_status(body: dict) -> dict[int, VersionStatus]:
     return versions
 
 
-class StatusPoller:
+class StatusPoller(BackgroundLoop):
     """A daemon thread that polls GET {rest_url}/v1/models/{model_name}.
 
     404 (nothing loaded yet) reads as no versions; while the server is
     unreachable (starting, or dead) the last known versions stay and the
     failure is kept in `last_error`.
     """
+
+    thread_name = "soak-status"
 
     def __init__(
         self,
@@ -87,6 +90,7 @@ class StatusPoller:
         clock: SwapClock,
         interval_s: float = 0.1,
     ):
+        super().__init__()
         self.url = f"{rest_url.rstrip('/')}/v1/models/{model_name}"
         self.events = events
         self.clock = clock
@@ -96,19 +100,6 @@ class StatusPoller:
         self._states: dict[int, str] = {}  # last state seen per version, never forgotten
         self._polls = 0
         self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="soak-status", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
     def versions(self) -> dict[int, VersionStatus]:
         """The latest known status of each version."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from soak.store.records import PROCESS_MEMORY_COLUMNS
 from soak.targets.base import LaunchSpec, Target
 
 STOP_TIMEOUT_S = 10.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class ProcessTarget(Target):
@@ -44,6 +46,7 @@ class ProcessTarget(Target):
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             self._log.close()
@@ -94,6 +97,12 @@ class ProcessTarget(Target):
             "server_command": self.command(),
             "server_env": self.spec.env,
         }
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL it if soak itself is killed, so no server outlives a run."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

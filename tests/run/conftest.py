@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -43,3 +44,42 @@ def soak_cli():
 def processes_mentioning():
     """Live processes whose command line mentions a text (e.g. a run dir)."""
     return _processes_mentioning
+
+
+class BackgroundRun:
+    """`soak run` in a child process, to be stopped mid-way by a test."""
+
+    def __init__(self, out: Path, args: list[str]):
+        self.out = out
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "soak", "run", "--out", str(out), "--quiet", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait_settled(self, variant: str, count: int, timeout_s: float = 300) -> None:
+        """Until `count` settled events (the baseline counts) are on disk."""
+        events = self.out / variant / "events.csv"
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            if events.exists() and events.read_text().count(",settled,") >= count:
+                return
+            assert self.proc.poll() is None, self.proc.stderr.read()
+            time.sleep(0.5)
+        raise AssertionError(f"no {count} settled events in {events} after {timeout_s} s")
+
+
+@pytest.fixture
+def background_run():
+    runs = []
+
+    def start(out: Path, *args: str) -> BackgroundRun:
+        runs.append(BackgroundRun(out, list(args)))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait()

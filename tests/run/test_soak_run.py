@@ -3,9 +3,6 @@
 import csv
 import json
 import signal
-import subprocess
-import sys
-import time
 import tomllib
 
 import pandas as pd
@@ -100,40 +97,18 @@ def test_allocator_that_did_not_load_fails_the_variant(
     assert processes_mentioning(str(out)) == []
 
 
-def test_interrupt_keeps_what_was_measured(small_model, tmp_path, processes_mentioning):
+def test_interrupt_keeps_what_was_measured(
+    small_model, tmp_path, background_run, processes_mentioning
+):
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "soak",
-            "run",
-            "--model",
-            str(small_model),
-            "--swaps",
-            "50",
-            "--rps",
-            "10",
-            "--out",
-            str(out),
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    events = out / "glibc" / "events.csv"
-    while time.time() < deadline and "settled" not in (
-        events.read_text() if events.exists() else ""
-    ):
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    run = background_run(out, "--model", str(small_model), "--swaps", "50", "--rps", "10")
+    run.wait_settled("glibc", 1)
+    run.proc.send_signal(signal.SIGINT)
+    _, stderr = run.proc.communicate(timeout=120)
+    assert run.proc.returncode == 130, stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "interrupted"
     assert summary["variants"][0]["status"] == "interrupted"
-    assert "interrupted" in events.read_text()
+    assert "interrupted" in (out / "glibc" / "events.csv").read_text()
     assert len((out / "glibc" / "memory.csv").read_text().splitlines()) > 10
     assert processes_mentioning(str(out)) == []

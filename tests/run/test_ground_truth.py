@@ -1,0 +1,112 @@
+"""Verdicts proven on real runs: a planted leak is a leak, a clean jemalloc run is released.
+
+The stand-in's --debug_retain_mb_per_load=16 keeps 16 MiB of written heap per
+load forever. Both runs use the same 4 MiB-per-swap threshold (a small test
+model's swap-to-swap scatter is a few MiB), so the gate sees both sides of it.
+"""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from soak.pytest_plugin import SoakResult
+
+PLANTED_MB = 16
+COMMON = [
+    "--allocators",
+    "jemalloc",
+    "--swaps",
+    "8",
+    "--rps",
+    "10",
+    "--steady",
+    "1",
+    "--threshold-mb",
+    "4",
+    "--quiet",
+]
+
+
+@pytest.fixture(scope="module")
+def leak_run(small_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("leak") / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "soak",
+            "run",
+            "--model",
+            str(small_model),
+            "--out",
+            str(out),
+            *COMMON,
+            f"--server-arg=--debug_retain_mb_per_load={PLANTED_MB}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_planted_leak_is_a_leak_with_its_slope(leak_run):
+    variant = json.loads((leak_run / "summary.json").read_text())["variants"][0]
+    memory = variant["memory"]
+    assert memory["verdict"] == "leak", memory
+    assert memory["retained_mb_per_swap"] == pytest.approx(PLANTED_MB, abs=4)
+    assert memory["retained_mb"] > 6 * PLANTED_MB
+
+
+def test_gate_fails_the_leak_with_one_line_per_limit(leak_run, soak_cli):
+    result = soak_cli(
+        "check", str(leak_run), "--max-retained-mb-per-swap", "4", "--max-retained-mb", "50"
+    )
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("jemalloc" in line for line in lines), result.stdout
+    assert soak_cli("check", str(leak_run), "--max-retained-mb-per-swap", "40").returncode == 0
+
+
+def test_plugin_assertion_names_variant_figure_limit_and_run_dir(leak_run):
+    result = SoakResult(leak_run, json.loads((leak_run / "summary.json").read_text()))
+    with pytest.raises(pytest.fail.Exception) as failure:
+        result.assert_released(max_retained_mb_per_swap=4)
+    message = str(failure.value)
+    assert "jemalloc" in message and "4" in message and str(leak_run) in message
+
+
+def test_clean_jemalloc_run_is_released_through_the_pytest_gate(small_model, soak_run, soak_cli):
+    result = soak_run(
+        model=str(small_model), allocators=["jemalloc"], swaps=8, rps=10, steady_s=1, threshold_mb=4
+    )
+    memory = result.variant("jemalloc")["memory"]
+    assert memory["verdict"] == "released", memory
+    result.assert_released(max_retained_mb_per_swap=4)
+    result.assert_latency(max_errors=0)
+    assert soak_cli("check", str(result.run_dir), "--max-retained-mb-per-swap", "4").returncode == 0
+
+
+def test_report_of_a_killed_run_shows_what_was_measured(
+    small_model, tmp_path, soak_cli, background_run, processes_mentioning
+):
+    out = tmp_path / "run"
+    run = background_run(out, "--model", str(small_model), *COMMON)
+    run.wait_settled("jemalloc", 3)
+    run.proc.kill()  # no cleanup, no summary: a crash
+    run.proc.wait(timeout=30)
+    time.sleep(1)
+    assert processes_mentioning(str(out)) == []  # the server died with soak
+    assert not (out / "summary.json").exists()
+
+    result = soak_cli("report", str(out))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    variant = summary["variants"][0]
+    assert summary["status"] == "interrupted" and variant["status"] == "interrupted"
+    assert variant["swaps_completed"] >= 2 and variant["memory"]["baseline_mb"] > 0
+    assert (out / "report.html").stat().st_size > 10_000
