@@ -41,12 +41,12 @@ def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
         progress.message(f"using the demo model ({config.demo_size_mb:g} MiB, generated once)")
     model = resolve_model(config.model, config.demo_size_mb)
 
-    run_dir = RunDir(Path(config.out))
-    run_dir.path.mkdir(parents=True, exist_ok=True)
     orchestrator = Orchestrator(config, model, progress)
     docker_facts = None
     if config.backend == "docker":
         docker_facts = _prepare_docker(orchestrator, config, progress)
+    run_dir = RunDir(Path(config.out))
+    run_dir.path.mkdir(parents=True, exist_ok=True)
     run_dir.run_toml.write_text(config.to_toml())
     run_dir.environment_json.write_text(
         json.dumps(collect(config, docker_facts), indent=2, default=str) + "\n"

@@ -1,0 +1,109 @@
+"""`soak run --backend docker` end to end: stand-in containers, real cgroups, real allocators."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.docker
+
+
+def soak(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "soak", *args], capture_output=True, text=True, timeout=900
+    )
+
+
+def test_docker_run_soaks_glibc_and_jemalloc_containers(
+    docker_client, standin_image, demo_model, tmp_path
+):
+    out = tmp_path / "run"
+    result = soak(
+        "run",
+        "--backend",
+        "docker",
+        "--image",
+        "standin",
+        "--model",
+        str(demo_model),
+        "--swaps",
+        "3",
+        "--rps",
+        "10",
+        "--steady",
+        "1",
+        "--cpus",
+        "0-1",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["backend"] == "docker" and summary["status"] == "completed"
+    for variant in summary["variants"]:
+        assert variant["status"] == "completed" and variant["allocator_verified"] is True
+        assert variant["swaps_completed"] == 3
+        memory = pd.read_csv(out / variant["name"] / "memory.csv")
+        assert {"cgroup_anon_bytes", "cgroup_working_set_bytes"} <= set(memory.columns)
+        assert (memory.cgroup_anon_bytes > 0).all()
+        # the server is the container's main process: its heap is most of the cgroup's
+        assert (memory.anon_bytes <= memory.cgroup_anon_bytes * 1.05).mean() > 0.95
+        log = (out / variant["name"] / "server.log").read_text()
+        assert "Successfully loaded servable version" in log
+    env = json.loads((out / "environment.json").read_text())
+    assert env["docker"] and env["image"].startswith("soak-standin:")
+    assert not docker_client.containers.list(all=True, filters={"label": "soak.run"})
+
+
+def test_oom_at_the_memory_limit_fails_the_variant_and_the_next_still_runs(
+    docker_client, standin_image, demo_model, tmp_path
+):
+    out = tmp_path / "run"
+    result = soak(
+        "run",
+        "--backend",
+        "docker",
+        "--image",
+        "standin",
+        "--model",
+        str(demo_model),
+        "--swaps",
+        "2",
+        "--rps",
+        "5",
+        "--memory-limit",
+        "200m",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert result.returncode == 3, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert [v["name"] for v in summary["variants"]] == ["glibc", "jemalloc"]
+    for variant in summary["variants"]:  # the second variant ran after the first failed
+        assert variant["status"] == "failed"
+        assert "OOMKilled" in variant["reason"], variant["reason"]
+    assert not docker_client.containers.list(all=True, filters={"label": "soak.run"})
+
+
+def test_unknown_image_is_exit_3_with_one_line(docker_client, tmp_path, demo_model):
+    result = soak(
+        "run",
+        "--backend",
+        "docker",
+        "--image",
+        "no-such/serving:0",
+        "--model",
+        str(demo_model),
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    )
+    assert result.returncode == 3
+    assert "no-such/serving:0" in result.stderr and result.stderr.strip().count("\n") == 0
