@@ -6,6 +6,7 @@ import signal
 import tomllib
 
 import pandas as pd
+import pytest
 
 SPEC_VARIANT_KEYS = {
     "name",
@@ -112,3 +113,33 @@ def test_interrupt_keeps_what_was_measured(
     assert "interrupted" in (out / "glibc" / "events.csv").read_text()
     assert len((out / "glibc" / "memory.csv").read_text().splitlines()) > 10
     assert processes_mentioning(str(out)) == []
+
+
+def test_a_dying_server_fails_its_variant_and_the_next_still_runs(
+    small_model, tmp_path, background_run, processes_mentioning
+):
+    out = tmp_path / "run"
+    run = background_run(
+        out, "--model", str(small_model), "--swaps", "3", "--rps", "10", "--steady", "1"
+    )
+    run.wait_settled("glibc", 1)
+    servers = processes_mentioning(str(out / "glibc" / "models"))
+    assert len(servers) == 1
+    servers[0].kill()
+    _, stderr = run.proc.communicate(timeout=600)
+    assert run.proc.returncode == 3, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    glibc, jemalloc = summary["variants"]
+    assert glibc["status"] == "failed" and "SIGKILL" in glibc["reason"]
+    assert jemalloc["status"] == "completed" and jemalloc["swaps_completed"] == 3
+    assert "server_exited" in (out / "glibc" / "events.csv").read_text()
+    assert len((out / "glibc" / "memory.csv").read_text().splitlines()) > 10  # kept
+
+
+def test_missing_allocator_library_names_the_debian_package(monkeypatch, tmp_path):
+    from soak.errors import EnvironmentFailure
+    from soak.targets import allocators
+
+    monkeypatch.setattr(allocators, "LIBRARY_DIRS", (str(tmp_path),))  # an empty system
+    with pytest.raises(EnvironmentFailure, match="install the Debian package libjemalloc2"):
+        allocators.find_library("jemalloc")
