@@ -18,29 +18,18 @@ def soak(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def docker_run(model, out, *extra: str) -> subprocess.CompletedProcess:
+    """`soak run` on the stand-in image, as a user types it."""
+    base = ["run", "--backend", "docker", "--image", "standin", "--model", str(model)]
+    return soak(*base, "--out", str(out), "--quiet", *extra)
+
+
 def test_docker_run_soaks_glibc_and_jemalloc_containers(
     docker_client, standin_image, demo_model, tmp_path
 ):
     out = tmp_path / "run"
-    result = soak(
-        "run",
-        "--backend",
-        "docker",
-        "--image",
-        "standin",
-        "--model",
-        str(demo_model),
-        "--swaps",
-        "3",
-        "--rps",
-        "10",
-        "--steady",
-        "1",
-        "--cpus",
-        "0-1",
-        "--out",
-        str(out),
-        "--quiet",
+    result = docker_run(
+        demo_model, out, "--swaps", "3", "--rps", "10", "--steady", "1", "--cpus", "0-1"
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -64,24 +53,7 @@ def test_oom_at_the_memory_limit_fails_the_variant_and_the_next_still_runs(
     docker_client, standin_image, demo_model, tmp_path
 ):
     out = tmp_path / "run"
-    result = soak(
-        "run",
-        "--backend",
-        "docker",
-        "--image",
-        "standin",
-        "--model",
-        str(demo_model),
-        "--swaps",
-        "2",
-        "--rps",
-        "5",
-        "--memory-limit",
-        "200m",
-        "--out",
-        str(out),
-        "--quiet",
-    )
+    result = docker_run(demo_model, out, "--swaps", "2", "--rps", "5", "--memory-limit", "200m")
     assert result.returncode == 3, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "failed"
