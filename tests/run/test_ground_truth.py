@@ -1,8 +1,11 @@
 """Verdicts proven on real runs: a planted leak is a leak, a clean jemalloc run is released.
 
 The stand-in's --debug_retain_mb_per_load=16 keeps 16 MiB of written heap per
-load forever. Both runs use the same 4 MiB-per-swap threshold (a small test
-model's swap-to-swap scatter is a few MiB), so the gate sees both sides of it.
+load forever. Both runs use jemalloc with its background purge thread and a 1 s
+decay, so freed pages go back to the OS within the settle window (default
+jemalloc purges lazily, and a small test model then wanders by several MiB
+from swap to swap), and the same 4 MiB-per-swap threshold, so the gate sees
+both sides of it.
 """
 
 import json
@@ -11,47 +14,34 @@ import sys
 import time
 
 import pytest
+import tomli_w
 
 from soak.pytest_plugin import SoakResult
 
 PLANTED_MB = 16
-COMMON = [
-    "--allocators",
-    "jemalloc",
-    "--swaps",
-    "8",
-    "--rps",
-    "10",
-    "--steady",
-    "1",
-    "--threshold-mb",
-    "4",
-    "--quiet",
-]
+JEMALLOC_PROMPT_PURGE = {
+    "name": "jemalloc",
+    "allocator": "jemalloc",
+    "env": {"MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"},
+}
+SETTINGS = {"swaps": 8, "rps": 10, "steady_s": 1, "threshold_mb": 4, "quiet": True}
+COMMON = ["--allocators", "jemalloc", "--swaps", "8", "--rps", "10", "--steady", "1", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def leak_run(small_model, tmp_path_factory):
-    out = tmp_path_factory.mktemp("leak") / "run"
+    tmp = tmp_path_factory.mktemp("leak")
+    config = tmp / "soak.toml"
+    leaking = {**JEMALLOC_PROMPT_PURGE, "server_args": [f"--debug_retain_mb_per_load={PLANTED_MB}"]}
+    config.write_text(tomli_w.dumps({"model": str(small_model), **SETTINGS, "variants": [leaking]}))
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "soak",
-            "run",
-            "--model",
-            str(small_model),
-            "--out",
-            str(out),
-            *COMMON,
-            f"--server-arg=--debug_retain_mb_per_load={PLANTED_MB}",
-        ],
+        [sys.executable, "-m", "soak", "run", "--config", str(config), "--out", str(tmp / "run")],
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert result.returncode == 0, result.stderr
-    return out
+    return tmp / "run"
 
 
 def test_planted_leak_is_a_leak_with_its_slope(leak_run):
@@ -81,9 +71,7 @@ def test_plugin_assertion_names_variant_figure_limit_and_run_dir(leak_run):
 
 
 def test_clean_jemalloc_run_is_released_through_the_pytest_gate(small_model, soak_run, soak_cli):
-    result = soak_run(
-        model=str(small_model), allocators=["jemalloc"], swaps=8, rps=10, steady_s=1, threshold_mb=4
-    )
+    result = soak_run(model=str(small_model), variants=[JEMALLOC_PROMPT_PURGE], **SETTINGS)
     memory = result.variant("jemalloc")["memory"]
     assert memory["verdict"] == "released", memory
     result.assert_released(max_retained_mb_per_swap=4)
