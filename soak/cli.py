@@ -79,8 +79,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="passed verbatim to the server, e.g. --server-arg=--num_load_threads=2",
     )
     p.add_argument("--image", help="Docker image ('standin' builds the stand-in)")
-    p.add_argument("--memory-limit", dest="memory_limit", help="e.g. 2g")
-    p.add_argument("--cpus", help="CPU list to pin the server to, e.g. 0-1")
+    p.add_argument(
+        "--memory-limit",
+        dest="memory_limit",
+        help="e.g. 2g: the container's limit (docker); for both backends, the projection's",
+    )
+    p.add_argument("--cpus", help="CPU list to pin the server to, e.g. 0-1 (cpuset syntax)")
     p.add_argument("--settle-timeout", dest="settle_timeout", type=float)
     p.add_argument("--load-timeout", dest="load_timeout", type=float)
     p.add_argument(

@@ -7,6 +7,7 @@ configuration is written to `run.toml` and is what the analysis reads back.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -207,10 +208,7 @@ def _validate(c: RunConfig) -> list[str]:
     )
     check(bool(_NAME_RE.match(str(c.model_name))), f"model_name {c.model_name!r} is not a name")
     check(isinstance(c.server_args, list), "server_args must be a list")
-    check(
-        c.cpus is None or bool(re.fullmatch(r"[0-9,\-]+", str(c.cpus))),
-        f"cpus must be a CPU list like 0-1 or 0,2, not {c.cpus!r}",
-    )
+    problems += _cpu_problems(c.cpus)
     if c.model is not None and not Path(c.model).exists():
         problems.append(f"model path does not exist: {c.model}")
     if c.request_file is not None and not Path(c.request_file).is_file():
@@ -230,6 +228,18 @@ def _validate(c: RunConfig) -> list[str]:
     if c.out and Path(c.out).exists() and any(Path(c.out).iterdir()):
         problems.append(f"output dir {c.out} exists and is not empty (runs are never overwritten)")
     return problems
+
+
+def _cpu_problems(cpus: str | None) -> list[str]:
+    """--cpus must be a cpuset list of CPUs this machine lets us use."""
+    if cpus is None:
+        return []
+    if not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", str(cpus)):
+        return [f"cpus must be a CPU list like 0-1 or 0,2, not {cpus!r}"]
+    from soak.targets.process import parse_cpu_list
+
+    unusable = sorted(parse_cpu_list(cpus) - os.sched_getaffinity(0))
+    return [f"cpus {unusable} are not usable here"] if unusable else []
 
 
 def find_server_binary(name: str) -> str | None:

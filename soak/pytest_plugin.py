@@ -32,25 +32,38 @@ class SoakResult:
                 return v
         raise KeyError(f"no variant {name!r} in {self.run_dir}")
 
-    def assert_released(self, max_retained_mb_per_swap: float | None = None,
-                        max_retained_mb: float | None = None, variant: str | None = None):
+    def assert_released(
+        self,
+        max_retained_mb_per_swap: float | None = None,
+        max_retained_mb: float | None = None,
+        variant: str | None = None,
+    ):
         """Every (or the named) variant completed, verified, and kept memory within limits."""
         failures = []
         for v in self._variants(variant):
             where = f"variant {v['name']} ({self.run_dir})"
             if v["status"] != "completed" or not v["allocator_verified"]:
-                failures.append(f"{where}: status {v['status']}, "
-                                f"allocator_verified {v['allocator_verified']}")
+                failures.append(
+                    f"{where}: status {v['status']}, allocator_verified {v['allocator_verified']}"
+                )
             elif v["memory"]["verdict"] == "leak":
                 failures.append(f"{where}: verdict leak: {v['memory'].get('verdict_reason', '')}")
-        failures += self._gate(max_retained_mb_per_swap=max_retained_mb_per_swap,
-                               max_retained_mb=max_retained_mb, variant=variant)
+        failures += self._gate(
+            max_retained_mb_per_swap=max_retained_mb_per_swap,
+            max_retained_mb=max_retained_mb,
+            variant=variant,
+        )
         _fail_if(failures)
 
-    def assert_latency(self, max_swap_p99_ms: float | None = None, max_errors: int | None = None,
-                       variant: str | None = None):
-        _fail_if(self._gate(max_swap_p99_ms=max_swap_p99_ms, max_errors=max_errors,
-                            variant=variant))
+    def assert_latency(
+        self,
+        max_swap_p99_ms: float | None = None,
+        max_errors: int | None = None,
+        variant: str | None = None,
+    ):
+        _fail_if(
+            self._gate(max_swap_p99_ms=max_swap_p99_ms, max_errors=max_errors, variant=variant)
+        )
 
     def _variants(self, name: str | None) -> list[dict]:
         return [self.variant(name)] if name else self.summary["variants"]

@@ -81,8 +81,6 @@ def _prepare_docker(orchestrator: Orchestrator, config: RunConfig, progress: Pro
     if removed:
         progress.message(f"removed {len(removed)} container(s) left by dead runs")
     allocators = [v.allocator for v in config.variants if not v.library]
-    config.image = image_for_allocators(
-        client, config.image, allocators, progress=progress.message
-    )
+    config.image = image_for_allocators(client, config.image, allocators, progress=progress.message)
     orchestrator.docker = client
     return engine_facts(client)

@@ -32,7 +32,7 @@ from soak.store.run_dir import RunDir, VariantDir
 from soak.targets.allocators import container_library, find_library, preload_env, verify
 from soak.targets.base import LaunchSpec, Target
 from soak.targets.ports import free_port
-from soak.targets.process import ProcessTarget, last_log_line
+from soak.targets.process import ProcessTarget, last_log_line, parse_cpu_list
 
 
 @dataclass
@@ -111,7 +111,8 @@ class Orchestrator:
                 memory_limit_bytes=self.config.memory_limit_bytes,
                 cpuset_cpus=self.config.cpus,
             )
-        return ProcessTarget(spec, find_server_binary(self.config.server_binary))
+        cpus = parse_cpu_list(self.config.cpus) if self.config.cpus else None
+        return ProcessTarget(spec, find_server_binary(self.config.server_binary), cpus)
 
     def allocator_library(self, variant: VariantSpec) -> str | None:
         if variant.library:

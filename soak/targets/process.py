@@ -21,9 +21,10 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 class ProcessTarget(Target):
     """`--server-binary` with TF Serving's flags, in its own process group."""
 
-    def __init__(self, spec: LaunchSpec, binary: str):
+    def __init__(self, spec: LaunchSpec, binary: str, cpus: set[int] | None = None):
         self.spec = spec
         self.binary = binary
+        self.cpus = cpus  # pin the server (and its threads) to these CPUs
         self.rest_url = f"http://127.0.0.1:{spec.rest_port}"
         self._proc: subprocess.Popen | None = None
         self._log = None
@@ -46,11 +47,16 @@ class ProcessTarget(Target):
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=self._in_child,
             )
         except OSError as exc:
             self._log.close()
             raise EnvironmentFailure(f"cannot start {self.binary}: {exc.strerror}") from None
+
+    def _in_child(self) -> None:
+        _die_with_parent()
+        if self.cpus:
+            os.sched_setaffinity(0, self.cpus)
 
     def memory_columns(self) -> tuple[str, ...]:
         return PROCESS_MEMORY_COLUMNS
@@ -93,6 +99,7 @@ class ProcessTarget(Target):
     def describe(self) -> dict:
         return {
             "pid": self.pid,
+            "cpus": sorted(self.cpus) if self.cpus else None,
             "server_binary": self.binary,
             "server_command": self.command(),
             "server_env": self.spec.env,
@@ -103,6 +110,15 @@ def _die_with_parent() -> None:
     """In the child: SIGKILL it if soak itself is killed, so no server outlives a run."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def parse_cpu_list(text: str) -> set[int]:
+    """'0-2,5' -> {0, 1, 2, 5} (the cpuset syntax of --cpus)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
