@@ -65,6 +65,9 @@ class Progress:
             )
         if p99 is not None:
             parts.append(f"p99 {p99:.0f} ms")
+        prober = s.get("prober")
+        if prober is not None and prober.errors:
+            parts.append(f"errors {prober.errors} (last: {prober.last_error})")
         return "  ".join(parts) + (f"  {suffix}" if suffix else "")
 
     def _refresh(self) -> None:

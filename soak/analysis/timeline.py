@@ -53,10 +53,6 @@ class Timeline:
     server_exit: Event | None  # the server died (before the run stopped it)
     stopped_t: float | None  # the run stopped the server (end of meaningful traffic)
 
-    @property
-    def completed_swaps(self) -> list[SwapTimes]:
-        return [s for s in self.swaps if s.completed]
-
 
 def build_timeline(events: list[Event]) -> Timeline:
     staged = _first_per_swap(events, EventKind.STAGED)

@@ -49,7 +49,6 @@ LATER_HALF_GROWTH = 0.5  # the later half "still grows" above this fraction of T
 NOISE_MARGIN = 1.645  # standard errors: one-sided 95 %
 
 LEAK, PLATEAU, RELEASED, INCONCLUSIVE = "leak", "plateau", "released", "inconclusive"
-VERDICTS = (RELEASED, PLATEAU, LEAK, INCONCLUSIVE)
 ABOVE, BELOW, UNSURE = "above", "below", "unsure"
 
 

@@ -145,7 +145,10 @@ class SwapDriver:
         except WaitAborted as exc:
             raise ServerDied(f"server {exc.reason}") from None
         if not ok:
-            raise ServerDied(f"timed out after {self.load_timeout_s:g} s waiting for {what}")
+            last = (
+                f" (last status poll: {self.poller.last_error})" if self.poller.last_error else ""
+            )
+            raise ServerDied(f"timed out after {self.load_timeout_s:g} s waiting for {what}{last}")
 
     def _check_alive(self) -> None:
         reason = self.target.exit_reason()
