@@ -25,7 +25,7 @@ def docker_run(model, out, *extra: str) -> subprocess.CompletedProcess:
 
 
 def test_docker_run_soaks_glibc_and_jemalloc_containers(
-    docker_client, standin_image, demo_model, tmp_path
+    docker_client, standin_image, demo_model, tmp_path, assert_spec_summary
 ):
     out = tmp_path / "run"
     result = docker_run(
@@ -33,6 +33,7 @@ def test_docker_run_soaks_glibc_and_jemalloc_containers(
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
+    assert_spec_summary(summary)
     assert summary["backend"] == "docker" and summary["status"] == "completed"
     for variant in summary["variants"]:
         assert variant["status"] == "completed" and variant["allocator_verified"] is True

@@ -1,0 +1,52 @@
+"""Fixtures shared by every test folder."""
+
+import pytest
+
+# summary.json keys that SPEC §3 names: users and scripts read these.
+SPEC_SUMMARY_KEYS = {
+    "": {"schema", "status", "backend", "model", "variants"},
+    "variant": {
+        "name",
+        "allocator",
+        "allocator_verified",
+        "status",
+        "swaps_completed",
+        "memory",
+        "latency",
+        "swaps",
+    },
+    "memory": {
+        "metric",
+        "baseline_mb",
+        "peak_mb",
+        "final_mb",
+        "retained_mb",
+        "retained_mb_per_swap",
+        "verdict",
+    },
+    "latency": {
+        "steady_p50_ms",
+        "steady_p99_ms",
+        "swap_p99_ms",
+        "max_ms",
+        "errors",
+        "first_after_swap_ms",
+    },
+    "swap": {"index", "version", "load_s", "settle_s", "settled_mb", "peak_mb", "retained_mb"},
+}
+
+
+def _assert_spec_summary(summary: dict) -> None:
+    keys = SPEC_SUMMARY_KEYS
+    assert set(summary) >= keys[""] and summary["schema"] == "soak.summary/1"
+    for variant in summary["variants"]:
+        assert set(variant) >= keys["variant"], variant["name"]
+        assert set(variant["memory"]) >= keys["memory"], variant["name"]
+        assert set(variant["latency"]) >= keys["latency"], variant["name"]
+        assert all(set(swap) >= keys["swap"] for swap in variant["swaps"]), variant["name"]
+
+
+@pytest.fixture
+def assert_spec_summary():
+    """Check that a summary dict has every key SPEC §3 names."""
+    return _assert_spec_summary
