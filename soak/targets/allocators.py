@@ -61,6 +61,16 @@ def container_library(allocator: str) -> str:
     return f"{LIBRARY_DIRS[0]}/{ALLOCATORS[allocator].soname}"
 
 
+def paths_in_maps(maps: str) -> set[str]:
+    """File paths in the text of a /proc/PID/maps (what `verify` looks at)."""
+    paths = set()
+    for line in maps.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5].startswith("/"):
+            paths.add(parts[5].strip())
+    return paths
+
+
 def preload_env(library: str | None) -> dict[str, str]:
     return {"LD_PRELOAD": library} if library else {}
 

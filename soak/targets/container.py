@@ -30,6 +30,7 @@ import psutil
 from soak.errors import EnvironmentFailure
 from soak.samplers.memory import find_cgroup_memory_dir, read_cgroup_memory, read_proc_memory
 from soak.store.records import CGROUP_MEMORY_COLUMNS, PROCESS_MEMORY_COLUMNS
+from soak.targets.allocators import paths_in_maps
 from soak.targets.base import LaunchSpec, Target
 from soak.targets.docker_engine import LABEL_VARIANT, is_local, owner_labels
 
@@ -181,7 +182,7 @@ class ContainerTarget(Target):
             if result.exit_code != 0:
                 raise ProcessLookupError(f"cannot read the server's maps in {self._name()}")
             maps = result.output.decode(errors="replace")
-        return _paths_in_maps(maps)
+        return paths_in_maps(maps)
 
     def exit_reason(self) -> str | None:
         if self.container is None and self._final_state is None:
@@ -354,12 +355,3 @@ def _describe_exit(state: dict) -> str:
         return f"OOMKilled (exit {code})"
     error = state.get("Error")
     return f"exited with code {code}" + (f": {error}" if error else "")
-
-
-def _paths_in_maps(maps: str) -> set[str]:
-    paths = set()
-    for line in maps.splitlines():
-        parts = line.split(maxsplit=5)
-        if len(parts) == 6 and parts[5].startswith("/"):
-            paths.add(parts[5].strip())
-    return paths

@@ -12,6 +12,7 @@ from pathlib import Path
 from soak.errors import EnvironmentFailure
 from soak.samplers.memory import read_proc_memory
 from soak.store.records import PROCESS_MEMORY_COLUMNS
+from soak.targets.allocators import paths_in_maps
 from soak.targets.base import LaunchSpec, Target
 
 STOP_TIMEOUT_S = 10.0
@@ -65,13 +66,7 @@ class ProcessTarget(Target):
         return read_proc_memory(self.pid)
 
     def mapped_paths(self) -> set[str]:
-        paths = set()
-        with open(f"/proc/{self.pid}/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                parts = line.split(maxsplit=5)
-                if len(parts) == 6 and parts[5].startswith("/"):
-                    paths.add(parts[5].strip())
-        return paths
+        return paths_in_maps(Path(f"/proc/{self.pid}/maps").read_text(errors="replace"))
 
     def exit_reason(self) -> str | None:
         code = self._proc.poll() if self._proc else None

@@ -77,6 +77,14 @@ def _missing_variable_data(version_dir):
         data.unlink()
 
 
+def _stage_modified_copy(base_path, modify) -> None:
+    """Version 2 = version 1 changed by `modify`, staged atomically as soak does."""
+    staging = base_path / ".staging-2"
+    shutil.copytree(base_path / "1", staging)
+    modify(staging)
+    staging.rename(base_path / "2")
+
+
 @pytest.mark.parametrize(
     "corrupt, error_code",
     [(_garbage_graph, "DATA_LOSS"), (_missing_variable_data, "NOT_FOUND")],
@@ -89,10 +97,7 @@ def test_corrupt_version_ends_in_error_and_the_old_keeps_serving(
     stage(base_path, 1, scale=1.0)
     server = server_factory(base_path, NO_RETRY)
 
-    staging = base_path / ".staging-2"
-    shutil.copytree(base_path / "1", staging)
-    corrupt(staging)
-    staging.rename(base_path / "2")
+    _stage_modified_copy(base_path, corrupt)
 
     status = server.wait_states({"2": "END", "1": "AVAILABLE"})
     assert status["2"]["status"]["error_code"] == error_code
@@ -115,10 +120,7 @@ def test_failed_load_is_retried_as_the_flags_say(tmp_path, stage, server_factory
     server = server_factory(
         base_path, "--max_num_load_retries=2", "--load_retry_interval_micros=100000"
     )
-    staging = base_path / ".staging-2"
-    shutil.copytree(base_path / "1", staging)
-    _garbage_graph(staging)
-    staging.rename(base_path / "2")
+    _stage_modified_copy(base_path, _garbage_graph)
 
     server.wait_states({"2": "END", "1": "AVAILABLE"})
     log = server.log()
@@ -135,11 +137,8 @@ def test_a_failing_warmup_record_fails_the_load(tmp_path, stage, server_factory)
     stage(base_path, 1, scale=1.0)
     server = server_factory(base_path, NO_RETRY)
 
-    staging = base_path / ".staging-2"
-    shutil.copytree(base_path / "1", staging)
     bad = WarmupRequest("serving_default", {"ids": np.array([1], np.int64)})  # no feats
-    write_warmup_requests(staging, "m", [bad])
-    staging.rename(base_path / "2")
+    _stage_modified_copy(base_path, lambda staging: write_warmup_requests(staging, "m", [bad]))
 
     status = server.wait_states({"2": "END", "1": "AVAILABLE"})
     assert status["2"]["status"]["error_code"] == "INVALID_ARGUMENT"
