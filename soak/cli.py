@@ -19,7 +19,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2)."""
 
     def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("soak").strip()  # main() prints "soak: " already
+        raise UsageError(f"{command}: {message}" if command else message)
 
 
 def build_parser() -> argparse.ArgumentParser:
