@@ -70,6 +70,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--swaps", type=int)
     p.add_argument("--rps", type=float, help="predict requests per second (open loop)")
     p.add_argument("--batch", type=int, help="instances per predict request")
+    p.add_argument("--concurrency", type=int, help="requests in flight at once (open loop)")
     p.add_argument("--request-file", dest="request_file", help="a JSON predict body to send")
     p.add_argument("--server-binary", dest="server_binary")
     p.add_argument(

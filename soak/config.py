@@ -52,6 +52,7 @@ class RunConfig:
     swaps: int = 12  # enough for a verdict through jemalloc's swap-to-swap scatter
     rps: float = 20.0
     batch: int = 1
+    concurrency: int = 1  # requests sent at once, in bursts (open loop)
     request_file: str | None = None
     server_binary: str = DEFAULT_SERVER_BINARY
     server_args: list[str] = field(default_factory=list)  # for every variant, before its own
@@ -188,6 +189,10 @@ def _validate(c: RunConfig) -> list[str]:
     check(_is_int(c.swaps) and c.swaps >= 1, f"swaps must be a whole number >= 1, not {c.swaps!r}")
     check(_is_num(c.rps) and 0 < c.rps <= 1000, f"rps must be in (0, 1000], not {c.rps!r}")
     check(_is_int(c.batch) and 1 <= c.batch <= 10000, f"batch must be 1..10000, not {c.batch!r}")
+    check(
+        _is_int(c.concurrency) and 1 <= c.concurrency <= 64,
+        f"concurrency must be 1..64, not {c.concurrency!r}",
+    )
     check(_is_num(c.settle_timeout) and c.settle_timeout > 0, "settle_timeout must be > 0")
     check(_is_num(c.load_timeout) and c.load_timeout > 0, "load_timeout must be > 0")
     check(_is_num(c.steady_s) and c.steady_s >= 0, "steady_s must be >= 0")

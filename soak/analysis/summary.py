@@ -20,7 +20,7 @@ from soak.analysis.latency import latency_figures, swap_window_latency
 from soak.analysis.memory import MemorySeries, SwapMemory, swap_memory
 from soak.analysis.projection import project
 from soak.analysis.timeline import Timeline, build_timeline
-from soak.analysis.verdict import INCONCLUSIVE, Verdict, classify
+from soak.analysis.verdict import INCONCLUSIVE, SettledSeries, Verdict, classify_run
 from soak.store.records import MIB
 from soak.store.run_dir import RunDir
 
@@ -41,7 +41,12 @@ def analyse_run(run_dir: Path) -> dict:
     settings = inputs.settings
     size = next((v.model_size_bytes for v in inputs.variants if v.model_size_bytes), None)
     threshold = settings.threshold_mb or default_threshold_mb(size)
-    variants = [analyse_variant(v, settings, threshold) for v in inputs.variants]
+    verdicts = classify_run(
+        {v.name: _settled_series(v, settings) for v in inputs.variants},
+        threshold,
+        settings.warmup_swaps,
+    )
+    variants = [analyse_variant(v, settings, threshold, verdicts[v.name]) for v in inputs.variants]
     summary = {
         "schema": SCHEMA,
         "status": run_status([v["status"] for v in variants]),
@@ -79,12 +84,28 @@ def run_status(statuses: list[str]) -> str:
     return "completed"
 
 
-def analyse_variant(v: VariantInputs, settings: RunSettings, threshold_mb: float) -> dict:
+def _settled_series(v: VariantInputs, settings: RunSettings) -> SettledSeries:
+    timeline = build_timeline(v.events)
+    swaps = swap_memory(MemorySeries(v.memory, settings.metric), timeline)
+    settled = [s for s in swaps if s.completed and s.retained_mb is not None]
+    died = None
+    if timeline.server_exit is not None:
+        died = timeline.server_exit.detail or "the server exited"
+    return SettledSeries(
+        [s.index for s in settled],
+        [s.retained_mb for s in settled if s.retained_mb is not None],
+        died,
+    )
+
+
+def analyse_variant(
+    v: VariantInputs, settings: RunSettings, threshold_mb: float, verdict: Verdict
+) -> dict:
     timeline = build_timeline(v.events)
     series = MemorySeries(v.memory, settings.metric)
     swaps = swap_memory(series, timeline)
     settled = [s for s in swaps if s.completed and s.retained_mb is not None]
-    verdict = _verdict(v, series, timeline, settled, settings, threshold_mb)
+    verdict = _verdict(v, series, timeline, settings, verdict)
 
     baseline_mb = series.level_mb(timeline.baseline_t)
     final_mb = settled[-1].settled_mb if settled else baseline_mb
@@ -110,6 +131,13 @@ def analyse_variant(v: VariantInputs, settings: RunSettings, threshold_mb: float
             "level_mb": verdict.level_mb,
             "noise_mb": verdict.noise_mb,
             "swaps_judged": list(verdict.swaps_judged),
+            "growth": verdict.growth,
+            "kept": verdict.kept,
+            "kept_mb": verdict.kept_mb,
+            "kept_bound_mb": verdict.kept_bound_mb,
+            "one_time_mb": verdict.one_time_mb,
+            "control": verdict.control,
+            "more_swaps": verdict.more_swaps,
             "rss_baseline_mb": series.level_mb(timeline.baseline_t, "rss_bytes"),
             "rss_final_mb": settled[-1].rss_settled_mb if settled else None,
             "total_basis": basis,
@@ -136,22 +164,11 @@ def _verdict(
     v: VariantInputs,
     series: MemorySeries,
     timeline: Timeline,
-    settled: list[SwapMemory],
     settings: RunSettings,
-    threshold_mb: float,
+    verdict: Verdict,
 ) -> Verdict:
-    """classify() on the settled swaps, unless the variant has no usable data at all."""
-    died = None
-    if timeline.server_exit is not None:
-        died = timeline.server_exit.detail or "the server exited"
-    verdict = classify(
-        [s.index for s in settled],
-        [s.retained_mb for s in settled],
-        threshold_mb,
-        settings.warmup_swaps,
-        died,
-    )
-    if v.status == "failed" and died is None:
+    """The run's verdict for this variant, unless it has no usable data at all."""
+    if v.status == "failed" and timeline.server_exit is None:
         why = f"the variant failed: {v.reason or 'no reason recorded'}"
     elif v.memory.empty:
         why = "no readable samples in memory.csv (missing, empty, or without a t column)"

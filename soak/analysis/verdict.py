@@ -1,54 +1,64 @@
-"""Is the memory a swap leaves behind growing? The verdict rules (SPEC §1).
+"""Does memory grow from swap to swap, and does it come back? The verdict rules (SPEC §1).
 
-Input: the settled memory after each completed swap, as MiB above the
-baseline, and a threshold T in MiB per swap. The first `warmup_swaps` swaps are
-skipped (first-time costs: thread pools, arenas, caches), and the rest are
-measured from where memory stood after them (the post-warmup level). On the rest:
+Input: the settled memory after each completed swap, as MiB above the baseline
+(swap 0), and a threshold T in MiB per swap. Two questions, answered separately,
+each as above / below / unsure:
 
-- slope `s`: Theil–Sen (median of all pairwise slopes), so one odd swap
-  cannot make or hide a leak. This is `retained_mb_per_swap`.
-- later slope `s2`: Theil–Sen over the later half of those swaps.
-- level: the median retained memory over the later half (what it holds now).
-- noise `sigma`: the scatter of settled memory from one swap to the next, as
-  the smaller of two robust (MAD) estimates: from first differences, blind to
-  a trend and to one-off jumps (glibc's staircase), and from second
-  differences, blind to a bend (growth, then a plateau). Either structure fools
-  one estimate and not the other; plain scatter shows in both.
+- **growth**: the Theil–Sen slope `s` (median of pairwise slopes, so one odd
+  swap cannot make or hide a leak) over the swaps after the first
+  `warmup_swaps` (one-time costs make a step there), against T; and the same
+  slope over the later half of those swaps (`s2`), to tell "still growing" from
+  "grew, then stopped".
+- **kept memory**: the level memory settles at now (the median over the later
+  half of all swaps), measured from the baseline, minus what a clean control
+  variant of the same run keeps (one-time costs every variant pays: thread
+  pools, caches), against the bound B = KEPT_BOUND_SWAPS * T (25 swaps' worth of
+  the threshold: 25 % of the model, at least 25 MiB).
 
-Each estimate is compared with a bound as above, below or unsure. It is unsure
-only when the noise is large against the threshold (1.645 standard errors, a
-one-sided 95 % margin, exceed T/2) and the estimate lies within that margin of
-the bound: closeness alone never makes a verdict inconclusive, noise does.
+The noise `sigma` is the scatter of settled memory from one swap to the next, as
+the larger of two robust (MAD) estimates: from first differences (blind to a
+trend and to one-off jumps) and from second differences (blind to a bend). The
+larger, because jemalloc's settled memory wanders (each swap starts where the
+last one left off) and over a few swaps either estimate alone can come out
+near zero and call that wander growth; glibc's jumps and bends, which inflate
+one estimate, only make growth unsure, and its kept memory is caught by the
+second question.
 Standard errors: sigma / sqrt(sum (x - mean x)^2) for a slope, and
-sigma * sqrt(1.2533^2 / n + 1) for the level (a median less one reference swap).
+1.2533 * sigma / sqrt(m) for the median of m swaps. An estimate is unsure only
+when the noise is large against its bound (1.645 standard errors, a one-sided
+95 % margin, exceed half the bound) and the estimate lies within that margin:
+closeness alone never makes a verdict inconclusive, noise does.
 
-Rules, in order:
-1. `inconclusive` if the run ended early (the server died or stopped answering),
-   or fewer than 3 swaps remain.
-2. `inconclusive` if s is unsure against T.
-3. s above T: `leak` if s2 is above T/2 (the later half still grows), or
-   unsure (growth is shown, a stop is not); else on to the level.
-4. s below T: `leak` if s2 is above T over at least 4 swaps (a leak that
-   started late); else on to the level.
-5. The level against T: `plateau` above (grew past it, then stopped), else
-   `released`: back to the post-warmup level within the threshold, or within the
-   noise when the noise cannot place it (no growth, and no retention shown).
+Verdicts:
+- `leak`: growth above T and the later half still grows (above T/2, or unsure:
+  growth is shown, a stop is not); or a leak that started late (s2 above T over
+  at least 4 swaps).
+- `plateau`: not shown to grow, but keeps more than B: memory never given back.
+- `released`: not growing, and keeps less than B (or within the noise of it).
+- `inconclusive`: only when neither question is answered (growth unsure and
+  kept memory unsure), when there are too few swaps, or the server died; the
+  reason says about how many more swaps would decide.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-MIN_SWAPS = 3  # after the warmup swaps
+MIN_SWAPS = 3  # swaps after the warmup swaps, for a slope
 MIN_LATE_SWAPS = 4  # a leak seen in the later half alone needs this many swaps there
 LATER_HALF_GROWTH = 0.5  # the later half "still grows" above this fraction of T
 NOISE_MARGIN = 1.645  # standard errors: one-sided 95 %
+MEDIAN_SE = 1.2533  # standard error of a median, in units of sigma / sqrt(m)
+KEPT_BOUND_SWAPS = 25  # kept memory above this many thresholds is flagged
+MAX_SWAPS_ADVICE = 200  # beyond this, "more swaps" is not advice
 
 LEAK, PLATEAU, RELEASED, INCONCLUSIVE = "leak", "plateau", "released", "inconclusive"
+VERDICTS = (LEAK, PLATEAU, RELEASED, INCONCLUSIVE)
+FLAGGED = (LEAK, PLATEAU)  # memory never given back: `soak check` fails these
 ABOVE, BELOW, UNSURE = "above", "below", "unsure"
 
 
@@ -56,11 +66,27 @@ ABOVE, BELOW, UNSURE = "above", "below", "unsure"
 class Verdict:
     verdict: str
     reason: str  # one line for people
-    mb_per_swap: float | None  # Theil–Sen slope over the swaps judged
+    mb_per_swap: float | None  # Theil–Sen slope over the swaps judged for growth
     later_mb_per_swap: float | None  # the same over their later half
-    level_mb: float | None  # retained memory now (median of the later half)
+    level_mb: float | None  # where memory settles now, above the baseline (later-half median)
     noise_mb: float | None  # swap-to-swap scatter (sigma)
-    swaps_judged: tuple[int, ...] = ()
+    swaps_judged: tuple[int, ...] = ()  # the swaps the growth slope is fitted on
+    growth: str | None = None  # above / below / unsure (None: not judged)
+    kept: str | None = None  # kept memory against its bound: above / below / unsure
+    kept_mb: float | None = None  # level_mb minus the control's one-time costs
+    kept_bound_mb: float | None = None  # B
+    one_time_mb: float = 0.0  # what the control variant keeps, subtracted from the level
+    control: str | None = None  # the variant whose level counts as one-time costs
+    more_swaps: int | None = None  # about how many more swaps would decide (inconclusive)
+
+
+@dataclass(frozen=True)
+class SettledSeries:
+    """One variant's settled memory after each completed swap (MiB above its baseline)."""
+
+    swaps: Sequence[int]
+    retained_mb: Sequence[float]
+    died: str | None = None  # why the run ended early, if it did
 
 
 def theil_sen(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
@@ -76,7 +102,7 @@ def theil_sen(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
 
 
 def swap_noise(y: Sequence[float]) -> float:
-    """Sigma of the swap-to-swap scatter, blind to trends, jumps and bends.
+    """Sigma of the swap-to-swap scatter: the larger of two robust estimates.
 
     White noise of sd sigma gives differences of sd sigma * sqrt 2 (first) and
     sigma * sqrt 6 (second); 1.4826 * MAD estimates an sd robustly.
@@ -87,7 +113,48 @@ def swap_noise(y: Sequence[float]) -> float:
         d = np.diff(values, n=order)
         if len(d):
             estimates.append(1.4826 * np.median(np.abs(d - np.median(d))) / scale)
-    return float(min(estimates, default=0.0))
+    return float(max(estimates, default=0.0))
+
+
+def kept_bound_mb(threshold_mb: float) -> float:
+    """B: kept memory above this is flagged (25 swaps' worth of the threshold)."""
+    return KEPT_BOUND_SWAPS * threshold_mb
+
+
+def classify_run(
+    series: Mapping[str, SettledSeries], threshold_mb: float, warmup_swaps: int = 2
+) -> dict[str, Verdict]:
+    """Every variant's verdict, with the run's control telling one-time costs apart.
+
+    The control is the variant that keeps the least memory among those released
+    on their own: what it keeps, every variant pays (one-time costs), so each
+    other variant's kept memory is counted above it. With no such variant (one
+    variant, or none released) each is judged on its own.
+    """
+    alone = {
+        name: classify(s.swaps, s.retained_mb, threshold_mb, warmup_swaps, s.died)
+        for name, s in series.items()
+    }
+    clean = [
+        (v.level_mb, name)
+        for name, v in alone.items()
+        if v.verdict == RELEASED and v.level_mb is not None
+    ]
+    if len(series) < 2 or not clean:
+        return alone
+    one_time, control = min(clean)
+    if one_time <= 0:
+        return alone
+    return {
+        name: (
+            replace(alone[name], control=control, one_time_mb=one_time)
+            if name == control
+            else classify(
+                s.swaps, s.retained_mb, threshold_mb, warmup_swaps, s.died, one_time, control
+            )
+        )
+        for name, s in series.items()
+    }
 
 
 def classify(
@@ -96,95 +163,176 @@ def classify(
     threshold_mb: float,
     warmup_swaps: int = 2,
     died: str | None = None,
+    one_time_mb: float = 0.0,
+    control: str | None = None,
 ) -> Verdict:
     """The verdict on settled memory (MiB above baseline) after swaps `swaps`.
 
     `died` is why the run ended early (the server died or hung), if it did.
+    `one_time_mb` is what the run's `control` variant keeps (see classify_run).
     """
-    pairs = sorted((int(i), float(r)) for i, r in zip(swaps, retained_mb, strict=True))
-    # Levels are judged against where memory stood after the warmup swaps, so
-    # one-time costs of the first swaps (arenas, thread pools) are not "held".
-    reference = next((r for i, r in pairs if i == warmup_swaps and math.isfinite(r)), 0.0)
-    judged = [(i, r - reference) for i, r in pairs if i > warmup_swaps and math.isfinite(r)]
+    pairs = sorted(
+        (int(i), float(r)) for i, r in zip(swaps, retained_mb, strict=True) if math.isfinite(r)
+    )
+    judged = [(i, r) for i, r in pairs if i > warmup_swaps]
     x = [i for i, _ in judged]
     y = [r for _, r in judged]
     t = threshold_mb
+    bound = kept_bound_mb(t)
     slope = theil_sen(x, y)[0] if len(set(x)) >= 2 else None
+    base = Verdict(
+        INCONCLUSIVE,
+        "",
+        slope,
+        None,
+        None,
+        None,
+        tuple(x),
+        kept_bound_mb=bound,
+        one_time_mb=one_time_mb,
+        control=control,
+    )
     if died:
         trend = f"; until then {_mb(slope)} MiB per swap" if slope is not None else ""
-        return Verdict(
-            INCONCLUSIVE, f"the run ended early: {died}{trend}", slope, None, None, None, tuple(x)
-        )
+        return replace(base, reason=f"the run ended early: {died}{trend}")
     if len(x) < MIN_SWAPS:
         plural = "s" if len(x) != 1 else ""
-        return Verdict(
-            INCONCLUSIVE,
-            f"only {len(x)} swap{plural} after the {warmup_swaps} warmup swaps; need {MIN_SWAPS}",
-            slope,
-            None,
-            None,
-            None,
-            tuple(x),
+        return replace(
+            base,
+            reason=f"only {len(x)} swap{plural} after the {warmup_swaps} warmup swaps; "
+            f"need {MIN_SWAPS}",
+            more_swaps=MIN_SWAPS - len(x),
         )
+    assert slope is not None
 
+    all_y = [r for _, r in pairs]
     later_x, later_y = x[len(x) // 2 :], y[len(y) // 2 :]
     later_slope = theil_sen(later_x, later_y)[0]
-    level = float(np.median(later_y))
+    recent = all_y[len(all_y) // 2 :]
+    level = float(np.median(recent))
+    kept_mb = level - one_time_mb
     sigma = swap_noise(y)
     late = f"swaps {later_x[0]}–{later_x[-1]}"
+    v = replace(
+        base,
+        later_mb_per_swap=later_slope,
+        level_mb=level,
+        noise_mb=sigma,
+        kept_mb=kept_mb,
+    )
 
-    def compare(estimate: float, se: float, bound: float) -> str:
-        margin = NOISE_MARGIN * se
-        if margin > t / 2 and abs(estimate - bound) <= margin:
-            return UNSURE
-        return ABOVE if estimate > bound else BELOW
-
-    def verdict(kind: str, reason: str) -> Verdict:
-        return Verdict(kind, reason, slope, later_slope, level, sigma, tuple(x))
-
-    noisy = f"settled memory scatters ±{_mb(sigma)} MiB from swap to swap (threshold {_mb(t)})"
-    growth = compare(slope, sigma / _spread(x), t)
+    growth = _compare(slope, sigma / _spread(x), t)
     later_se = sigma / _spread(later_x)
-    if growth == UNSURE:
-        return verdict(INCONCLUSIVE, f"too noisy to tell growth from none: {noisy}")
+    kept = _compare(kept_mb, MEDIAN_SE * sigma / math.sqrt(len(recent)), bound)
+    v = replace(v, growth=growth, kept=kept)
+    noise = f"settled memory scatters ±{_mb(sigma)} MiB from swap to swap"
+    holds = _holds_text(v, len(all_y))
+
     if growth == ABOVE:
-        still = compare(later_slope, later_se, LATER_HALF_GROWTH * t)
+        still = _compare(later_slope, later_se, LATER_HALF_GROWTH * t, t)
         if still == ABOVE:
-            return verdict(
-                LEAK,
-                f"kept {_mb(slope)} MiB per swap, still growing in {late} "
+            return replace(
+                v,
+                verdict=LEAK,
+                reason=f"keeps {_mb(slope)} MiB more per swap, still growing in {late} "
                 f"({_mb(later_slope)} MiB per swap; threshold {_mb(t)})",
             )
         if still == UNSURE:  # growth is shown, a stop is not: a gate must not pass it
-            return verdict(
-                LEAK,
-                f"kept {_mb(slope)} MiB per swap, with no sign that it stopped in {late} "
-                f"(settled memory scatters ±{_mb(sigma)} MiB; threshold {_mb(t)})",
+            return replace(
+                v,
+                verdict=LEAK,
+                reason=f"keeps {_mb(slope)} MiB more per swap, with no sign that it stopped "
+                f"in {late} ({noise}; threshold {_mb(t)})",
             )
-    elif len(later_x) >= MIN_LATE_SWAPS and compare(later_slope, later_se, t) == ABOVE:
-        return verdict(
-            LEAK,
-            f"started growing late: {_mb(later_slope)} MiB per swap in {late} (threshold {_mb(t)})",
+    elif (
+        growth == BELOW
+        and len(later_x) >= MIN_LATE_SWAPS
+        and _compare(later_slope, later_se, t) == ABOVE
+    ):
+        return replace(
+            v,
+            verdict=LEAK,
+            reason=f"started growing late: {_mb(later_slope)} MiB per swap in {late} "
+            f"(threshold {_mb(t)})",
         )
 
-    # the level is a median of the later half minus one reference swap: both scatter
-    held = compare(level, sigma * math.sqrt(1.2533**2 / len(later_y) + 1), t)
-    if held == UNSURE:  # not growing, and not shown to hold memory: released, within noise
-        return verdict(
-            RELEASED,
-            f"stopped growing ({_mb(slope)} MiB per swap) and settles within the noise "
-            f"(±{_mb(sigma)} MiB) of the post-warmup level in {late} (threshold {_mb(t)})",
+    if kept == ABOVE:
+        trend = (
+            "whether it still grows is not shown"
+            if growth == UNSURE
+            else f"not growing ({_mb(later_slope)} MiB per swap in {late})"
         )
-    if held == BELOW:
-        where = f"{_mb(-level)} MiB below" if level < 0 else f"within {_mb(level)} MiB of"
-        return verdict(
-            RELEASED, f"settles {where} the post-warmup level in {late} (threshold {_mb(t)})"
+        return replace(v, verdict=PLATEAU, reason=f"{holds}, never given back; {trend} ({noise})")
+    if growth == UNSURE and kept == UNSURE:
+        more = _more_swaps(x, len(recent), slope, kept_mb, sigma, t, bound)
+        advice = f"about {more} more swaps would decide" if more else "more swaps may not decide"
+        return replace(
+            v,
+            more_swaps=more,
+            reason=f"too noisy to tell: {noise} against a threshold of {_mb(t)} MiB per swap "
+            f"and {_mb(bound)} MiB kept; {advice}",
         )
-    return verdict(
-        PLATEAU,
-        f"holds +{_mb(level)} MiB over the post-warmup level but stopped growing in {late} "
-        f"({_mb(later_slope)} MiB per swap; threshold {_mb(t)})",
-    )
+    if kept == UNSURE:
+        return replace(
+            v,
+            verdict=RELEASED,
+            reason=f"not growing ({_mb(slope)} MiB per swap); {holds}, within the noise "
+            f"(±{_mb(sigma)} MiB)",
+        )
+    if growth == UNSURE:
+        return replace(
+            v,
+            verdict=RELEASED,
+            reason=f"{holds}; growth within the noise ({_mb(slope)} MiB per swap, {noise})",
+        )
+    if growth == ABOVE:
+        trend = f"grew {_mb(slope)} MiB per swap, then stopped in {late}"
+    else:
+        trend = f"not growing ({_mb(slope)} MiB per swap)"
+    return replace(v, verdict=RELEASED, reason=f"{trend}; {holds}")
+
+
+def _holds_text(v: Verdict, swaps: int) -> str:
+    """'keeps +87.5 MiB of the baseline (...)': the kept memory, explained."""
+    assert v.level_mb is not None and v.kept_mb is not None and v.kept_bound_mb is not None
+    text = f"keeps {v.level_mb:+.1f} MiB over the baseline after {swaps} swaps"
+    if v.control and v.one_time_mb:
+        text += (
+            f" ({v.one_time_mb:.1f} MiB of it one-time costs that {v.control}, the control, "
+            f"keeps too; {v.kept_mb:+.1f} MiB beyond them)"
+        )
+    relation = {ABOVE: "over", BELOW: "under", UNSURE: "near"}[v.kept or UNSURE]
+    return f"{text}, {relation} the {_mb(v.kept_bound_mb)} MiB bound"
+
+
+def _compare(estimate: float, se: float, bound: float, scale: float | None = None) -> str:
+    """Above / below / unsure; unsure only if the margin exceeds half the `scale` (the bound)."""
+    margin = NOISE_MARGIN * se
+    if margin > abs(bound if scale is None else scale) / 2 and abs(estimate - bound) <= margin:
+        return UNSURE
+    return ABOVE if estimate > bound else BELOW
+
+
+def _more_swaps(
+    x: Sequence[int], recent: int, slope: float, kept: float, sigma: float, t: float, bound: float
+) -> int | None:
+    """About how many more swaps until either question is answered, at this noise."""
+    needs = []
+    gap = abs(slope - t)
+    if gap > 0:
+        # slope SE with n evenly spaced swaps: sigma / sqrt(n (n^2 - 1) / 12)
+        n = len(x)
+        while n < MAX_SWAPS_ADVICE and NOISE_MARGIN * sigma / math.sqrt(
+            n * (n * n - 1) / 12
+        ) >= max(gap, t / 2):
+            n += 1
+        needs.append(n - len(x))
+    gap = abs(kept - bound)
+    if gap > 0:
+        m = (NOISE_MARGIN * MEDIAN_SE * sigma / max(gap, bound / 2)) ** 2
+        needs.append(max(0, 2 * math.ceil(m) - 2 * recent))
+    best = min(needs, default=None)
+    return None if best is None or best >= MAX_SWAPS_ADVICE else max(1, best)
 
 
 def _spread(x: Sequence[int]) -> float:

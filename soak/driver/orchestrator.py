@@ -29,7 +29,13 @@ from soak.samplers.status import StatusPoller
 from soak.store.csv_log import CsvLog
 from soak.store.records import Event, EventKind, LatencySample, MemorySample
 from soak.store.run_dir import RunDir, VariantDir
-from soak.targets.allocators import container_library, find_library, preload_env, verify
+from soak.targets.allocators import (
+    container_library,
+    find_library,
+    preload_env,
+    purge_delay_s,
+    verify,
+)
 from soak.targets.base import LaunchSpec, Target
 from soak.targets.ports import free_port
 from soak.targets.process import ProcessTarget, last_log_line, parse_cpu_list
@@ -192,6 +198,7 @@ class _VariantSession:
             metric=config.metric,
             settle_timeout_s=config.settle_timeout,
             load_timeout_s=config.load_timeout,
+            purge_delay_s=purge_delay_s(self.variant.allocator, self.variant.env),
         )
         driver.wait_first_version()
         self._verify_allocator()
@@ -212,6 +219,7 @@ class _VariantSession:
                 self._log(self.vdir.latency_csv, LatencySample),
                 self.clock,
                 max_duration_s=_max_duration(config),
+                concurrency=config.concurrency,
             )
         )
         progress.variant_started(self.variant.name, config.swaps, memory, prober)

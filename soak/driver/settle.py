@@ -1,8 +1,12 @@
 """When has memory settled? When it has stopped falling (SPEC §1, Settling).
 
 No fixed sleep: glibc keeps freed memory at once, jemalloc returns pages over
-about 10 s, tcmalloc slowly. We compare the level now with the level a window
-ago; while it still drops by more than the tolerance, we wait.
+its decay time (10 s by default), tcmalloc slowly. We compare the level now with
+the level a window ago; while it still drops by more than the tolerance, we
+wait. And never before the allocator's own purge delay has passed
+(`allocators.purge_delay_s`): jemalloc's memory stands still for seconds, then
+falls, so "not falling" alone would settle too early and call its decaying
+pages kept.
 """
 
 from __future__ import annotations
@@ -20,9 +24,15 @@ class SettleRule:
     min_tolerance_bytes: int = MIB
     relative_tolerance: float = 0.003
 
-    def has_settled(self, samples: list[tuple[float, int]], since: float, now: float) -> bool:
-        """Samples (t, bytes) from `since` on: has the level stopped falling?"""
-        if now - since < self.window_s + self.level_s:
+    def has_settled(
+        self, samples: list[tuple[float, int]], since: float, now: float, purge_delay_s: float = 0.0
+    ) -> bool:
+        """Samples (t, bytes) from `since` on: has the level stopped falling?
+
+        `purge_delay_s`: the allocator may still be returning pages this long
+        after `since`; the level must have stood still after that.
+        """
+        if now - since < max(self.window_s, purge_delay_s) + self.level_s:
             return False
         current = _level(samples, now - self.level_s, now)
         earlier = _level(samples, now - self.window_s - self.level_s, now - self.window_s)

@@ -51,6 +51,7 @@ class SwapDriver:
         settle_rule: SettleRule | None = None,
         settle_timeout_s: float = 30.0,
         load_timeout_s: float = 300.0,
+        purge_delay_s: float = 0.0,
         on_progress: Callable[[str], None] = lambda message: None,
     ):
         self.target = target
@@ -63,6 +64,7 @@ class SwapDriver:
         self.settle_rule = settle_rule or SettleRule()
         self.settle_timeout_s = settle_timeout_s
         self.load_timeout_s = load_timeout_s
+        self.purge_delay_s = purge_delay_s  # the allocator's, see allocators.purge_delay_s
         self.on_progress = on_progress
         self.serving_version = 1  # staged before the server started
         self.last_staged = 1  # version numbers only grow, even past a failed load
@@ -124,7 +126,7 @@ class SwapDriver:
                 for s in self.memory.since(since - self.settle_rule.level_s)
                 if getattr(s, self.metric) is not None
             ]
-            settled = self.settle_rule.has_settled(samples, since, now)
+            settled = self.settle_rule.has_settled(samples, since, now, self.purge_delay_s)
             if settled or now >= deadline:
                 level = _median_recent(samples, now - self.settle_rule.level_s)
                 if not settled:

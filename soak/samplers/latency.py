@@ -1,8 +1,12 @@
 """Open-loop predict traffic at a constant rate, timed against the schedule.
 
-Request i is due at t0 + i / rps whatever happened to the earlier ones: a
-dispatcher thread keeps the schedule and hands each request to a pool of
-worker threads, so a stalled server does not slow the sending down. When all
+Requests are sent in bursts of `concurrency` (default 1): burst b is due at
+t0 + b * concurrency / rps whatever happened to the earlier ones, so the server
+sees `concurrency` requests in flight at once at the same mean rate, as from
+that many concurrent clients (more request threads allocating at once, which is
+what makes glibc open more arenas). A dispatcher thread keeps the schedule and
+hands each request to a pool of worker threads, each with its own connection,
+so a stalled server does not slow the sending down. When all
 `max_in_flight` workers are busy the send waits, and its latency still counts
 from when it was due. A stall therefore shows up as latency, not as fewer
 requests (no coordinated omission).
@@ -50,17 +54,21 @@ class LatencyProber:
         timeout_s: float = 10.0,
         max_in_flight: int = 64,
         max_duration_s: float = 24 * 3600,
+        concurrency: int = 1,
     ):
         if not rps > 0:
             raise ValueError(f"rps must be positive, got {rps}")
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        if not 1 <= concurrency <= max_in_flight:
+            raise ValueError(
+                f"concurrency must be within 1..max_in_flight ({max_in_flight}), got {concurrency}"
+            )
         self.url = url
         self.rps = rps
         self.log = log
         self.clock = clock
         self.timeout_s = timeout_s
         self.max_in_flight = max_in_flight
+        self.concurrency = concurrency
         self.max_duration_s = max_duration_s
         self.sent = 0
         self.errors = 0
@@ -115,9 +123,9 @@ class LatencyProber:
         return self._t0_epoch + (t_mono - self._t0_mono)
 
     def _dispatch(self, pool: ThreadPoolExecutor) -> None:
-        i = 0
+        burst = 0
         while not self._stop.is_set():
-            offset = i / self.rps
+            offset = burst * self.concurrency / self.rps
             if offset >= self.max_duration_s:
                 return
             due = self._t0_mono + offset
@@ -125,11 +133,12 @@ class LatencyProber:
             if delay > 0 and self._stop.wait(delay):
                 return
             swap = self.clock.swap
-            while not self._slots.acquire(timeout=STOP_CHECK_S):
-                if self._stop.is_set():
-                    return
-            pool.submit(self._send, due, swap)
-            i += 1
+            for _ in range(self.concurrency):
+                while not self._slots.acquire(timeout=STOP_CHECK_S):
+                    if self._stop.is_set():
+                        return
+                pool.submit(self._send, due, swap)
+            burst += 1
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)

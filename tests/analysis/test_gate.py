@@ -85,7 +85,7 @@ def test_variant_option_checks_only_that_variant(two_variants, capsys):
 
 def test_no_limits_means_no_leak(two_variants, capsys):
     assert soak_check(two_variants) == EXIT_GATE_FAILED
-    assert capsys.readouterr().out.startswith("glibc: verdict leak (kept 8.0 MiB per swap")
+    assert capsys.readouterr().out.startswith("glibc: verdict leak (keeps 8.0 MiB more per swap")
     assert soak_check(two_variants, "--variant", "jemalloc") == EXIT_OK
 
 

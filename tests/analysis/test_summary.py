@@ -70,7 +70,7 @@ def test_completed_run_has_the_spec_summary(make_run, sim_variant, assert_spec_s
     assert glibc["memory"]["retained_mb_per_swap"] == pytest.approx(8.0, abs=0.1)
     assert glibc["memory"]["retained_mb"] == pytest.approx(64.0, abs=0.5)
     assert glibc["memory"]["final_mb"] == pytest.approx(364.0, abs=0.5)
-    assert glibc["memory"]["verdict_reason"].startswith("kept 8.0 MiB per swap")
+    assert glibc["memory"]["verdict_reason"].startswith("keeps 8.0 MiB more per swap")
     third = glibc["swaps"][2]
     assert third["settled_mb"] == pytest.approx(324.0, abs=0.3)
     assert third["retained_mb"] == pytest.approx(24.0, abs=0.3)
@@ -220,7 +220,7 @@ def test_no_projection_without_a_limit_or_for_a_plateau(make_run, sim_variant):
     run = make_run([sim_variant("glibc", "glibc", leaking(8.0))])
     assert by_name(analyse_run(run))["glibc"]["projection"] is None
     run = make_run(
-        [sim_variant("glibc", "glibc", lambda k: 6.0 * min(k, 3))], memory_limit_bytes=1 << 30
+        [sim_variant("glibc", "glibc", lambda k: 15.0 * min(k, 3))], memory_limit_bytes=1 << 30
     )
     glibc = by_name(analyse_run(run))["glibc"]
     assert glibc["memory"]["verdict"] == "plateau"
@@ -233,7 +233,9 @@ def test_threshold_and_warmup_from_run_toml(make_run, sim_variant):
     glibc = by_name(summary)["glibc"]
     assert summary["threshold_mb"] == 20.0
     assert glibc["memory"]["swaps_judged"] == [4, 5, 6, 7, 8]
-    assert glibc["memory"]["verdict"] == "plateau"  # 8 MiB per swap is under 20
+    # 8 MiB per swap is under 20, and 64 MiB kept under the bound of 25 thresholds
+    assert glibc["memory"]["verdict"] == "released"
+    assert "under the 500.0 MiB bound" in glibc["memory"]["verdict_reason"]
 
 
 def test_a_listed_variant_that_never_ran(make_run, sim_variant):
