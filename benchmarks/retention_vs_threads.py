@@ -13,13 +13,10 @@ defaults of `soak run` can be chosen to show the real effect (README table).
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from soak_runs import VariantOutcome, line, soak_run, spread
 
 SETTINGS: dict[str, list[str]] = {
     "concurrency 1": ["--concurrency", "1"],
@@ -48,84 +45,28 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="keep the run dirs here")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="soak-retention-"))
-    rows = []
-    for name in args.only or SETTINGS:
+    names = args.only or list(SETTINGS)
+    results: dict[tuple[str, str], list[VariantOutcome]] = {}
+    for name in names:
         for repeat in range(args.repeats):
             run_dir = out / f"{name.replace(' ', '_').replace(',', '')}-{repeat}"
-            started = time.monotonic()
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "soak",
-                    "run",
-                    "--quiet",
-                    "--out",
-                    str(run_dir),
-                    "--allocators",
-                    args.allocators,
-                    "--swaps",
-                    str(args.swaps),
-                    *SETTINGS[name],
-                ],
-                check=False,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            elapsed = time.monotonic() - started
-            for row in _rows(run_dir, name, elapsed):
-                rows.append(row)
-                print(_format(row), flush=True)
-    print("\nper setting (median of the runs' later-half level, MiB above baseline):")
-    for name in dict.fromkeys(r["setting"] for r in rows):
-        for variant in dict.fromkeys(r["variant"] for r in rows if r["setting"] == name):
-            levels = [
-                r["level"]
-                for r in rows
-                if r["setting"] == name and r["variant"] == variant and r["level"] is not None
-            ]
-            verdicts = [
-                r["verdict"] for r in rows if r["setting"] == name and r["variant"] == variant
-            ]
-            spread = f"{min(levels):+.0f}..{max(levels):+.0f}" if levels else "-"
-            print(f"  {name:32s} {variant:9s} kept {spread:>12s} MiB  verdicts {verdicts}")
+            for o in soak_run(
+                run_dir,
+                "--allocators",
+                args.allocators,
+                "--swaps",
+                str(args.swaps),
+                *SETTINGS[name],
+            ):
+                results.setdefault((name, o.variant), []).append(o)
+                print(line(name, o), flush=True)
+    print("\nkept memory (later-half median over the baseline, MiB), per setting:")
+    for (name, variant), outcomes in results.items():
+        levels = [o.level_mb for o in outcomes if o.level_mb is not None]
+        verdicts = " ".join(o.verdict for o in outcomes)
+        print(f"  {name:32s} {variant:9s} {spread(levels):>30s}  {verdicts}")
     print(f"\nrun dirs: {out}")
     return 0
-
-
-def _rows(run_dir: Path, setting: str, elapsed: float):
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        yield {
-            "setting": setting,
-            "variant": "?",
-            "verdict": "no summary",
-            "level": None,
-            "series": [],
-            "elapsed": elapsed,
-        }
-        return
-    for v in summary["variants"]:
-        series = [s["retained_mb"] for s in v["swaps"] if s.get("retained_mb") is not None]
-        later = series[len(series) // 2 :]
-        yield {
-            "setting": setting,
-            "variant": v["name"],
-            "verdict": v["memory"]["verdict"],
-            "level": statistics.median(later) if later else None,
-            "series": series,
-            "elapsed": elapsed,
-        }
-
-
-def _format(row: dict) -> str:
-    series = " ".join(f"{x:+.0f}" for x in row["series"])
-    level = f"{row['level']:+.1f}" if row["level"] is not None else "-"
-    return (
-        f"{row['setting']:32s} {row['variant']:9s} {row['verdict']:12s} level {level:>7s} MiB "
-        f"({row['elapsed']:.0f} s)  per swap: {series}"
-    )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ each as above / below / unsure:
   `warmup_swaps` (one-time costs make a step there), against T; and the same
   slope over the later half of those swaps (`s2`), to tell "still growing" from
   "grew, then stopped".
-- **kept memory**: the level memory settles at now (the median over the later
-  half of all swaps), measured from the baseline, minus what a clean control
+- **kept memory**: the level memory settles at (the median over the same swaps
+  as the slope: after the first ones, it has had the chance to pile up or to
+  come back), measured from the baseline, minus what a clean control
   variant of the same run keeps (one-time costs every variant pays: thread
   pools, caches), against the bound B = KEPT_BOUND_SWAPS * T (25 swaps' worth of
   the threshold: 25 % of the model, at least 25 MiB).
@@ -24,7 +25,10 @@ near zero and call that wander growth; glibc's jumps and bends, which inflate
 one estimate, only make growth unsure, and its kept memory is caught by the
 second question.
 Standard errors: sigma / sqrt(sum (x - mean x)^2) for a slope, and
-1.2533 * sigma / sqrt(m) for the median of m swaps. An estimate is unsure only
+1.2533 * sd / sqrt(m) for the median of m levels, with sd the spread of those
+levels themselves: glibc's levels zigzag (+113, +9, +129 MiB), which
+swap-to-swap differences read as even larger noise, while the levels sit far
+above the bound. An estimate is unsure only
 when the noise is large against its bound (1.645 standard errors, a one-sided
 95 % margin, exceed half the bound) and the estimate lies within that margin:
 closeness alone never makes a verdict inconclusive, noise does.
@@ -68,7 +72,7 @@ class Verdict:
     reason: str  # one line for people
     mb_per_swap: float | None  # Theil–Sen slope over the swaps judged for growth
     later_mb_per_swap: float | None  # the same over their later half
-    level_mb: float | None  # where memory settles now, above the baseline (later-half median)
+    level_mb: float | None  # where memory settles, above the baseline (median after the warmup)
     noise_mb: float | None  # swap-to-swap scatter (sigma)
     swaps_judged: tuple[int, ...] = ()  # the swaps the growth slope is fitted on
     growth: str | None = None  # above / below / unsure (None: not judged)
@@ -205,11 +209,9 @@ def classify(
         )
     assert slope is not None
 
-    all_y = [r for _, r in pairs]
     later_x, later_y = x[len(x) // 2 :], y[len(y) // 2 :]
     later_slope = theil_sen(later_x, later_y)[0]
-    recent = all_y[len(all_y) // 2 :]
-    level = float(np.median(recent))
+    level = float(np.median(y))
     kept_mb = level - one_time_mb
     sigma = swap_noise(y)
     late = f"swaps {later_x[0]}–{later_x[-1]}"
@@ -223,10 +225,11 @@ def classify(
 
     growth = _compare(slope, sigma / _spread(x), t)
     later_se = sigma / _spread(later_x)
-    kept = _compare(kept_mb, MEDIAN_SE * sigma / math.sqrt(len(recent)), bound)
+    spread_sd = _level_sd(y)
+    kept = _compare(kept_mb, MEDIAN_SE * spread_sd / math.sqrt(len(y)), bound)
     v = replace(v, growth=growth, kept=kept)
     noise = f"settled memory scatters ±{_mb(sigma)} MiB from swap to swap"
-    holds = _holds_text(v, len(all_y))
+    holds = _holds_text(v, len(pairs))
 
     if growth == ABOVE:
         still = _compare(later_slope, later_se, LATER_HALF_GROWTH * t, t)
@@ -264,8 +267,12 @@ def classify(
         )
         return replace(v, verdict=PLATEAU, reason=f"{holds}, never given back; {trend} ({noise})")
     if growth == UNSURE and kept == UNSURE:
-        more = _more_swaps(x, len(recent), slope, kept_mb, sigma, t, bound)
-        advice = f"about {more} more swaps would decide" if more else "more swaps may not decide"
+        more = _more_swaps(x, slope, kept_mb, sigma, spread_sd, t, bound)
+        advice = (
+            f"about {more} more swap{'s' if more != 1 else ''} would decide"
+            if more
+            else "more swaps may not decide"
+        )
         return replace(
             v,
             more_swaps=more,
@@ -314,7 +321,13 @@ def _compare(estimate: float, se: float, bound: float, scale: float | None = Non
 
 
 def _more_swaps(
-    x: Sequence[int], recent: int, slope: float, kept: float, sigma: float, t: float, bound: float
+    x: Sequence[int],
+    slope: float,
+    kept: float,
+    sigma: float,
+    spread_sd: float,
+    t: float,
+    bound: float,
 ) -> int | None:
     """About how many more swaps until either question is answered, at this noise."""
     needs = []
@@ -329,10 +342,20 @@ def _more_swaps(
         needs.append(n - len(x))
     gap = abs(kept - bound)
     if gap > 0:
-        m = (NOISE_MARGIN * MEDIAN_SE * sigma / max(gap, bound / 2)) ** 2
-        needs.append(max(0, 2 * math.ceil(m) - 2 * recent))
+        m = (NOISE_MARGIN * MEDIAN_SE * spread_sd / max(gap, bound / 2)) ** 2
+        needs.append(max(0, math.ceil(m) - len(x)))
     best = min(needs, default=None)
     return None if best is None or best >= MAX_SWAPS_ADVICE else max(1, best)
+
+
+def _level_sd(y: Sequence[float]) -> float:
+    """The spread of the settled levels themselves: the sample sd, not a robust one.
+
+    Not robust on purpose: over a few swaps a MAD sees only the two closest
+    levels (glibc at +62, +1.8, +1.1 MiB would look settled at +1.8); the plain
+    sd counts every swap, so a wild one makes kept memory unsure, never decided.
+    """
+    return float(np.std(np.asarray(y, dtype=float), ddof=1)) if len(y) > 1 else 0.0
 
 
 def _spread(x: Sequence[int]) -> float:
