@@ -67,7 +67,10 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-name", dest="model_name")
     p.add_argument("--backend", choices=["process", "docker"])
     p.add_argument("--allocators", help="comma list of glibc, jemalloc, tcmalloc, mimalloc")
-    p.add_argument("--swaps", type=int)
+    p.add_argument(
+        "--swaps", help="swaps per variant, or 'auto': until every verdict is decided (default 12)"
+    )
+    p.add_argument("--max-swaps", dest="max_swaps", type=int, help="bound of --swaps auto (30)")
     p.add_argument("--rps", type=float, help="predict requests per second (open loop)")
     p.add_argument("--batch", type=int, help="instances per predict request")
     p.add_argument("--concurrency", type=int, help="requests in flight at once (open loop)")

@@ -49,7 +49,8 @@ class RunConfig:
     model_name: str = "model"
     backend: str = "process"
     variants: list[VariantSpec] = field(default_factory=list)
-    swaps: int = 12  # enough for a verdict through jemalloc's swap-to-swap scatter
+    swaps: int | str = 12  # a count, or "auto": until every verdict is decided
+    max_swaps: int = 30  # the bound of --swaps auto
     rps: float = 20.0
     batch: int = 1
     concurrency: int = 1  # requests sent at once, in bursts (open loop)
@@ -186,7 +187,13 @@ def _validate(c: RunConfig) -> list[str]:
             problems.append(message)
 
     check(c.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, not {c.backend!r}")
-    check(_is_int(c.swaps) and c.swaps >= 1, f"swaps must be a whole number >= 1, not {c.swaps!r}")
+    if c.swaps != "auto" and isinstance(c.swaps, str) and c.swaps.isdigit():
+        c.swaps = int(c.swaps)
+    check(
+        c.swaps == "auto" or (_is_int(c.swaps) and c.swaps >= 1),
+        f"swaps must be a whole number >= 1 or 'auto', not {c.swaps!r}",
+    )
+    check(_is_int(c.max_swaps) and c.max_swaps >= 1, "max_swaps must be a whole number >= 1")
     check(_is_num(c.rps) and 0 < c.rps <= 1000, f"rps must be in (0, 1000], not {c.rps!r}")
     check(_is_int(c.batch) and 1 <= c.batch <= 10000, f"batch must be 1..10000, not {c.batch!r}")
     check(

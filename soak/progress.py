@@ -28,7 +28,7 @@ class Progress:
             self._clear()
             print(text, file=self.stream, flush=True)
 
-    def variant_started(self, name: str, swaps: int, memory, prober) -> None:
+    def variant_started(self, name: str, swaps: str, memory, prober) -> None:
         self._state = {"name": name, "swaps": swaps, "swap": 0, "memory": memory, "prober": prober}
         if self.live and self._thread is None:
             self._thread = threading.Thread(target=self._refresh, daemon=True)

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from soak.analysis.swap_budget import AUTO, SwapBudget
+from soak.analysis.verdict import default_threshold_mb
 from soak.config import RunConfig
 from soak.driver.model_versions import resolve_model
 from soak.driver.orchestrator import Interrupted, Orchestrator, VariantResult
@@ -41,7 +43,18 @@ def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
         progress.message(f"using the demo model ({config.demo_size_mb:g} MiB, generated once)")
     model = resolve_model(config.model, config.demo_size_mb)
 
-    orchestrator = Orchestrator(config, model, progress)
+    threshold = config.threshold_mb or default_threshold_mb(model.size_bytes)
+    orchestrator = Orchestrator(
+        config,
+        model,
+        progress,
+        lambda: SwapBudget(
+            None if config.swaps == AUTO else int(config.swaps),
+            config.max_swaps,
+            threshold,
+            config.warmup_swaps,
+        ),
+    )
     docker_facts = None
     if config.backend == "docker":
         docker_facts = _prepare_docker(orchestrator, config, progress)

@@ -36,7 +36,7 @@ class RunSettings:
 
     model_name: str = "model"
     backend: str = "process"
-    swaps: int | None = None
+    swaps: int | str | None = None  # a count, or "auto"
     warmup_swaps: int = 2
     threshold_mb: float | None = None  # None: max(1 MiB, 1% of the model's size)
     metric: str = "anon_bytes"
@@ -103,7 +103,7 @@ def read_settings(path: Path) -> RunSettings:
         return RunSettings(
             model_name=str(data.get("model_name", "model")),
             backend=str(data.get("backend", "process")),
-            swaps=_opt(int, data.get("swaps")),
+            swaps=data["swaps"] if data.get("swaps") == "auto" else _opt(int, data.get("swaps")),
             warmup_swaps=int(data.get("warmup_swaps", 2)),
             threshold_mb=_opt(float, data.get("threshold_mb")),
             metric=str(data.get("metric", "anon_bytes")),

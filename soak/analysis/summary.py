@@ -20,19 +20,16 @@ from soak.analysis.latency import latency_figures, swap_window_latency
 from soak.analysis.memory import MemorySeries, SwapMemory, swap_memory
 from soak.analysis.projection import project
 from soak.analysis.timeline import Timeline, build_timeline
-from soak.analysis.verdict import INCONCLUSIVE, SettledSeries, Verdict, classify_run
-from soak.store.records import MIB
+from soak.analysis.verdict import (
+    INCONCLUSIVE,
+    SettledSeries,
+    Verdict,
+    classify_run,
+    default_threshold_mb,
+)
 from soak.store.run_dir import RunDir
 
 SCHEMA = "soak.summary/1"
-MIN_THRESHOLD_MB = 1.0
-THRESHOLD_MODEL_FRACTION = 0.01
-
-
-def default_threshold_mb(model_size_bytes: int | None) -> float:
-    """SPEC §1: max(1 MiB, 1 % of the model's size) per swap."""
-    size_mb = (model_size_bytes or 0) / MIB
-    return max(MIN_THRESHOLD_MB, THRESHOLD_MODEL_FRACTION * size_mb)
 
 
 def analyse_run(run_dir: Path) -> dict:

@@ -59,6 +59,9 @@ NOISE_MARGIN = 1.645  # standard errors: one-sided 95 %
 MEDIAN_SE = 1.2533  # standard error of a median, in units of sigma / sqrt(m)
 KEPT_BOUND_SWAPS = 25  # kept memory above this many thresholds is flagged
 MAX_SWAPS_ADVICE = 200  # beyond this, "more swaps" is not advice
+MIN_THRESHOLD_MB = 1.0
+THRESHOLD_MODEL_FRACTION = 0.01
+MIB = 1 << 20
 
 LEAK, PLATEAU, RELEASED, INCONCLUSIVE = "leak", "plateau", "released", "inconclusive"
 VERDICTS = (LEAK, PLATEAU, RELEASED, INCONCLUSIVE)
@@ -118,6 +121,12 @@ def swap_noise(y: Sequence[float]) -> float:
         if len(d):
             estimates.append(1.4826 * np.median(np.abs(d - np.median(d))) / scale)
     return float(max(estimates, default=0.0))
+
+
+def default_threshold_mb(model_size_bytes: int | None) -> float:
+    """SPEC §1: T = max(1 MiB, 1 % of the model's size) per swap."""
+    size_mb = (model_size_bytes or 0) / MIB
+    return max(MIN_THRESHOLD_MB, THRESHOLD_MODEL_FRACTION * size_mb)
 
 
 def kept_bound_mb(threshold_mb: float) -> float:

@@ -12,8 +12,10 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from soak.config import RunConfig, VariantSpec, find_server_binary
 from soak.driver.model_versions import ModelSource
@@ -27,7 +29,7 @@ from soak.samplers.memory import MemorySampler
 from soak.samplers.payload import build_predict_payload, fetch_metadata, load_request_file
 from soak.samplers.status import StatusPoller
 from soak.store.csv_log import CsvLog
-from soak.store.records import Event, EventKind, LatencySample, MemorySample
+from soak.store.records import MIB, Event, EventKind, LatencySample, MemorySample
 from soak.store.run_dir import RunDir, VariantDir
 from soak.targets.allocators import (
     container_library,
@@ -52,11 +54,29 @@ class Interrupted(Exception):
     """Raised after an interrupted run has been cleaned up and analysed."""
 
 
+class SwapCount(Protocol):
+    """Whether a variant swaps again (analysis.swap_budget.SwapBudget)."""
+
+    @property
+    def planned(self) -> str: ...
+
+    def record(self, index: int, settled_mb: float | None) -> None: ...
+
+    def stop_reason(self, done: int) -> str | None: ...
+
+
 class Orchestrator:
-    def __init__(self, config: RunConfig, model: ModelSource, progress: Progress):
+    def __init__(
+        self,
+        config: RunConfig,
+        model: ModelSource,
+        progress: Progress,
+        new_budget: Callable[[], SwapCount],
+    ):
         self.config = config
         self.model = model
         self.progress = progress
+        self.new_budget = new_budget  # a fresh swap count per variant
         self.run_dir = RunDir(Path(config.out))
         self.run_id = uuid.uuid4().hex[:12]
         self.docker = None  # the docker client, for the docker backend
@@ -222,14 +242,20 @@ class _VariantSession:
                 concurrency=config.concurrency,
             )
         )
-        progress.variant_started(self.variant.name, config.swaps, memory, prober)
-        driver.baseline()
+        budget = self.orch.new_budget()
+        progress.variant_started(self.variant.name, budget.planned, memory, prober)
+        budget.record(0, driver.baseline() / MIB)
         progress.swap_done(0)
         driver.hold(config.steady_s)
-        for index in range(1, config.swaps + 1):
+        index = 0
+        while (why := budget.stop_reason(index)) is None:
+            index += 1
             outcome = driver.swap(index)
+            budget.record(index, outcome.settled_bytes / MIB)
             progress.swap_done(index, outcome)
             driver.hold(config.steady_s)
+        driver.event(EventKind.SWAPS_DONE, driver.serving_version, why)
+        progress.message(f"[{self.variant.name}] {why}")
 
     def _verify_allocator(self) -> None:
         ok, why = verify(self.variant.allocator, self.target.mapped_paths())
@@ -269,7 +295,8 @@ class _VariantSession:
 def _max_duration(config: RunConfig) -> float:
     """A hard bound on the traffic loop, whatever happens to the driver."""
     per_swap = config.load_timeout + config.settle_timeout + 60
-    return (config.swaps + 1) * per_swap
+    swaps = config.max_swaps if config.swaps == "auto" else int(config.swaps)
+    return (swaps + 1) * per_swap
 
 
 def _with_log(message: str, vdir: VariantDir) -> str:

@@ -34,6 +34,7 @@ class SwapOutcome:
     index: int
     version: int
     loaded: bool
+    settled_bytes: float  # the level memory settled at (0 if no samples)
     detail: str = ""
 
 
@@ -79,10 +80,10 @@ class SwapDriver:
         if status.state == "END":
             raise ServerDied(f"version 1 failed to load: {status.error_message}")
 
-    def baseline(self) -> None:
-        """Warm traffic is on; wait for memory to settle: the baseline (swap 0)."""
+    def baseline(self) -> float:
+        """Warm traffic is on; wait for memory to settle: the baseline (swap 0), bytes."""
         time.sleep(WARM_TRAFFIC_S)
-        self.wait_settled(time.time())
+        return self.wait_settled(time.time())
 
     def swap(self, index: int) -> SwapOutcome:
         """Stage the next version, wait for the swap and for memory to settle."""
@@ -101,12 +102,11 @@ class SwapDriver:
         status = self.poller.versions()[new]
         if status.state == "END":  # failed load: the old version keeps serving
             self.stager.remove(new)
-            self.wait_settled(time.time())
-            return SwapOutcome(index, new, False, status.error_message)
+            settled = self.wait_settled(time.time())
+            return SwapOutcome(index, new, False, settled, status.error_message)
         self.serving_version = new
         self.stager.remove(old)
-        self.wait_settled(time.time())
-        return SwapOutcome(index, new, True)
+        return SwapOutcome(index, new, True, self.wait_settled(time.time()))
 
     def hold(self, seconds: float) -> None:
         """Steady traffic between swaps: the latency a swap is compared against."""

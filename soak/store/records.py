@@ -72,6 +72,7 @@ class EventKind:
     SERVER_EXITED = "server_exited"  # the target died (detail: reason)
     INTERRUPTED = "interrupted"  # the user stopped the run
     STOPPED = "stopped"  # the target was stopped at the end
+    SWAPS_DONE = "swaps_done"  # no more swaps (detail: why: as planned, decided, or the bound)
 
 
 def columns(record_type: type) -> list[str]:

@@ -8,6 +8,8 @@ import statistics
 import threading
 import time
 
+import pytest
+
 from soak.samplers.clock import SwapClock
 from soak.samplers.latency import LatencyProber
 from soak.store.csv_log import CsvLog
@@ -142,3 +144,40 @@ def test_rejected_requests_keep_their_http_status(tmp_path, serve):
     assert len(rows) == prober.errors == 10
     assert all(r["status"] == 400 for r in rows)
     assert prober.last_error == 'HTTP 400: {"error": "Expected 2 inputs, got 1"}'
+
+
+def test_concurrency_sends_bursts_that_are_in_flight_together(tmp_path, serve):
+    # Each request takes 100 ms, so a burst of 4 shows as 4 requests in the server at once.
+    in_flight, most = 0, 0
+    lock = threading.Lock()
+
+    def slow(method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        time.sleep(0.1)
+        with lock:
+            in_flight -= 1
+        return 200, b'{"predictions": [[0.5]]}'
+
+    http = serve(slow)
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    prober = LatencyProber(
+        url, BODY, rps=20, log=log, clock=SwapClock(), max_duration_s=0.5, concurrency=4
+    )
+    prober.start()
+    time.sleep(1.0)
+    prober.stop()
+    log.close()
+
+    rows = read_rows(tmp_path / "latency.csv")
+    assert len(rows) == 12  # the mean rate is still 20 rps: bursts of 4 at 0, 0.2, 0.4 s
+    bursts = sorted({round(r["t_intended"], 6) for r in rows})
+    assert len(bursts) == 3
+    assert [b - a for a, b in zip(bursts, bursts[1:], strict=False)] == pytest.approx(
+        [0.2, 0.2], abs=0.002
+    )
+    assert most == 4
+    assert all(r["latency_ms"] >= 100 for r in rows)  # each counted from when its burst was due

@@ -1,0 +1,72 @@
+"""How many swaps a variant gets: a fixed count, or `auto` until its verdict is decided.
+
+With `--swaps auto` the orchestrator asks after every swap whether to go on.
+The variant is decided when the verdict rules, applied to the settled levels
+so far (the driver's own readings, the same medians the analysis takes), give
+the same answer after two swaps in a row and that answer is a decision:
+`leak` or `plateau` (memory kept: flagged whatever the growth), or `released`
+with growth ruled out, not merely within the noise (a slow leak looks
+released until the slope is pinned down). A fixed floor of swaps comes first:
+glibc can give everything back for a swap or two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from soak.analysis.verdict import BELOW, FLAGGED, MIN_SWAPS, RELEASED, Verdict, classify
+
+AUTO = "auto"
+
+
+@dataclass
+class SwapBudget:
+    swaps: int | None  # a fixed count; None: auto
+    max_swaps: int
+    threshold_mb: float
+    warmup_swaps: int
+    baseline_mb: float | None = None
+    retained_mb: dict[int, float] = field(default_factory=dict)
+    _previous: str | None = None
+
+    @property
+    def min_swaps(self) -> int:
+        """Before this, auto does not stop: the warmup swaps, a slope, and one to confirm."""
+        return self.warmup_swaps + MIN_SWAPS + 1
+
+    @property
+    def planned(self) -> str:
+        """For progress: '12', or 'auto (max 30)'."""
+        return str(self.swaps) if self.swaps is not None else f"{AUTO} (max {self.max_swaps})"
+
+    def record(self, index: int, settled_mb: float | None) -> None:
+        """The settled level after swap `index` (0: the baseline)."""
+        if settled_mb is None:
+            return
+        if index == 0:
+            self.baseline_mb = settled_mb
+        elif self.baseline_mb is not None:
+            self.retained_mb[index] = settled_mb - self.baseline_mb
+
+    def stop_reason(self, done: int) -> str | None:
+        """None to swap again; else why the variant has had its swaps (one line)."""
+        if self.swaps is not None:
+            return f"{done} swaps done, as planned" if done >= self.swaps else None
+        if done >= self.max_swaps:
+            return f"--max-swaps {self.max_swaps} reached, {self._verdict().verdict}"
+        if done < self.min_swaps:
+            self._previous = None
+            return None
+        verdict = self._verdict()
+        decided = verdict.verdict in FLAGGED or (
+            verdict.verdict == RELEASED and verdict.growth == BELOW
+        )
+        answer = verdict.verdict if decided else None
+        stable, self._previous = answer is not None and answer == self._previous, answer
+        return f"decided after {done} swaps: {verdict.verdict}" if stable else None
+
+    def _verdict(self) -> Verdict:
+        swaps = sorted(self.retained_mb)
+        return classify(
+            swaps, [self.retained_mb[i] for i in swaps], self.threshold_mb, self.warmup_swaps
+        )
