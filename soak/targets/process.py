@@ -7,12 +7,10 @@ import ctypes
 import os
 import signal
 import subprocess
-from pathlib import Path
 
 from soak.errors import EnvironmentFailure
-from soak.samplers.memory import read_proc_memory
+from soak.procfs import read_mapped_paths, read_proc_memory
 from soak.store.records import PROCESS_MEMORY_COLUMNS
-from soak.targets.allocators import paths_in_maps
 from soak.targets.base import LaunchSpec, Target
 
 STOP_TIMEOUT_S = 10.0
@@ -66,7 +64,7 @@ class ProcessTarget(Target):
         return read_proc_memory(self.pid)
 
     def mapped_paths(self) -> set[str]:
-        return paths_in_maps(Path(f"/proc/{self.pid}/maps").read_text(errors="replace"))
+        return read_mapped_paths(self.pid)
 
     def exit_reason(self) -> str | None:
         code = self._proc.poll() if self._proc else None
@@ -107,23 +105,6 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def parse_cpu_list(text: str) -> set[int]:
-    """'0-2,5' -> {0, 1, 2, 5} (the cpuset syntax of --cpus)."""
-    cpus: set[int] = set()
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        cpus.update(range(int(first), int(last or first) + 1))
-    return cpus
-
-
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def last_log_line(path: Path | None, limit: int = 300) -> str:
-    """The server's last words, for a one-line failure message."""
-    if not path or not path.exists():
-        return ""
-    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1][:limit] if lines else ""
