@@ -120,7 +120,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_demo_model(args: argparse.Namespace) -> int:
     from soak.extras import require_tensorflow
 
-    require_tensorflow("soak demo-model")
+    require_tensorflow("demo-model")
     from soak.demo_model import write_demo_model
 
     path = write_demo_model(

@@ -11,7 +11,8 @@ import importlib.util
 
 from soak.errors import UsageError
 
-STANDIN_EXTRA = "soak[standin]"
+STANDIN = "standin"  # the extra's name in pyproject.toml
+STANDIN_EXTRA = f"soak[{STANDIN}]"
 
 
 def tensorflow_installed() -> bool:

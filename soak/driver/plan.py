@@ -184,7 +184,8 @@ def _missing_extra(config: RunConfig) -> list[str]:
         needs.append("the stand-in server (process backend, no --server-binary)")
     if not needs:
         return []
-    return [f"soak run needs {' and '.join(needs)}, which need TensorFlow: {standin_hint()}"]
+    verb = "needs" if len(needs) == 1 else "need"
+    return [f"run needs {' and '.join(needs)}, which {verb} TensorFlow: {standin_hint()}"]
 
 
 def _usage_problems(config: RunConfig) -> list[str]:

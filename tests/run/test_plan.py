@@ -121,7 +121,7 @@ sys.exit(main(sys.argv[1:]))
     "args, what",
     [
         (["run"], "the demo model (no --model given) and the stand-in server"),
-        (["demo-model", "OUT"], "soak demo-model needs TensorFlow"),
+        (["demo-model", "OUT"], "soak: demo-model needs TensorFlow"),
     ],
 )
 def test_commands_that_need_tensorflow_say_which_extra(tmp_path, args, what):
