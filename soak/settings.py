@@ -26,7 +26,6 @@ import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from types import NoneType, UnionType
 from typing import Any
 
@@ -299,15 +298,26 @@ def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-@cache
 def options_of(cls: type) -> tuple[Option, ...]:
     """The declared settings of a dataclass, in declaration order."""
+    if cls not in _OPTIONS:
+        _OPTIONS[cls] = _declared(cls)
+    return _OPTIONS[cls]
+
+
+_OPTIONS: dict[type, tuple[Option, ...]] = {}
+
+
+def _declared(cls: type) -> tuple[Option, ...]:
     hints = typing.get_type_hints(cls)
     found = []
     for f in dataclasses.fields(cls):
         declared = f.metadata.get(_METADATA_KEY)
         if declared is not None:
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            if f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = f.default
             found.append(Option(f.name, hints[f.name], default, declared))
     return tuple(found)
 
@@ -478,16 +488,14 @@ class RunConfig:
         return tomli_w.dumps(_stored(self))
 
 
-def _stored(instance: Any) -> dict[str, Any]:
+def _stored(instance: RunConfig | VariantSpec) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for o in options_of(type(instance)):
         value = getattr(instance, o.name)
         if not o.setting.stored or value is None:
             continue
-        if dataclasses.is_dataclass(value):
-            value = _stored(value)
-        elif isinstance(value, tuple):
-            value = [_stored(v) if dataclasses.is_dataclass(v) else v for v in value]
+        if isinstance(value, tuple):
+            value = [_stored(v) if isinstance(v, VariantSpec) else v for v in value]
         elif isinstance(value, Mapping):
             value = dict(value)
         out[o.name] = value

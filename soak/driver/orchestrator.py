@@ -159,7 +159,7 @@ class _VariantSession:
             load_timeout_s=config.load_timeout,
         )
         driver.wait_first_version()
-        self._verify_allocator()
+        self._verify_allocator(self.target)
 
         body = (
             load_request_file(Path(config.request_file))
@@ -188,8 +188,8 @@ class _VariantSession:
             progress.swap_done(index, outcome)
             driver.hold(config.steady_s)
 
-    def _verify_allocator(self) -> None:
-        ok, why = verify(self.variant.allocator, self.target.mapped_paths())
+    def _verify_allocator(self, target: Target) -> None:
+        ok, why = verify(self.variant.allocator, target.mapped_paths())
         self.facts["allocator_verified"] = ok
         self.facts["allocator_check"] = why
         if not ok:

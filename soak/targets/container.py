@@ -26,6 +26,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import psutil
+from docker.models.containers import Container
 
 from soak.errors import EnvironmentFailure
 from soak.procfs import (
@@ -89,7 +90,7 @@ class ContainerTarget(Target):
         self.cpuset_cpus = cpuset_cpus
         self.local = is_local(client) if local is None else local
         self.rest_url = f"http://127.0.0.1:{spec.rest_port}"
-        self.container = None
+        self.container: Container | None = None
         self._server: psutil.Process | None = None  # on the host, local engines only
         self._cgroup_dir: Path | None = None
         self._log_thread: threading.Thread | None = None
@@ -132,7 +133,7 @@ class ContainerTarget(Target):
         try:
             # Never containers.run(): it pulls a missing image, and there is no registry.
             self.client.images.get(self.image)
-            self.container = self.client.containers.create(
+            container = self.client.containers.create(
                 self.image,
                 command=self.server_args(),
                 name=_container_name(self.run_id, self.spec.variant),
@@ -150,7 +151,8 @@ class ContainerTarget(Target):
                 memswap_limit=self.memory_limit_bytes,
                 cpuset_cpus=self.cpuset_cpus,
             )
-            self.container.start()
+            self.container = container
+            container.start()
         except docker.errors.ImageNotFound:
             raise EnvironmentFailure(
                 f"image {self.image} not found locally (no registry reachable); "
@@ -291,9 +293,9 @@ class ContainerTarget(Target):
 
     def _start_log_thread(self) -> None:
         """Follow the container's output into server.log, so a crash loses nothing."""
-        if self.spec.log_path is None:
-            return
         container = self.container
+        if self.spec.log_path is None or container is None:
+            return
         log_path = Path(self.spec.log_path)
 
         def follow() -> None:
@@ -314,7 +316,9 @@ class ContainerTarget(Target):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
 
-    def _dump_logs(self, container) -> None:
+    def _dump_logs(self, container: Container) -> None:
+        if self.spec.log_path is None:
+            return
         with contextlib.suppress(docker.errors.APIError):
             output = container.logs()
             Path(self.spec.log_path).write_bytes(output)

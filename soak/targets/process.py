@@ -7,6 +7,7 @@ import ctypes
 import os
 import signal
 import subprocess
+from typing import BinaryIO
 
 from soak.errors import EnvironmentFailure
 from soak.procfs import read_mapped_paths, read_proc_memory
@@ -26,7 +27,7 @@ class ProcessTarget(Target):
         self.cpus = cpus  # pin the server (and its threads) to these CPUs
         self.rest_url = f"http://127.0.0.1:{spec.rest_port}"
         self._proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
 
     @property
     def pid(self) -> int | None:
@@ -37,19 +38,20 @@ class ProcessTarget(Target):
 
     def start(self) -> None:
         env = {**os.environ, **self.spec.env}
-        self._log = open(self.spec.log_path or os.devnull, "ab")  # noqa: SIM115 (closed in stop)
+        log = open(self.spec.log_path or os.devnull, "ab")  # noqa: SIM115 (closed in stop)
+        self._log = log
         try:
             self._proc = subprocess.Popen(
                 self.command(),
                 env=env,
-                stdout=self._log,
+                stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 preexec_fn=self._in_child,
             )
         except OSError as exc:
-            self._log.close()
+            log.close()
             raise EnvironmentFailure(f"cannot start {self.binary}: {exc.strerror}") from None
 
     def _in_child(self) -> None:
@@ -61,10 +63,15 @@ class ProcessTarget(Target):
         return PROCESS_MEMORY_COLUMNS
 
     def read_memory(self) -> dict[str, int]:
-        return read_proc_memory(self.pid)
+        return read_proc_memory(self._started_pid())
 
     def mapped_paths(self) -> set[str]:
-        return read_mapped_paths(self.pid)
+        return read_mapped_paths(self._started_pid())
+
+    def _started_pid(self) -> int:
+        if self._proc is None:
+            raise ProcessLookupError(f"{self.binary} is not started")
+        return self._proc.pid
 
     def exit_reason(self) -> str | None:
         code = self._proc.poll() if self._proc else None
