@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
+import operator
 import os
 import re
 import typing
@@ -177,8 +179,8 @@ class Option:
     def base_type(self) -> Any:
         """The type without `| None`."""
         if self.optional:
-            (base,) = [t for t in typing.get_args(self.type) if t is not NoneType]
-            return base
+            rest = [t for t in typing.get_args(self.type) if t is not NoneType]
+            return functools.reduce(operator.or_, rest)  # int | str | None -> int | str
         return self.type
 
     @property
