@@ -197,9 +197,6 @@ def _usage_problems(config: RunConfig) -> list[str]:
             unusable = sorted(parse_cpu_list(config.cpus) - os.sched_getaffinity(0))
             if unusable:
                 problems.append(f"cpus {unusable} are not usable here")
-        for v in config.variants:
-            if v.library and not Path(v.library).is_file():
-                problems.append(f"variant {v.name}: library not found: {v.library}")
     return problems
 
 
