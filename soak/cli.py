@@ -27,7 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="soak", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="soak TF Serving through model swaps")
+    run = sub.add_parser(
+        "run",
+        help="soak TF Serving through model swaps",
+        description="Soak TF Serving through model swaps, one variant after the other. "
+        "Every option is also a key of the --config TOML file: the flag's name with _ "
+        "for -, unless its help names another key.",
+    )
     _add_run_arguments(run)
     run.set_defaults(func=cmd_run)
 
@@ -61,51 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags default to None so that only given ones override the --config file."""
-    p.add_argument("--config", type=Path, help="a TOML file (flags override it)")
-    p.add_argument("--model", help="a SavedModel dir or a base path of numeric versions")
-    p.add_argument("--model-name", dest="model_name")
-    p.add_argument("--backend", choices=["process", "docker"])
-    p.add_argument("--allocators", help="comma list of glibc, jemalloc, tcmalloc, mimalloc")
-    p.add_argument(
-        "--swaps", help="swaps per variant, or 'auto': until every verdict is decided (default 12)"
-    )
-    p.add_argument("--max-swaps", dest="max_swaps", type=int, help="bound of --swaps auto (30)")
-    p.add_argument("--rps", type=float, help="predict requests per second (open loop)")
-    p.add_argument("--batch", type=int, help="instances per predict request")
-    p.add_argument("--concurrency", type=int, help="requests in flight at once (open loop)")
-    p.add_argument("--request-file", dest="request_file", help="a JSON predict body to send")
-    p.add_argument("--server-binary", dest="server_binary")
-    p.add_argument(
-        "--server-arg",
-        dest="server_args",
-        action="append",
-        metavar="ARG",
-        help="passed verbatim to the server, e.g. --server-arg=--num_load_threads=2",
-    )
-    p.add_argument("--image", help="Docker image ('standin' builds the stand-in)")
-    p.add_argument(
-        "--memory-limit",
-        dest="memory_limit",
-        help="e.g. 2g: the container's limit (docker); for both backends, the projection's",
-    )
-    p.add_argument("--cpus", help="CPU list to pin the server to, e.g. 0-1 (cpuset syntax)")
-    p.add_argument("--settle-timeout", dest="settle_timeout", type=float)
-    p.add_argument("--load-timeout", dest="load_timeout", type=float)
-    p.add_argument(
-        "--steady",
-        dest="steady_s",
-        type=float,
-        help="seconds of steady traffic between swaps (default 3)",
-    )
-    p.add_argument("--warmup-swaps", dest="warmup_swaps", type=int)
-    p.add_argument("--threshold-mb", dest="threshold_mb", type=float)
-    p.add_argument("--swaps-per-day", dest="swaps_per_day", type=float)
-    p.add_argument("--metric", help="verdict metric (default anon_bytes)")
-    p.add_argument("--demo-size-mb", dest="demo_size_mb", type=float)
-    p.add_argument("--out", help="the run directory to write (default soak-runs/<time>)")
-    p.add_argument("--keep-models", dest="keep_models", action="store_true", default=None)
-    p.add_argument("--quiet", action="store_true", default=None)
+    from soak.settings import add_arguments
+
+    p.add_argument("--config", type=Path, help="a TOML file of settings (flags override it)")
+    add_arguments(p)
 
 
 _NOT_SETTINGS = {"config", "command", "func"}
@@ -153,6 +118,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_model(args: argparse.Namespace) -> int:
+    from soak.extras import require_tensorflow
+
+    require_tensorflow("demo-model")
     from soak.demo_model import write_demo_model
 
     path = write_demo_model(

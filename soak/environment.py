@@ -10,11 +10,13 @@ from importlib import metadata
 
 import psutil
 
-from soak.config import RunConfig
-from soak.targets.allocators import ALLOCATORS, LIBRARY_DIRS, package_version
+from soak.allocator_specs import ALLOCATORS
+from soak.driver.plan import RunPlan
+from soak.targets.allocators import locate_library, package_version
 
 
-def collect(config: RunConfig, docker_facts: dict | None = None) -> dict:
+def collect(plan: RunPlan) -> dict:
+    config = plan.config
     uname = platform.uname()
     facts = {
         "host": socket.gethostname(),
@@ -31,12 +33,9 @@ def collect(config: RunConfig, docker_facts: dict | None = None) -> dict:
         "allocators": _allocator_facts(),
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0 (stand-in default)"),
         "backend": config.backend,
-        "server_binary": config.server_binary if config.backend == "process" else None,
-        "server_args": config.server_args,
-        "image": config.image if config.backend == "docker" else None,
+        "server_args": list(config.server_args),
+        **plan.backend.facts(),
     }
-    if docker_facts:
-        facts["docker"] = docker_facts
     return facts
 
 
@@ -45,12 +44,9 @@ def _allocator_facts() -> dict:
     for name, spec in ALLOCATORS.items():
         if spec.soname is None:
             continue
-        path = next(
-            (f"{d}/{spec.soname}" for d in LIBRARY_DIRS if os.path.exists(f"{d}/{spec.soname}")),
-            None,
-        )
+        path = locate_library(name)
         facts[name] = {
-            "library": path,
+            "library": str(path) if path else None,
             "package": spec.debian_package,
             "version": package_version(spec.debian_package) if path else None,
         }

@@ -32,6 +32,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from soak import extras
 from soak.errors import EnvironmentFailure
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -182,10 +183,12 @@ def image_for_allocators(
 
 
 def pinned_requirements() -> list[str]:
-    """The project's dependencies, each pinned to the version installed here (if any)."""
-    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    """The stand-in's dependencies (the project's and its `standin` extra), each pinned to
+    the version installed here (if any)."""
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    standin = project["optional-dependencies"][extras.STANDIN]
     pinned = []
-    for requirement in pyproject["project"]["dependencies"]:
+    for requirement in [*project["dependencies"], *standin]:
         name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
         try:
             pinned.append(f"{name}=={importlib.metadata.version(name)}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from soak.config import resolve
+from soak.config import from_keywords
 from soak.progress import Progress
 
 
@@ -81,14 +81,17 @@ def _fail_if(failures: list[str]) -> None:
 
 @pytest.fixture
 def soak_run(tmp_path_factory):
-    """Run soak with `soak run`'s options as keyword arguments; returns a SoakResult."""
+    """Run soak with `soak run`'s settings as keyword arguments; returns a SoakResult.
+
+    The keywords are the settings' names (`soak run --help`, `soak.settings`):
+    model, allocators, swaps, backend, image, server_args, rps, ...
+    """
     from soak.runner import run_soak
 
-    def run(**options) -> SoakResult:
-        options.setdefault("out", str(tmp_path_factory.mktemp("soak") / "run"))
-        options.setdefault("quiet", True)
-        config = resolve(options, {})
-        outcome = run_soak(config, Progress(quiet=True))
+    def run(**settings) -> SoakResult:
+        settings.setdefault("out", str(tmp_path_factory.mktemp("soak") / "run"))
+        settings.setdefault("quiet", True)
+        outcome = run_soak(from_keywords(**settings), Progress(quiet=True))
         return SoakResult(outcome.run_dir, outcome.summary)
 
     return run

@@ -1,8 +1,9 @@
 """`soak run` from a resolved config to an analysed run directory.
 
-Set-up problems (model, allocator libraries, Docker) are found before any
-server starts; then the orchestrator soaks each variant; then the analysis
-turns the CSVs into summary.json and report.html, even after Ctrl-C.
+`prepare` finds every set-up problem (model, allocator libraries, server,
+Docker) before any server starts; then the orchestrator executes the plan,
+variant after variant; then the analysis turns the CSVs into summary.json and
+report.html, even after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from pathlib import Path
 
 from soak.analysis.swap_budget import AUTO, SwapBudget
 from soak.analysis.verdict import default_threshold_mb
-from soak.config import RunConfig
-from soak.driver.model_versions import resolve_model
 from soak.driver.orchestrator import Interrupted, Orchestrator, VariantResult
+from soak.driver.plan import prepare
 from soak.environment import collect
 from soak.progress import Progress
+from soak.settings import RunConfig
 from soak.store.run_dir import RunDir
-from soak.targets.allocators import find_library
 
 
 @dataclass
@@ -35,18 +35,14 @@ class RunOutcome:
 
 
 def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
-    if config.backend == "process":
-        for variant in config.variants:  # a missing library is an environment error, up front
-            if variant.allocator != "glibc" and not variant.library:
-                find_library(variant.allocator)
-    if config.model is None:
-        progress.message(f"using the demo model ({config.demo_size_mb:g} MiB, generated once)")
-    model = resolve_model(config.model, config.demo_size_mb)
-
-    threshold = config.threshold_mb or default_threshold_mb(model.size_bytes)
+    plan = prepare(config, progress.message)
+    run_dir = RunDir(plan.run_dir)
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    run_dir.run_toml.write_text(config.to_toml())
+    run_dir.environment_json.write_text(json.dumps(collect(plan), indent=2, default=str) + "\n")
+    threshold = config.threshold_mb or default_threshold_mb(plan.model.size_bytes)
     orchestrator = Orchestrator(
-        config,
-        model,
+        plan,
         progress,
         lambda: SwapBudget(
             None if config.swaps == AUTO else int(config.swaps),
@@ -54,15 +50,6 @@ def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
             threshold,
             config.warmup_swaps,
         ),
-    )
-    docker_facts = None
-    if config.backend == "docker":
-        docker_facts = _prepare_docker(orchestrator, config, progress)
-    run_dir = RunDir(Path(config.out))
-    run_dir.path.mkdir(parents=True, exist_ok=True)
-    run_dir.run_toml.write_text(config.to_toml())
-    run_dir.environment_json.write_text(
-        json.dumps(collect(config, docker_facts), indent=2, default=str) + "\n"
     )
 
     interrupted = False
@@ -82,18 +69,3 @@ def analyse(run_dir: Path) -> dict:
     summary = write_summary(run_dir)
     write_report(run_dir, summary)
     return summary
-
-
-def _prepare_docker(orchestrator: Orchestrator, config: RunConfig, progress: Progress) -> dict:
-    """Connect, clear leftovers of dead runs, resolve (or build) the image."""
-    from soak.images import image_for_allocators
-    from soak.targets.docker_engine import connect, engine_facts, remove_dead_run_containers
-
-    client = connect()
-    removed = remove_dead_run_containers(client)
-    if removed:
-        progress.message(f"removed {len(removed)} container(s) left by dead runs")
-    allocators = [v.allocator for v in config.variants if not v.library]
-    config.image = image_for_allocators(client, config.image, allocators, progress=progress.message)
-    orchestrator.docker = client
-    return engine_facts(client)

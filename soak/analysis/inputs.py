@@ -11,13 +11,14 @@ import csv
 import io
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from soak.errors import UsageError
+from soak.settings import RunConfig, read_run_toml
 from soak.store.records import (
     CGROUP_MEMORY_COLUMNS,
     Event,
@@ -30,18 +31,21 @@ from soak.store.run_dir import RunDir, VariantDir
 VARIANT_STATUSES = ("completed", "interrupted", "failed")
 
 
+_DEFAULTS = RunConfig()
+
+
 @dataclass(frozen=True)
 class RunSettings:
-    """The parts of run.toml that the analysis needs, with the documented defaults."""
+    """The parts of run.toml that the analysis needs; defaults are the settings' (soak.settings)."""
 
-    model_name: str = "model"
-    backend: str = "process"
-    swaps: int | str | None = None  # a count, or "auto"
-    warmup_swaps: int = 2
-    threshold_mb: float | None = None  # None: max(1 MiB, 1% of the model's size)
-    metric: str = "anon_bytes"
-    memory_limit_bytes: int | None = None
-    swaps_per_day: float | None = None
+    model_name: str = _DEFAULTS.model_name
+    backend: str = _DEFAULTS.backend
+    swaps: int | str | None = None  # a count, or "auto"; None: not recorded
+    warmup_swaps: int = _DEFAULTS.warmup_swaps
+    threshold_mb: float | None = _DEFAULTS.threshold_mb  # None: max(1 MiB, 1% of the model)
+    metric: str = _DEFAULTS.metric
+    memory_limit_bytes: int | None = _DEFAULTS.memory_limit_bytes
+    swaps_per_day: float | None = _DEFAULTS.swaps_per_day
     variants: tuple[tuple[str, str], ...] = ()  # (name, allocator) in run order
 
 
@@ -94,25 +98,15 @@ def read_settings(path: Path) -> RunSettings:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
-    variants = tuple(
-        (str(v["name"]), str(v.get("allocator", v["name"])))
-        for v in data.get("variants", [])
-        if isinstance(v, dict) and "name" in v
-    )
     try:
-        return RunSettings(
-            model_name=str(data.get("model_name", "model")),
-            backend=str(data.get("backend", "process")),
-            swaps=data["swaps"] if data.get("swaps") == "auto" else _opt(int, data.get("swaps")),
-            warmup_swaps=int(data.get("warmup_swaps", 2)),
-            threshold_mb=_opt(float, data.get("threshold_mb")),
-            metric=str(data.get("metric", "anon_bytes")),
-            memory_limit_bytes=_opt(int, data.get("memory_limit_bytes")),
-            swaps_per_day=_opt(float, data.get("swaps_per_day")),
-            variants=variants,
-        )
-    except (TypeError, ValueError) as exc:
+        values = read_run_toml(data)
+    except ValueError as exc:
         raise UsageError(f"{path}: bad value: {exc}") from None
+    names = {f.name for f in fields(RunSettings)} - {"variants"}
+    return RunSettings(
+        **{k: v for k, v in values.items() if k in names},
+        variants=tuple((v.name, v.allocator) for v in values.get("variants", ())),
+    )
 
 
 def read_variant(vdir: VariantDir, allocator: str) -> VariantInputs:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from soak.errors import UsageError
+from soak.extras import require_tensorflow
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 DEMO_VERSIONS = 3
@@ -46,14 +47,27 @@ def resolve_model(model: str | None, demo_size_mb: float) -> ModelSource:
     return ModelSource(versions, max(_dir_size(v) for v in versions))
 
 
+def _demo_cache_path(size_mb: float) -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "soak"
+    return cache / f"demo-model-{size_mb:g}mb-v{DEMO_VERSIONS}"
+
+
+def cached_demo_model(size_mb: float) -> Path | None:
+    """The demo model of this size if an earlier run generated it."""
+    path = _demo_cache_path(size_mb)
+    return path if path.is_dir() else None
+
+
 def demo_model_path(size_mb: float) -> Path:
     """The demo model, generated once into a cache dir and reused by later runs."""
+    cached = cached_demo_model(size_mb)
+    if cached is not None:
+        return cached
+    require_tensorflow("generating the demo model")
     from soak.demo_model import write_demo_model  # imports TensorFlow: only when needed
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "soak"
-    path = cache / f"demo-model-{size_mb:g}mb-v{DEMO_VERSIONS}"
-    if path.is_dir():
-        return path
+    path = _demo_cache_path(size_mb)
+    cache = path.parent
     tmp = cache / f".{path.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

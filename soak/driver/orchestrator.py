@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from soak.config import RunConfig, VariantSpec, find_server_binary
-from soak.driver.model_versions import ModelSource
+from soak.driver.plan import RunPlan, VariantPlan
 from soak.driver.staging import VersionStager
 from soak.driver.swap_driver import ServerDied, SwapDriver
 from soak.errors import SoakError
@@ -28,19 +26,12 @@ from soak.samplers.latency import LatencyProber
 from soak.samplers.memory import MemorySampler
 from soak.samplers.payload import build_predict_payload, fetch_metadata, load_request_file
 from soak.samplers.status import StatusPoller
+from soak.settings import RunConfig
 from soak.store.csv_log import CsvLog
 from soak.store.records import MIB, Event, EventKind, LatencySample, MemorySample
 from soak.store.run_dir import RunDir, VariantDir
-from soak.targets.allocators import (
-    container_library,
-    find_library,
-    preload_env,
-    purge_delay_s,
-    verify,
-)
-from soak.targets.base import LaunchSpec, Target
-from soak.targets.ports import free_port
-from soak.targets.process import ProcessTarget, last_log_line, parse_cpu_list
+from soak.targets.allocators import verify
+from soak.targets.base import Target
 
 
 @dataclass
@@ -66,42 +57,36 @@ class SwapCount(Protocol):
 
 
 class Orchestrator:
-    def __init__(
-        self,
-        config: RunConfig,
-        model: ModelSource,
-        progress: Progress,
-        new_budget: Callable[[], SwapCount],
-    ):
-        self.config = config
-        self.model = model
+    """Executes a RunPlan: each variant in turn, everything written to the run dir."""
+
+    def __init__(self, plan: RunPlan, progress: Progress, new_budget: Callable[[], SwapCount]):
+        self.plan = plan
+        self.config = plan.config
         self.progress = progress
         self.new_budget = new_budget  # a fresh swap count per variant
-        self.run_dir = RunDir(Path(config.out))
-        self.run_id = uuid.uuid4().hex[:12]
-        self.docker = None  # the docker client, for the docker backend
+        self.run_dir = RunDir(plan.run_dir)
 
     def run(self) -> list[VariantResult]:
         """Soak every variant; raises Interrupted (after cleanup) on Ctrl-C."""
         results = []
-        for variant in self.config.variants:
+        for variant in self.plan.variants:
             result = self.run_variant(variant)
             results.append(result)
             if result.status == "interrupted":
                 raise Interrupted(results)
         return results
 
-    def run_variant(self, variant: VariantSpec) -> VariantResult:
+    def run_variant(self, variant: VariantPlan) -> VariantResult:
         vdir = self.run_dir.variant(variant.name)
         vdir.path.mkdir(parents=True, exist_ok=True)
-        facts = {
+        facts: dict[str, Any] = {
             "name": variant.name,
             "allocator": variant.allocator,
-            "library": None,
+            "library": variant.library,
             "allocator_verified": False,
             "status": "running",
             "reason": None,
-            "model_size_bytes": self.model.size_bytes,
+            "model_size_bytes": self.plan.model.size_bytes,
         }
         _write_json(vdir.variant_json, facts)
         events = CsvLog(vdir.events_csv, Event)
@@ -125,30 +110,6 @@ class Orchestrator:
         self.progress.variant_done(variant.name, facts["status"], facts["reason"])
         return VariantResult(variant.name, facts["status"], facts["reason"])
 
-    def make_target(self, spec: LaunchSpec) -> Target:
-        if self.config.backend == "docker":
-            from soak.targets.container import ContainerTarget
-
-            return ContainerTarget(
-                spec,
-                self.docker,
-                self.config.image,
-                self.run_id,
-                memory_limit_bytes=self.config.memory_limit_bytes,
-                cpuset_cpus=self.config.cpus,
-            )
-        cpus = parse_cpu_list(self.config.cpus) if self.config.cpus else None
-        return ProcessTarget(spec, find_server_binary(self.config.server_binary), cpus)
-
-    def allocator_library(self, variant: VariantSpec) -> str | None:
-        if variant.library:
-            return variant.library
-        if variant.allocator == "glibc":
-            return None
-        if self.config.backend == "docker":
-            return container_library(variant.allocator)
-        return str(find_library(variant.allocator))
-
 
 class _VariantSession:
     """The live parts of one variant: target, samplers, driver; closed in any case."""
@@ -156,10 +117,10 @@ class _VariantSession:
     def __init__(
         self,
         orch: Orchestrator,
-        variant: VariantSpec,
+        variant: VariantPlan,
         vdir: VariantDir,
         events: CsvLog,
-        facts: dict,
+        facts: dict[str, Any],
     ):
         self.orch, self.variant, self.vdir, self.events, self.facts = (
             orch,
@@ -173,27 +134,18 @@ class _VariantSession:
         self.target: Target | None = None
         self.threads: list = []
         self.logs: list[CsvLog] = []
-        self.stager = VersionStager(orch.model.versions, vdir.models)
+        self.stager = VersionStager(orch.plan.model.versions, vdir.models)
 
     def soak(self) -> None:
         config, progress = self.config, self.orch.progress
-        library = self.orch.allocator_library(self.variant)
-        self.facts["library"] = library
-        spec = LaunchSpec(
-            variant=self.variant.name,
-            model_name=config.model_name,
-            base_path=self.vdir.models.resolve(),
-            rest_port=free_port(),
-            grpc_port=free_port(),
-            server_args=[*config.server_args, *self.variant.server_args],
-            env={**self.variant.env, **preload_env(library)},
-            log_path=self.vdir.server_log,
+        spec = self.variant.launch_spec(
+            config.model_name, self.vdir.models.resolve(), self.vdir.server_log
         )
         self.stager.stage(1)
         self.events.append(
             Event(time.time(), 0, EventKind.STAGED, 1, self.stager.source_for(1).name)
         )
-        self.target = self.orch.make_target(spec)
+        self.target = self.orch.plan.backend.make_target(spec, self.orch.plan.run_id)
         progress.message(f"[{self.variant.name}] starting server ({self.variant.allocator})")
         self.target.start()
         described = self.target.describe()
@@ -204,7 +156,7 @@ class _VariantSession:
         memory_log = self._log(
             self.vdir.memory_csv, MemorySample, ["t", *self.target.memory_columns(), "swap"]
         )
-        memory = self._thread(MemorySampler(self.target, memory_log, self.clock))
+        memory = self._thread(MemorySampler(self.target, memory_log, self.clock, self.events))
         poller = self._thread(
             StatusPoller(self.target.rest_url, config.model_name, self.events, self.clock)
         )
@@ -218,10 +170,10 @@ class _VariantSession:
             metric=config.metric,
             settle_timeout_s=config.settle_timeout,
             load_timeout_s=config.load_timeout,
-            purge_delay_s=purge_delay_s(self.variant.allocator, self.variant.env),
+            purge_delay_s=self.variant.purge_delay_s,
         )
         driver.wait_first_version()
-        self._verify_allocator()
+        self._verify_allocator(self.target)
 
         body = (
             load_request_file(Path(config.request_file))
@@ -257,8 +209,8 @@ class _VariantSession:
         driver.event(EventKind.SWAPS_DONE, driver.serving_version, why)
         progress.message(f"[{self.variant.name}] {why}")
 
-    def _verify_allocator(self) -> None:
-        ok, why = verify(self.variant.allocator, self.target.mapped_paths())
+    def _verify_allocator(self, target: Target) -> None:
+        ok, why = verify(self.variant.allocator, target.mapped_paths())
         self.facts["allocator_verified"] = ok
         self.facts["allocator_check"] = why
         if not ok:
@@ -300,7 +252,7 @@ def _max_duration(config: RunConfig) -> float:
 
 
 def _with_log(message: str, vdir: VariantDir) -> str:
-    last = last_log_line(vdir.server_log)
+    last = vdir.last_server_log_line()
     return f"{message} (server log: {last})" if last and "server" in message else message
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from soak.driver.settle import SettleRule
 from soak.driver.staging import VersionStager
+from soak.errors import EnvironmentFailure
 from soak.samplers.clock import SwapClock
 from soak.samplers.memory import MemorySampler
 from soak.samplers.status import StatusPoller, VersionStatus, WaitAborted
@@ -27,6 +28,10 @@ WARM_TRAFFIC_S = 2.0  # requests before the baseline counts, so lazy allocations
 
 class ServerDied(Exception):
     """The target stopped while the driver waited on it."""
+
+
+class SamplerFailed(EnvironmentFailure):
+    """The memory sampler gave up while the target still ran: no data, no verdict."""
 
 
 @dataclass
@@ -53,7 +58,6 @@ class SwapDriver:
         settle_timeout_s: float = 30.0,
         load_timeout_s: float = 300.0,
         purge_delay_s: float = 0.0,
-        on_progress: Callable[[str], None] = lambda message: None,
     ):
         self.target = target
         self.stager = stager
@@ -66,7 +70,6 @@ class SwapDriver:
         self.settle_timeout_s = settle_timeout_s
         self.load_timeout_s = load_timeout_s
         self.purge_delay_s = purge_delay_s  # the allocator's, see allocators.purge_delay_s
-        self.on_progress = on_progress
         self.serving_version = 1  # staged before the server started
         self.last_staged = 1  # version numbers only grow, even past a failed load
 
@@ -141,10 +144,11 @@ class SwapDriver:
                 return level or 0.0
             time.sleep(POLL_S)
 
-    def _wait(self, predicate, what: str) -> None:
+    def _wait(self, predicate: Callable[[dict[int, VersionStatus]], bool], what: str) -> None:
         try:
-            ok = self.poller.wait_for(predicate, self.load_timeout_s, abort=self.target.exit_reason)
+            ok = self.poller.wait_for(predicate, self.load_timeout_s, abort=self._stop_reason)
         except WaitAborted as exc:
+            self._check_alive()
             raise ServerDied(f"server {exc.reason}") from None
         if not ok:
             last = (
@@ -152,10 +156,16 @@ class SwapDriver:
             )
             raise ServerDied(f"timed out after {self.load_timeout_s:g} s waiting for {what}{last}")
 
+    def _stop_reason(self) -> str | None:
+        """Why waiting on the server is pointless: it exited, or memory is not measured."""
+        return self.target.exit_reason() or self.memory.failure
+
     def _check_alive(self) -> None:
         reason = self.target.exit_reason()
         if reason:
             raise ServerDied(f"server {reason}")
+        if self.memory.failure:
+            raise SamplerFailed(f"the memory sampler gave up: {self.memory.failure}")
 
 
 def _state(versions: dict[int, VersionStatus], version: int) -> str | None:

@@ -19,6 +19,11 @@ class BackgroundLoop:
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """Started and not finished (a loop may end on its own, e.g. a sampler giving up)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:

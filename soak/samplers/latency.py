@@ -27,8 +27,6 @@ from soak.samplers.clock import SwapClock
 from soak.store.csv_log import CsvLog
 from soak.store.records import LatencySample
 
-# A send that starts this much after it was due counts as late.
-LATE_AFTER_S = 0.010
 # How long recent latencies are kept for `recent_p99_ms`.
 RECENT_KEEP_S = 120.0
 # How often a dispatcher waiting for a free worker checks for stop.
@@ -72,7 +70,6 @@ class LatencyProber:
         self.max_duration_s = max_duration_s
         self.sent = 0
         self.errors = 0
-        self.late_sends = 0
         self.last_error: str | None = None  # the latest failure, for the user
         self._data = json.dumps(body).encode()
         self._lock = threading.Lock()
@@ -166,8 +163,6 @@ class LatencyProber:
             swap=swap,
         )
         with self._lock:
-            if start - due > LATE_AFTER_S:
-                self.late_sends += 1
             self._recent.append((sample.t_end, latency_ms))
             horizon = sample.t_end - RECENT_KEEP_S
             while self._recent[0][0] < horizon:

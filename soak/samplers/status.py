@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import requests
 
@@ -132,8 +133,11 @@ class StatusPoller(BackgroundLoop):
                 return False
             with self._cond:
                 self._cond.wait_for(
-                    lambda seen=seen: self._polls != seen, min(remaining, ABORT_CHECK_S)
+                    partial(self._polled_since, seen), min(remaining, ABORT_CHECK_S)
                 )
+
+    def _polled_since(self, polls: int) -> bool:
+        return self._polls != polls
 
     def _run(self) -> None:
         ticker = Ticker(self.interval_s, self._stop)

@@ -70,6 +70,7 @@ class EventKind:
     SETTLED = "settled"  # memory stopped falling (detail: settled anon MiB)
     SETTLE_TIMEOUT = "settle_timeout"  # settle bound reached before memory settled
     SERVER_EXITED = "server_exited"  # the target died (detail: reason)
+    SAMPLER_FAILED = "sampler_failed"  # a sampler gave up while the target ran (detail: why)
     INTERRUPTED = "interrupted"  # the user stopped the run
     STOPPED = "stopped"  # the target was stopped at the end
     SWAPS_DONE = "swaps_done"  # no more swaps (detail: why: as planned, decided, or the bound)

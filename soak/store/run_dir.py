@@ -32,6 +32,15 @@ class VariantDir:
     def server_log(self) -> Path:
         return self.path / "server.log"
 
+    def last_server_log_line(self, limit: int = 300) -> str:
+        """The server's last words, for a one-line failure message."""
+        try:
+            text = self.server_log.read_text(errors="replace")
+        except OSError:
+            return ""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        return lines[-1][:limit] if lines else ""
+
     @property
     def models(self) -> Path:
         """The private copy of the model base path that the server watches."""

@@ -8,28 +8,10 @@ of a missing or wrong path is silently ignored by ld.so.
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
+from soak.allocator_specs import ALLOCATORS
 from soak.errors import EnvironmentFailure
-
-
-@dataclass(frozen=True)
-class Allocator:
-    name: str
-    soname: str | None  # None: glibc's own malloc, nothing to preload
-    debian_package: str | None
-
-
-ALLOCATORS: dict[str, Allocator] = {
-    a.name: a
-    for a in (
-        Allocator("glibc", None, None),
-        Allocator("jemalloc", "libjemalloc.so.2", "libjemalloc2"),
-        Allocator("tcmalloc", "libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
-        Allocator("mimalloc", "libmimalloc.so.2", "libmimalloc2.0"),
-    )
-}
 
 # Where Debian and Ubuntu put shared libraries (also inside TF Serving images).
 LIBRARY_DIRS = (
@@ -43,13 +25,23 @@ LIBRARY_DIRS = (
 _OTHER_MALLOCS = ("libjemalloc", "libtcmalloc", "libmimalloc")
 
 
+def locate_library(allocator: str) -> Path | None:
+    """The host's library for an allocator, or None (glibc, or not installed)."""
+    soname = ALLOCATORS[allocator].soname
+    if soname is None:
+        return None
+    return next(
+        (Path(d) / soname for d in LIBRARY_DIRS if (Path(d) / soname).exists()),
+        None,
+    )
+
+
 def find_library(allocator: str) -> Path:
     """The host's library for an allocator; a one-line error names the Debian package."""
+    found = locate_library(allocator)
+    if found is not None:
+        return found
     spec = ALLOCATORS[allocator]
-    for directory in LIBRARY_DIRS:
-        candidate = Path(directory) / spec.soname
-        if candidate.exists():
-            return candidate
     raise EnvironmentFailure(
         f"{allocator}: {spec.soname} not found; install the Debian package "
         f"{spec.debian_package} (scripts/ensure-allocators)"
@@ -59,41 +51,6 @@ def find_library(allocator: str) -> Path:
 def container_library(allocator: str) -> str:
     """The library path inside a Debian/Ubuntu image built by `soak image` (x86_64)."""
     return f"{LIBRARY_DIRS[0]}/{ALLOCATORS[allocator].soname}"
-
-
-def paths_in_maps(maps: str) -> set[str]:
-    """File paths in the text of a /proc/PID/maps (what `verify` looks at)."""
-    paths = set()
-    for line in maps.splitlines():
-        parts = line.split(maxsplit=5)
-        if len(parts) == 6 and parts[5].startswith("/"):
-            paths.add(parts[5].strip())
-    return paths
-
-
-# jemalloc's page purging: freed pages go back to the OS over `dirty_decay_ms`
-# (10 s by default), then over `muzzy_decay_ms` (0 by default since 5.2).
-JEMALLOC_DECAY_DEFAULTS_MS = {"dirty_decay_ms": 10_000, "muzzy_decay_ms": 0}
-
-
-def purge_delay_s(allocator: str, env: dict[str, str]) -> float:
-    """How long after a free the allocator may still be giving pages back, by design.
-
-    Memory cannot have settled before this: settling earlier reads pages the
-    allocator was about to return as kept. glibc keeps or returns at once
-    (0); jemalloc decays over its configured times, read from MALLOC_CONF in
-    the variant's environment (a negative time means never: nothing to wait
-    for). tcmalloc and mimalloc return pages as they go (0); the
-    stopped-falling rule covers them.
-    """
-    if allocator != "jemalloc":
-        return 0.0
-    decay = dict(JEMALLOC_DECAY_DEFAULTS_MS)
-    for option in env.get("MALLOC_CONF", "").split(","):
-        key, _, value = option.partition(":")
-        if key.strip() in decay and value.strip().lstrip("-").isdigit():
-            decay[key.strip()] = int(value)  # jemalloc ignores a malformed value too
-    return sum(max(0, ms) for ms in decay.values()) / 1000.0
 
 
 def preload_env(library: str | None) -> dict[str, str]:

@@ -26,11 +26,18 @@ from pathlib import Path
 import docker
 import docker.errors
 import psutil
+from docker.models.containers import Container
 
 from soak.errors import EnvironmentFailure
-from soak.samplers.memory import find_cgroup_memory_dir, read_cgroup_memory, read_proc_memory
+from soak.procfs import (
+    cgroup_memory,
+    find_cgroup_memory_dir,
+    paths_in_maps,
+    read_cgroup_memory,
+    read_mapped_paths,
+    read_proc_memory,
+)
 from soak.store.records import CGROUP_MEMORY_COLUMNS, PROCESS_MEMORY_COLUMNS
-from soak.targets.allocators import paths_in_maps
 from soak.targets.base import LaunchSpec, Target
 from soak.targets.docker_engine import LABEL_VARIANT, is_local, owner_labels
 
@@ -83,7 +90,7 @@ class ContainerTarget(Target):
         self.cpuset_cpus = cpuset_cpus
         self.local = is_local(client) if local is None else local
         self.rest_url = f"http://127.0.0.1:{spec.rest_port}"
-        self.container = None
+        self.container: Container | None = None
         self._server: psutil.Process | None = None  # on the host, local engines only
         self._cgroup_dir: Path | None = None
         self._log_thread: threading.Thread | None = None
@@ -126,7 +133,7 @@ class ContainerTarget(Target):
         try:
             # Never containers.run(): it pulls a missing image, and there is no registry.
             self.client.images.get(self.image)
-            self.container = self.client.containers.create(
+            container = self.client.containers.create(
                 self.image,
                 command=self.server_args(),
                 name=_container_name(self.run_id, self.spec.variant),
@@ -144,7 +151,8 @@ class ContainerTarget(Target):
                 memswap_limit=self.memory_limit_bytes,
                 cpuset_cpus=self.cpuset_cpus,
             )
-            self.container.start()
+            self.container = container
+            container.start()
         except docker.errors.ImageNotFound:
             raise EnvironmentFailure(
                 f"image {self.image} not found locally (no registry reachable); "
@@ -176,13 +184,11 @@ class ContainerTarget(Target):
 
     def mapped_paths(self) -> set[str]:
         if self.local and self.server_pid is not None:
-            maps = Path(f"/proc/{self.server_pid}/maps").read_text(errors="replace")
-        else:
-            result = self._require_container().exec_run(["sh", "-c", _REMOTE_MAPS_SCRIPT])
-            if result.exit_code != 0:
-                raise ProcessLookupError(f"cannot read the server's maps in {self._name()}")
-            maps = result.output.decode(errors="replace")
-        return paths_in_maps(maps)
+            return read_mapped_paths(self.server_pid)
+        result = self._require_container().exec_run(["sh", "-c", _REMOTE_MAPS_SCRIPT])
+        if result.exit_code != 0:
+            raise ProcessLookupError(f"cannot read the server's maps in {self._name()}")
+        return paths_in_maps(result.output.decode(errors="replace"))
 
     def exit_reason(self) -> str | None:
         if self.container is None and self._final_state is None:
@@ -278,24 +284,18 @@ class ContainerTarget(Target):
         raw = memory.get("stats")
         if not raw:
             raise ProcessLookupError(f"container {self._name()} has no memory stats (exited?)")
-        if "anon" in raw:  # cgroup v2
-            anon, mapped, inactive = raw["anon"], raw.get("file_mapped", 0), raw["inactive_file"]
-        else:  # cgroup v1
-            anon = raw.get("total_rss", raw.get("rss", 0))
-            mapped = raw.get("total_mapped_file", raw.get("mapped_file", 0))
-            inactive = raw.get("total_inactive_file", raw.get("inactive_file", 0))
+        cgroup = cgroup_memory(raw, memory.get("usage", 0))
         return {
-            "rss_bytes": anon + mapped,
-            "anon_bytes": anon,
-            "cgroup_anon_bytes": anon,
-            "cgroup_working_set_bytes": max(0, memory.get("usage", 0) - inactive),
+            "rss_bytes": cgroup.anon_bytes + cgroup.file_mapped_bytes,
+            "anon_bytes": cgroup.anon_bytes,
+            **cgroup.columns(),
         }
 
     def _start_log_thread(self) -> None:
         """Follow the container's output into server.log, so a crash loses nothing."""
-        if self.spec.log_path is None:
-            return
         container = self.container
+        if self.spec.log_path is None or container is None:
+            return
         log_path = Path(self.spec.log_path)
 
         def follow() -> None:
@@ -316,7 +316,9 @@ class ContainerTarget(Target):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
 
-    def _dump_logs(self, container) -> None:
+    def _dump_logs(self, container: Container) -> None:
+        if self.spec.log_path is None:
+            return
         with contextlib.suppress(docker.errors.APIError):
             output = container.logs()
             Path(self.spec.log_path).write_bytes(output)

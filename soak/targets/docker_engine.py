@@ -12,12 +12,12 @@ import contextlib
 import os
 import socket
 from collections.abc import Iterable
-from pathlib import Path
 
 import docker
 import docker.errors
 
 from soak.errors import EnvironmentFailure
+from soak.procfs import process_start_ticks
 
 LABEL_RUN = "soak.run"
 LABEL_VARIANT = "soak.variant"
@@ -108,16 +108,6 @@ def engine_facts(client: docker.DockerClient) -> dict:
         "cpus": info.get("NCPU"),
         "memory_bytes": info.get("MemTotal"),
     }
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after its last ")".
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
 
 
 def _owner_alive(pid_label: str | None, start_label: str | None) -> bool:

@@ -7,12 +7,11 @@ import ctypes
 import os
 import signal
 import subprocess
-from pathlib import Path
+from typing import BinaryIO
 
 from soak.errors import EnvironmentFailure
-from soak.samplers.memory import read_proc_memory
+from soak.procfs import read_mapped_paths, read_proc_memory
 from soak.store.records import PROCESS_MEMORY_COLUMNS
-from soak.targets.allocators import paths_in_maps
 from soak.targets.base import LaunchSpec, Target
 
 STOP_TIMEOUT_S = 10.0
@@ -28,7 +27,7 @@ class ProcessTarget(Target):
         self.cpus = cpus  # pin the server (and its threads) to these CPUs
         self.rest_url = f"http://127.0.0.1:{spec.rest_port}"
         self._proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
 
     @property
     def pid(self) -> int | None:
@@ -39,19 +38,20 @@ class ProcessTarget(Target):
 
     def start(self) -> None:
         env = {**os.environ, **self.spec.env}
-        self._log = open(self.spec.log_path or os.devnull, "ab")  # noqa: SIM115 (closed in stop)
+        log = open(self.spec.log_path or os.devnull, "ab")  # noqa: SIM115 (closed in stop)
+        self._log = log
         try:
             self._proc = subprocess.Popen(
                 self.command(),
                 env=env,
-                stdout=self._log,
+                stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 preexec_fn=self._in_child,
             )
         except OSError as exc:
-            self._log.close()
+            log.close()
             raise EnvironmentFailure(f"cannot start {self.binary}: {exc.strerror}") from None
 
     def _in_child(self) -> None:
@@ -63,10 +63,15 @@ class ProcessTarget(Target):
         return PROCESS_MEMORY_COLUMNS
 
     def read_memory(self) -> dict[str, int]:
-        return read_proc_memory(self.pid)
+        return read_proc_memory(self._started_pid())
 
     def mapped_paths(self) -> set[str]:
-        return paths_in_maps(Path(f"/proc/{self.pid}/maps").read_text(errors="replace"))
+        return read_mapped_paths(self._started_pid())
+
+    def _started_pid(self) -> int:
+        if self._proc is None:
+            raise ProcessLookupError(f"{self.binary} is not started")
+        return self._proc.pid
 
     def exit_reason(self) -> str | None:
         code = self._proc.poll() if self._proc else None
@@ -107,23 +112,6 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def parse_cpu_list(text: str) -> set[int]:
-    """'0-2,5' -> {0, 1, 2, 5} (the cpuset syntax of --cpus)."""
-    cpus: set[int] = set()
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        cpus.update(range(int(first), int(last or first) + 1))
-    return cpus
-
-
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def last_log_line(path: Path | None, limit: int = 300) -> str:
-    """The server's last words, for a one-line failure message."""
-    if not path or not path.exists():
-        return ""
-    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1][:limit] if lines else ""

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from soak.errors import EnvironmentFailure
+from soak.procfs import process_start_ticks
 from soak.store.records import MIB
 from soak.targets.allocators import container_library, verify
 from soak.targets.container import ContainerTarget
@@ -25,7 +26,6 @@ from soak.targets.docker_engine import (
     connect,
     engine_facts,
     owner_labels,
-    process_start_ticks,
     remove_dead_run_containers,
 )
 

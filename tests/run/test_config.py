@@ -4,8 +4,9 @@ import tomllib
 
 import pytest
 
-from soak.config import parse_size, resolve
+from soak.config import resolve
 from soak.errors import UsageError
+from soak.settings import parse_size
 
 
 def test_defaults_are_the_embedded_run():
@@ -29,7 +30,7 @@ def test_flags_override_the_file_and_variants_come_from_tables(tmp_path):
         ("serial", "glibc"),
         ("pool", "jemalloc"),
     ]
-    assert config.variants[0].server_args == ["--num_load_threads=0"]
+    assert config.variants[0].server_args == ("--num_load_threads=0",)
     # --allocators replaces the file's variants
     config = resolve(file_values, {"allocators": "tcmalloc,mimalloc"})
     assert [v.name for v in config.variants] == ["tcmalloc", "mimalloc"]

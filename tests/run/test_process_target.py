@@ -7,9 +7,11 @@ import time
 import pytest
 
 from soak.config import resolve
+from soak.driver.plan import prepare
 from soak.errors import UsageError
+from soak.procfs import parse_cpu_list
 from soak.targets.base import LaunchSpec
-from soak.targets.process import ProcessTarget, parse_cpu_list
+from soak.targets.process import ProcessTarget
 
 FAKE_SERVER = """#!/bin/sh
 echo "args: $*"
@@ -75,9 +77,13 @@ def test_exit_reason_of_a_killed_server(tmp_path, fake_server):
     target.stop()
 
 
-def test_cpu_lists():
+def test_cpu_lists(tmp_path, fake_server):
     assert parse_cpu_list("0-2,5") == {0, 1, 2, 5}
-    with pytest.raises(UsageError, match="not usable"):
-        resolve({}, {"cpus": "0-4095"})
+    with pytest.raises(ValueError):
+        parse_cpu_list("1-")
+    # The syntax is the configuration's to check; whether the CPUs exist, the plan's.
     with pytest.raises(UsageError, match="CPU list"):
         resolve({}, {"cpus": "all"})
+    config = resolve({"model": str(tmp_path), "server_binary": fake_server}, {"cpus": "0-4095"})
+    with pytest.raises(UsageError, match="not usable"):
+        prepare(config)

@@ -106,7 +106,6 @@ def test_busy_workers_delay_sends_but_latency_counts_from_the_schedule(tmp_path,
     held_back = [r for r in rows if server.stall_from + 0.2 < r["t_intended"] < stall_until - 0.2]
     assert held_back and all(r["t_start"] >= stall_until - 0.01 for r in held_back)
     assert all(r["latency_ms"] >= (stall_until - r["t_intended"]) * 1000 - 10 for r in held_back)
-    assert prober.late_sends >= len(held_back)
 
 
 def test_refused_connections_are_status_0_and_the_loop_is_bounded(tmp_path, closed_port):

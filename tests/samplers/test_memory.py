@@ -12,15 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from soak.procfs import find_cgroup_memory_dir, read_cgroup_memory, read_proc_memory
 from soak.samplers.clock import SwapClock
-from soak.samplers.memory import (
-    MemorySampler,
-    find_cgroup_memory_dir,
-    read_cgroup_memory,
-    read_proc_memory,
-)
+from soak.samplers.memory import MAX_CONSECUTIVE_FAILURES, MemorySampler
 from soak.store.csv_log import CsvLog
-from soak.store.records import MIB, PROCESS_MEMORY_COLUMNS, MemorySample
+from soak.store.records import MIB, PROCESS_MEMORY_COLUMNS, Event, EventKind, MemorySample
 from soak.targets.base import Target
 
 # Waits for a child process to hold 64 MiB of written heap, then for it to be freed.
@@ -205,8 +201,9 @@ def test_sampler_follows_a_child_process_until_it_dies(tmp_path):
         assert wait_until(lambda: sampler.latest().t > first.t + 1.5)
 
         child.kill()
-        assert wait_until(lambda: sampler.error is not None)
-        assert sampler.error == "target exited: exit code -9"
+        # The target's exit is the driver's to report: the sampler just stops.
+        assert wait_until(lambda: not sampler.running)
+        assert sampler.failure is None
         # The ring keeps about keep_s seconds of samples, the CSV keeps them all.
         kept = sampler.since(0)
         assert kept[0].t > first.t
@@ -225,3 +222,37 @@ def test_sampler_follows_a_child_process_until_it_dies(tmp_path):
     swaps = [int(r["swap"]) for r in rows]
     assert swaps[0] == 0 and swaps[-1] == 1 and swaps == sorted(swaps)
     assert max(int(r["anon_bytes"]) for r in rows) > baseline + 60 * MIB
+
+
+class UnreadableTarget(ChildProcessTarget):
+    """A target that runs but whose memory cannot be read (e.g. /proc hidden from soak)."""
+
+    def read_memory(self) -> dict[str, int]:
+        raise PermissionError("/proc/1234/status: permission denied")
+
+
+def test_a_sampler_that_gives_up_says_so_in_events_csv(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    target = UnreadableTarget(child)
+    log = CsvLog(tmp_path / "memory.csv", MemorySample, ["t", *PROCESS_MEMORY_COLUMNS, "swap"])
+    events = CsvLog(tmp_path / "events.csv", Event)
+    clock = SwapClock()
+    clock.swap = 3
+    sampler = MemorySampler(target, log, clock, events, interval_s=0.01)
+    try:
+        sampler.start()
+        assert wait_until(lambda: not sampler.running)
+        assert target.exit_reason() is None  # it gave up while the target still ran
+    finally:
+        sampler.stop()
+        target.stop()
+        log.close()
+        events.close()
+    assert sampler.failure == (
+        "memory readings failed: PermissionError: /proc/1234/status: permission denied"
+    )
+    with (tmp_path / "events.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["event"] == EventKind.SAMPLER_FAILED and row["swap"] == "3"
+    assert row["detail"] == sampler.failure
+    assert MAX_CONSECUTIVE_FAILURES > 1  # a single failed reading is not enough

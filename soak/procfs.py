@@ -1,0 +1,190 @@
+"""The kernel's view of a process: /proc and the memory cgroup, read as plain files.
+
+The readers are pure functions over the kernel's files (a read or two, no
+subprocess) so that targets can call them about 10 times a second. They sit
+below targets and samplers: targets read their server with them, nothing here
+knows about either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+KIB = 1024
+
+_STATUS_FIELDS = {b"VmRSS:": "rss_bytes", b"RssAnon:": "anon_bytes"}
+
+
+# --- processes ----------------------------------------------------------------------
+
+
+def read_proc_memory(pid: int) -> dict[str, int]:
+    """{"rss_bytes", "anon_bytes"} of a process: VmRSS and RssAnon of /proc/PID/status.
+
+    Raises ProcessLookupError when the process is gone or is a zombie (no memory lines).
+    """
+    try:
+        text = (PROC / str(pid) / "status").read_bytes()
+    except FileNotFoundError:
+        raise ProcessLookupError(f"process {pid} is gone") from None
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] in _STATUS_FIELDS:
+            found[_STATUS_FIELDS[parts[0]]] = int(parts[1]) * KIB  # the kernel reports kB
+    if len(found) != len(_STATUS_FIELDS):
+        raise ProcessLookupError(f"process {pid} has no memory figures (exited?)")
+    return found
+
+
+def read_mapped_paths(pid: int) -> set[str]:
+    """File paths mapped into a process (its /proc/PID/maps)."""
+    return paths_in_maps((PROC / str(pid) / "maps").read_text(errors="replace"))
+
+
+def paths_in_maps(maps: str) -> set[str]:
+    """File paths in the text of a /proc/PID/maps."""
+    paths = set()
+    for line in maps.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5].startswith("/"):
+            paths.add(parts[5].strip())
+    return paths
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ")".
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def parse_cpu_list(text: str) -> frozenset[int]:
+    """'0-2,5' -> {0, 1, 2, 5}: the kernel's cpuset list format (as in /proc/PID/status).
+
+    Raises ValueError for anything else.
+    """
+    cpus: set[int] = set()
+    for part in str(text).split(","):
+        first, dash, last = part.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise ValueError(f"not a CPU list like 0-1 or 0,2: {text!r}")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return frozenset(cpus)
+
+
+# --- memory cgroup ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CgroupMemory:
+    """A memory cgroup's figures, from `memory.stat` (v1 or v2) and its usage."""
+
+    anon_bytes: int
+    file_mapped_bytes: int
+    working_set_bytes: int
+
+    def columns(self) -> dict[str, int]:
+        """The memory.csv columns of a cgroup."""
+        return {
+            "cgroup_anon_bytes": self.anon_bytes,
+            "cgroup_working_set_bytes": self.working_set_bytes,
+        }
+
+
+def cgroup_memory(stat: Mapping[str, int], usage: int) -> CgroupMemory:
+    """Figures of a cgroup from its `memory.stat` keys and its usage in bytes.
+
+    Anonymous memory is v2 `anon`, v1 `total_rss` (hierarchical, as cAdvisor
+    reads it; `rss` where the kernel has no total). The working set is what
+    Kubernetes evicts on: usage minus inactive file pages, floored at 0. The
+    same keys come from the file and from Docker's stats API.
+    """
+    if "anon" in stat:  # v2
+        anon: int | None = stat["anon"]
+        inactive_file = stat["inactive_file"]
+        mapped = stat.get("file_mapped", 0)
+    else:  # v1
+        anon = _first(stat, "total_rss", "rss")
+        inactive_file = _first(stat, "total_inactive_file", "inactive_file") or 0
+        mapped = _first(stat, "total_mapped_file", "mapped_file") or 0
+    if anon is None:
+        raise KeyError("memory.stat has neither anon (v2) nor total_rss or rss (v1)")
+    return CgroupMemory(anon, mapped, max(0, usage - inactive_file))
+
+
+def read_cgroup_memory(cgroup_dir: Path) -> dict[str, int]:
+    """{"cgroup_anon_bytes", "cgroup_working_set_bytes"} of a cgroup directory (v1 or v2)."""
+    stat = _read_stat(cgroup_dir / "memory.stat")
+    current = cgroup_dir / "memory.current"  # v2; v1 has memory.usage_in_bytes
+    usage = _read_int(current if current.exists() else cgroup_dir / "memory.usage_in_bytes")
+    return cgroup_memory(stat, usage).columns()
+
+
+def find_cgroup_memory_dir(pid: int) -> Path | None:
+    """The memory cgroup directory of a process, or None when there is none to read.
+
+    From /proc/PID/cgroup: the v1 line naming the `memory` controller wins
+    (hybrid hosts also list an empty v2 `0::/` line); else the v2 `0::/path`
+    line. The controller's mount point comes from /proc/self/mounts
+    (normally /sys/fs/cgroup/memory for v1, /sys/fs/cgroup for v2).
+    """
+    try:
+        lines = (PROC / str(pid) / "cgroup").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    v1_mount, v2_mount = _cgroup_mounts((PROC / "self" / "mounts").read_text())
+    v1_path = v2_path = None
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if "memory" in controllers.split(","):
+            v1_path = path
+        elif hierarchy == "0" and controllers == "":
+            v2_path = path
+    if v1_path is not None and v1_mount is not None:
+        candidate = v1_mount / v1_path.lstrip("/")
+    elif v2_path is not None and v2_mount is not None:
+        candidate = v2_mount / v2_path.lstrip("/")
+    else:
+        return None
+    # The v2 root cgroup has no memory.stat; a cgroup of another namespace is not visible here.
+    return candidate if (candidate / "memory.stat").is_file() else None
+
+
+def _cgroup_mounts(mounts_text: str) -> tuple[Path | None, Path | None]:
+    """(v1 memory controller mount, v2 unified mount) from /proc/self/mounts."""
+    v1_memory = unified = None
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        mount_point, fs_type, options = fields[1], fields[2], fields[3].split(",")
+        if fs_type == "cgroup" and "memory" in options:
+            v1_memory = Path(mount_point)
+        elif fs_type == "cgroup2":
+            unified = Path(mount_point)
+    return v1_memory, unified
+
+
+def _first(stat: Mapping[str, int], *names: str) -> int | None:
+    return next((stat[n] for n in names if n in stat), None)
+
+
+def _read_int(path: Path) -> int:
+    return int(path.read_text().strip())
+
+
+def _read_stat(path: Path) -> dict[str, int]:
+    stat: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition(" ")
+        if value:
+            stat[name] = int(value)
+    return stat

@@ -1,0 +1,573 @@
+"""The settings of `soak run`, declared once.
+
+Each setting is a field of `RunConfig` (or, for `[[variants]]` tables, of
+`VariantSpec`), declared with `setting()`: its name, type and default are the
+field's, and the declaration adds the help text, bounds or choices, the flag
+spelling and how it is stored. Everything else comes from here:
+
+- the flags of `soak run` (`add_arguments`), with help and default in `--help`;
+- the keys of a `--config` TOML file and of `run.toml` (the field names, plus
+  `aliases` accepted on input);
+- the keyword arguments of the pytest fixture `soak_run` (the same names);
+- the conversion and the bounds check of every value (`Option.convert`);
+- writing run.toml (`RunConfig.to_toml`) and reading it back (`read_run_toml`).
+
+To add a setting, add one field to `RunConfig` with `setting(...)`; nothing
+else needs to change unless the setting is used somewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import math
+import operator
+import os
+import re
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import NoneType, UnionType
+from typing import Any
+
+import tomli_w
+
+from soak.allocator_specs import ALLOCATORS
+from soak.procfs import parse_cpu_list
+
+BACKENDS = ("process", "docker")
+METRICS = ("anon_bytes", "rss_bytes", "cgroup_anon_bytes", "cgroup_working_set_bytes")
+DEFAULT_SERVER_BINARY = "soak-model-server"  # the stand-in, from the `standin` extra
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_METADATA_KEY = "soak.setting"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a field's name, type and default do not say about a setting."""
+
+    help: str
+    flag: str | None = None  # default: --name-with-dashes
+    metavar: str | None = None
+    default_text: str | None = None  # how --help shows the default, when repr() is not it
+    choices: tuple[str, ...] | None = None  # each value (each item of a list) one of these
+    minimum: float | None = None  # value >= minimum
+    above: float | None = None  # value > above
+    maximum: float | None = None  # value <= maximum
+    pattern: str | None = None  # a string (each item) must match this regex in full
+    parse: Callable[[Any], Any] | None = None  # raw -> value, ValueError if bad (else by type)
+    aliases: tuple[str, ...] = ()  # other keys accepted in TOML files and as keywords
+    repeat: bool = False  # a list flag given once per item (else one comma-separated flag)
+    cli: bool = True  # a flag of `soak run` (else TOML and keywords only)
+    stored: bool = True  # written to run.toml
+    per_variant: bool = False  # a [[variants]] table may set it too (VariantSpec field)
+
+
+def setting(default: Any, help: str, **declaration: Any) -> Any:
+    """A dataclass field that is a setting: `swaps: int = setting(12, "swaps per variant")`."""
+    metadata = {_METADATA_KEY: Setting(help, **declaration)}
+    if isinstance(default, list | set):
+        raise TypeError("a list setting is a tuple (settings are immutable)")
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# --- value conversion -----------------------------------------------------------------
+
+
+def parse_swaps(value: Any) -> int | str:
+    """'auto', or a whole number of swaps >= 1 (from a flag's text or a TOML value)."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not str(value).strip().isdigit() or int(value) < 1:
+        raise ValueError(f"swaps must be a whole number >= 1 or 'auto', not {value!r}")
+    return int(value)
+
+
+def parse_size(text: str | int) -> int:
+    """'2g', '512MiB', '1.5G', 1048576 -> bytes (binary units)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = _SIZE_RE.match(str(text))
+    if not match:
+        raise ValueError(f"not a size: {text!r} (e.g. 512m, 2g)")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * (1 << (10 * " kmgt".index(unit or " "))))
+
+
+def cpu_list_text(raw: Any) -> str:
+    """A cpuset list ('0-1', '0,2'), checked for syntax only (usable CPUs: the plan)."""
+    text = str(raw).strip()
+    try:
+        parse_cpu_list(text)
+    except ValueError:
+        raise ValueError(f"not a CPU list like 0-1 or 0,2: {raw!r}") from None
+    return text
+
+
+def _to_int(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise ValueError
+    return int(raw)
+
+
+def _to_float(raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError
+    return value
+
+
+def _to_str(raw: Any) -> str:
+    if isinstance(raw, os.PathLike):
+        return os.fspath(raw)
+    if not isinstance(raw, str):
+        raise ValueError
+    return raw
+
+
+def _to_bool(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise ValueError
+    return raw
+
+
+def _to_str_tuple(raw: Any, comma_separated: bool) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        items = [s.strip() for s in raw.split(",")] if comma_separated else [raw]
+        return tuple(s for s in items if s)
+    if not isinstance(raw, list | tuple) or not all(isinstance(s, str) for s in raw):
+        raise ValueError
+    return tuple(raw)
+
+
+def _to_str_mapping(raw: Any) -> Mapping[str, str]:
+    if not isinstance(raw, Mapping):
+        raise ValueError
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+_CONVERTERS: dict[Any, Callable[[Any], Any]] = {
+    int: _to_int,
+    float: _to_float,
+    str: _to_str,
+    bool: _to_bool,
+    Mapping[str, str]: _to_str_mapping,
+}
+_KIND_WORDS = {
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    Mapping[str, str]: "a table of strings",
+}
+
+
+# --- the declaration, introspected ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """A setting as the rest of soak sees it: name, type, default and declaration."""
+
+    name: str
+    type: Any  # the field's type, e.g. int, float | None, tuple[str, ...]
+    default: Any
+    setting: Setting
+
+    @property
+    def optional(self) -> bool:
+        return isinstance(self.type, UnionType) and NoneType in typing.get_args(self.type)
+
+    @property
+    def base_type(self) -> Any:
+        """The type without `| None`."""
+        if self.optional:
+            rest = [t for t in typing.get_args(self.type) if t is not NoneType]
+            return functools.reduce(operator.or_, rest)  # int | str | None -> int | str
+        return self.type
+
+    @property
+    def is_list(self) -> bool:
+        return typing.get_origin(self.base_type) is tuple
+
+    @property
+    def flag(self) -> str:
+        return self.setting.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def toml_key(self) -> str:
+        """The key a user writes in a --config file."""
+        return (self.setting.aliases or (self.name,))[0]
+
+    @property
+    def metavar(self) -> str:
+        if self.setting.metavar is not None:
+            return self.setting.metavar
+        if self.setting.choices is not None and not self.is_list:
+            return "{" + ",".join(self.setting.choices) + "}"
+        return self.name.upper()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The keys this setting is given by in TOML and as a keyword."""
+        return (self.name, *self.setting.aliases)
+
+    def convert(self, raw: Any, check: bool = True, key: str | None = None) -> Any:
+        """A given value (a flag's text, a TOML value, a keyword) -> the setting's value.
+
+        Raises ValueError with a one-line message that names the setting by
+        `key` (the name the value was given by), else by its name.
+        """
+        label = key or self.name
+        if raw is None and self.optional:
+            return None
+        try:
+            value = self._parse(raw)
+        except (ValueError, TypeError) as exc:
+            detail = str(exc)
+            if self.setting.parse is not None and detail:
+                raise ValueError(f"{label}: {detail}") from None
+            raise ValueError(f"{label} must be {self.requirement()}, not {raw!r}") from None
+        if check:
+            for item in value if self.is_list else (value,):
+                if not self._within(item):
+                    shown = item if self.is_list else raw
+                    raise ValueError(f"{label} must be {self.requirement()}, not {shown!r}")
+        return value
+
+    def _parse(self, raw: Any) -> Any:
+        if self.setting.parse is not None:
+            return self.setting.parse(raw)
+        if self.is_list:
+            return _to_str_tuple(raw, comma_separated=not self.setting.repeat)
+        return _CONVERTERS[self.base_type](raw)
+
+    def _within(self, value: Any) -> bool:
+        s = self.setting
+        if s.choices is not None and value not in s.choices:
+            return False
+        if s.pattern is not None and not re.fullmatch(s.pattern, str(value)):
+            return False
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if s.minimum is not None and value < s.minimum:
+                return False
+            if s.above is not None and value <= s.above:
+                return False
+            if s.maximum is not None and value > s.maximum:
+                return False
+        return True
+
+    def requirement(self) -> str:
+        """What a value must be, in words: 'a whole number >= 1'."""
+        s = self.setting
+        if s.choices is not None:
+            words = "one of " + ", ".join(s.choices)
+            return f"a comma list of {words}" if self.is_list else words
+        if self.is_list:
+            return "a list of strings"
+        if s.pattern is not None:
+            return "a name (letters, digits, _ . -)"
+        if s.parse is not None:
+            return "valid"
+        words = _KIND_WORDS.get(self.base_type, str(self.base_type))
+        bounds = [
+            f"{op} {_number(v)}"
+            for op, v in ((">=", s.minimum), (">", s.above), ("<=", s.maximum))
+            if v is not None
+        ]
+        return " ".join([words, " and ".join(bounds)]).strip()
+
+    def default_text(self) -> str:
+        if self.setting.default_text is not None:
+            return self.setting.default_text
+        if self.is_list:
+            return ",".join(self.default) or "none"
+        if isinstance(self.default, bool):
+            return "on" if self.default else "off"
+        return "none" if self.default is None else _number(self.default)
+
+    def help_text(self) -> str:
+        """The line `soak run --help` shows: help, choices, default."""
+        parts = [self.setting.help]
+        if self.setting.choices is not None and self.is_list:
+            parts.append(f"({', '.join(self.setting.choices)})")
+        if self.toml_key.replace("_", "-") != self.flag.removeprefix("--"):
+            parts.append(f"[config key {self.toml_key}]")
+        if self.setting.per_variant:
+            parts.append("[also per [[variants]] table]")
+        parts.append(f"(default: {self.default_text()})")
+        return " ".join(parts)
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def options_of(cls: type) -> tuple[Option, ...]:
+    """The declared settings of a dataclass, in declaration order."""
+    if cls not in _OPTIONS:
+        _OPTIONS[cls] = _declared(cls)
+    return _OPTIONS[cls]
+
+
+_OPTIONS: dict[type, tuple[Option, ...]] = {}
+
+
+def _declared(cls: type) -> tuple[Option, ...]:
+    hints = typing.get_type_hints(cls)
+    found = []
+    for f in dataclasses.fields(cls):
+        declared = f.metadata.get(_METADATA_KEY)
+        if declared is not None:
+            if f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = f.default
+            found.append(Option(f.name, hints[f.name], default, declared))
+    return tuple(found)
+
+
+def options() -> tuple[Option, ...]:
+    """The settings of `soak run`."""
+    return options_of(RunConfig)
+
+
+def option_by_key() -> dict[str, Option]:
+    """Every accepted key (name or alias) -> its setting."""
+    return {key: o for o in options() for key in o.keys}
+
+
+# --- the settings -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One setup to soak: an allocator plus its own server flags and environment.
+
+    The fields are the keys of a `[[variants]]` table.
+    """
+
+    name: str = setting(
+        "", "the variant's name (its directory in the run dir)", pattern=NAME_PATTERN
+    )
+    allocator: str = setting("glibc", "the malloc to preload", choices=tuple(ALLOCATORS))
+    server_args: tuple[str, ...] = setting((), "server flags after the run's `server_args`")
+    env: Mapping[str, str] = setting({}, "environment of the server (e.g. MALLOC_CONF)")
+    library: str | None = setting(None, "the allocator's library (else found on the system)")
+
+
+def parse_variants(raw: Any, check: bool = True) -> tuple[VariantSpec, ...]:
+    """`[[variants]]` tables -> VariantSpecs, each key by VariantSpec's declaration.
+
+    With `check`, ValueError lists every problem; without (reading a run.toml
+    back), tables that cannot be read are left out.
+    """
+    if isinstance(raw, list | tuple) and all(isinstance(t, VariantSpec) for t in raw) and raw:
+        return tuple(raw)
+    if not isinstance(raw, list | tuple) or not raw:
+        if not check:
+            return ()
+        raise ValueError("expected one or more [[variants]] tables")
+    problems: list[str] = []
+    variants = []
+    by_key = {o.name: o for o in options_of(VariantSpec)}
+    for i, table in enumerate(raw, 1):
+        if not isinstance(table, Mapping) or "name" not in table:
+            problems.append(f"#{i} is not a table with a name")
+            continue
+        unknown = sorted(set(table) - set(by_key))
+        if unknown and check:
+            problems.append(f"#{i}: unknown keys {unknown}")
+        try:
+            values = {k: by_key[k].convert(v, check) for k, v in table.items() if k in by_key}
+        except ValueError as exc:
+            problems.append(f"#{i}: {exc}")
+            continue
+        variants.append(VariantSpec(**values))
+    if problems and check:
+        raise ValueError("; ".join(problems))
+    return tuple(variants)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The resolved configuration of one soak run: what run.toml records."""
+
+    model: str | None = setting(
+        None,
+        "a SavedModel dir or a base path of numeric versions",
+        metavar="PATH",
+        default_text="the generated demo model",
+    )
+    model_name: str = setting(
+        "model", "the model's name on the server", pattern=NAME_PATTERN, metavar="NAME"
+    )
+    backend: str = setting("process", "where the server runs", choices=BACKENDS)
+    allocators: tuple[str, ...] = setting(
+        ("glibc", "jemalloc"),
+        "one variant per allocator, comma-separated; replaces the file's [[variants]]",
+        choices=tuple(ALLOCATORS),
+        metavar="LIST",
+        stored=False,  # run.toml records the variants
+    )
+    variants: tuple[VariantSpec, ...] = setting(
+        (),
+        "[[variants]] tables: name, allocator, server_args, env, library",
+        parse=parse_variants,
+        cli=False,
+        default_text="one per allocator",
+    )
+    swaps: int | str = setting(
+        12,
+        "model swaps per variant, or 'auto': until every variant's verdict is decided",
+        parse=parse_swaps,
+        metavar="N|auto",
+    )
+    max_swaps: int = setting(30, "the bound of --swaps auto", minimum=1, metavar="N")
+    rps: float = setting(
+        20.0, "predict requests per second (open loop)", above=0, maximum=1000, metavar="R"
+    )
+    batch: int = setting(1, "instances per predict request", minimum=1, maximum=10000, metavar="N")
+    concurrency: int = setting(
+        1,
+        "requests in flight at once: each send is a burst of N (open loop, same mean rate)",
+        minimum=1,
+        maximum=64,
+        metavar="N",
+    )
+    request_file: str | None = setting(
+        None,
+        "a JSON predict body to send",
+        metavar="FILE",
+        default_text="built from the model's metadata",
+    )
+    server_binary: str = setting(
+        DEFAULT_SERVER_BINARY, "the server to run (process backend)", metavar="PATH"
+    )
+    server_args: tuple[str, ...] = setting(
+        (),
+        "passed verbatim to the server, e.g. --server-arg=--num_load_threads=2; repeatable",
+        flag="--server-arg",
+        metavar="ARG",
+        repeat=True,
+        per_variant=True,
+    )
+    image: str = setting(
+        "tensorflow/serving", "Docker image ('standin': the stand-in, built if missing)"
+    )
+    memory_limit_bytes: int | None = setting(
+        None,
+        "e.g. 2g: the container's limit (docker); for both backends, the projection's",
+        flag="--memory-limit",
+        aliases=("memory_limit",),
+        parse=parse_size,
+        metavar="SIZE",
+    )
+    cpus: str | None = setting(
+        None,
+        "CPUs to pin the server to, cpuset syntax, e.g. 0-1",
+        parse=cpu_list_text,
+        metavar="LIST",
+    )
+    settle_timeout: float = setting(
+        30.0, "seconds to wait at most for memory to settle after a swap", above=0, metavar="S"
+    )
+    load_timeout: float = setting(
+        300.0, "seconds to wait at most for a version to load", above=0, metavar="S"
+    )
+    steady_s: float = setting(
+        3.0, "seconds of steady traffic between swaps", flag="--steady", minimum=0, metavar="S"
+    )
+    out: str = setting(
+        "", "the run directory to write", metavar="DIR", default_text="soak-runs/TIME"
+    )
+    keep_models: bool = setting(False, "keep the private model copies in RUN_DIR/VARIANT/models")
+    warmup_swaps: int = setting(
+        2, "first swaps left out of the growth slope (one-time costs)", minimum=0, metavar="N"
+    )
+    threshold_mb: float | None = setting(
+        None,
+        "retained MiB per swap that counts as growth",
+        above=0,
+        metavar="MB",
+        default_text="max(1 MiB, 1% of the model)",
+    )
+    metric: str = setting("anon_bytes", "the memory figure the verdict judges", choices=METRICS)
+    swaps_per_day: float | None = setting(
+        None, "production's swaps per day, for the projection", above=0, metavar="N"
+    )
+    demo_size_mb: float = setting(
+        128.0, "size of the generated demo model (MiB)", above=0, metavar="MB"
+    )
+    quiet: bool = setting(False, "no progress and no summary table on the terminal")
+
+    def to_toml(self) -> str:
+        """run.toml: every stored setting that has a value (TOML has no null)."""
+        return tomli_w.dumps(_stored(self))
+
+
+def _stored(instance: RunConfig | VariantSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for o in options_of(type(instance)):
+        value = getattr(instance, o.name)
+        if not o.setting.stored or value is None:
+            continue
+        if isinstance(value, tuple):
+            value = [_stored(v) if isinstance(v, VariantSpec) else v for v in value]
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        out[o.name] = value
+    return out
+
+
+# --- the command line and run.toml --------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `soak run`, one per setting.
+
+    Every flag defaults to None (not given), so that only the flags the user
+    gave override the --config file; values stay text here and are converted
+    and checked with the TOML values, so every problem is listed at once.
+    """
+    for o in options():
+        if not o.setting.cli:
+            continue
+        help_text = o.help_text().replace("%", "%%")
+        if o.base_type is bool:
+            parser.add_argument(
+                o.flag, dest=o.name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        else:
+            parser.add_argument(
+                o.flag,
+                dest=o.name,
+                action="append" if o.setting.repeat else "store",
+                metavar=o.metavar,
+                help=help_text,
+            )
+
+
+def read_run_toml(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a run.toml records, converted by their declaration (not re-checked).
+
+    Keys this version does not know (a newer soak's) are left out; so are
+    settings the file does not have (an older soak's), for the reader's defaults.
+    Raises ValueError on a value of the wrong type.
+    """
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        option = option_by_key().get(key)
+        if option is None:
+            continue
+        if option.name == "variants":
+            values["variants"] = parse_variants(raw, check=False)
+        else:
+            values[option.name] = option.convert(raw, check=False, key=key)
+    return values

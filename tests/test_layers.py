@@ -1,0 +1,92 @@
+"""The layers of docs/ARCHITECTURE.md hold: no module imports from a layer above its own."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Lowest first; a module may import from its own layer and the ones before it.
+# The first prefix that matches a module names its layer.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "foundation",
+        (
+            "soak.errors",
+            "soak.extras",
+            "soak.procfs",
+            "soak.allocator_specs",
+            "soak.store",
+            "soak_model_server",
+        ),
+    ),
+    ("configuration", ("soak.settings", "soak.config", "soak.demo_model")),
+    ("targets", ("soak.targets", "soak.images")),
+    ("samplers", ("soak.samplers",)),
+    ("driver", ("soak.driver", "soak.progress")),
+    ("analysis", ("soak.analysis",)),
+    ("report and gate", ("soak.report", "soak.gate")),
+    (
+        "front",
+        ("soak.runner", "soak.environment", "soak.cli", "soak.pytest_plugin", "soak.__main__"),
+    ),
+]
+ROOT_PACKAGE = "soak"  # its __init__ only holds the version
+
+
+def layer_of(module: str) -> int:
+    if module == ROOT_PACKAGE:
+        return 0
+    for rank, (_, prefixes) in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS and the docs")
+
+
+def imports(path: Path) -> set[str]:
+    """Modules a file imports, at the top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def soak_imports(path: Path) -> set[str]:
+    """Modules of this project that a file imports."""
+    return {m for m in imports(path) if m.split(".")[0] in ("soak", "soak_model_server")}
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def test_no_import_reaches_up_a_layer():
+    upward = []
+    for path in sorted((ROOT / "soak").rglob("*.py")):
+        module = module_name(path)
+        for imported in sorted(soak_imports(path)):
+            if layer_of(imported) > layer_of(module):
+                upward.append(
+                    f"{module} ({LAYERS[layer_of(module)][0]}) imports "
+                    f"{imported} ({LAYERS[layer_of(imported)][0]})"
+                )
+    assert not upward, "\n".join(upward)
+
+
+def test_configuration_is_pure():
+    """Resolving a config needs no server, no Docker, no target."""
+    for name in ("settings.py", "config.py"):
+        imported = imports(ROOT / "soak" / name)
+        ours = {m for m in imported if m.startswith("soak")}
+        assert ours <= {"soak.errors", "soak.procfs", "soak.allocator_specs", "soak.settings"}
+        roots = {m.split(".")[0] for m in imported}
+        assert not roots & {"shutil", "docker", "subprocess", "psutil", "socket"}, name
+
+
+def test_the_stand_in_server_imports_nothing_of_soak():
+    for path in (ROOT / "soak_model_server").rglob("*.py"):
+        assert not any(m.split(".")[0] == "soak" for m in soak_imports(path)), path
