@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from soak.analysis.swap_budget import SwapBudget
 from soak.config import resolve
 from soak.driver.model_versions import ModelSource
 from soak.driver.orchestrator import Orchestrator
@@ -175,7 +176,7 @@ class UnreadableBackend:
 
 def test_a_sampler_that_gives_up_fails_the_variant_with_its_reason(tmp_path, model):
     config = resolve({"model": str(model), "allocators": "glibc"}, {"out": str(tmp_path / "run")})
-    variant = VariantPlan(VariantSpec("glibc"), None, 9, 9, (), {})
+    variant = VariantPlan(VariantSpec("glibc"), None, 9, 9, (), {}, purge_delay_s=0.0)
     plan = RunPlan(
         config,
         "test",
@@ -184,7 +185,7 @@ def test_a_sampler_that_gives_up_fails_the_variant_with_its_reason(tmp_path, mod
         UnreadableBackend(),  # type: ignore[arg-type]
         (variant,),
     )
-    (result,) = Orchestrator(plan, Progress(quiet=True)).run()
+    (result,) = Orchestrator(plan, Progress(quiet=True), lambda: SwapBudget(3, 3, 1.0, 2)).run()
     assert result.status == "failed"
     assert result.reason == (
         "the memory sampler gave up: "

@@ -80,6 +80,7 @@ def examples(tmp_path: Path) -> dict[str, tuple[list[str], object]]:
         "image": (["tensorflow/serving:2.16"], "tensorflow/serving:2.16"),
         "memory_limit_bytes": (["1.5g"], 3 << 29),
         "cpus": (["0"], "0"),
+        "swaps": (["auto"], "auto"),
         "out": ([str(tmp_path / "run")], str(tmp_path / "run")),
     }
     for o in options():
@@ -199,7 +200,7 @@ def test_keywords_take_the_config_file_spellings_and_reject_others(tmp_path):
 @pytest.mark.parametrize(
     "given, fragment",
     [
-        ({"swaps": 0}, "swaps must be a whole number >= 1, not 0"),
+        ({"swaps": 0}, "swaps must be a whole number >= 1 or 'auto', not 0"),
         ({"swaps": True}, "swaps must be a whole number"),
         ({"rps": "fast"}, "rps must be a number > 0 and <= 1000, not 'fast'"),
         ({"backend": "k8s"}, "backend must be one of process, docker"),
@@ -222,3 +223,11 @@ def test_every_setting_is_declared_with_help():
     for o in options():
         assert isinstance(o, Option) and o.setting.help, o.name
         assert o.flag.startswith("--") and o.flag == o.flag.lower()
+
+
+def test_swaps_is_a_count_or_auto():
+    assert resolve({"swaps": "7"}, {}).swaps == 7
+    assert resolve({}, {"swaps": "auto"}).swaps == "auto"
+    for bad in ("0", "many", -1, True):
+        with pytest.raises(UsageError, match="swaps must be a whole number >= 1 or 'auto'"):
+            resolve({"swaps": bad}, {})
