@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--variants", type=int, choices=(1, 2), default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--reuse", action="store_true", help="time the run dir already at --out")
     parser.add_argument(
         "--code",
         type=Path,
@@ -182,7 +183,8 @@ def main() -> None:
     codes = args.code or [Path(__file__).resolve().parent.parent]
 
     begin = time.perf_counter()
-    run_dir = write_run(args.out, args.hours, args.variants)
+    reuse = args.reuse and (args.out / "run.toml").exists()
+    run_dir = args.out if reuse else write_run(args.out, args.hours, args.variants)
     memory_rows, latency_rows = (_rows(run_dir, name) for name in ("memory.csv", "latency.csv"))
     print(
         f"{run_dir}: {args.hours:g} h, {args.variants} variant(s), {memory_rows} memory rows, "
