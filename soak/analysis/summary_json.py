@@ -7,10 +7,12 @@ documented default). Nothing else in soak reads summary.json by key.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 from soak.analysis.analyse import default_threshold_mb
 from soak.analysis.inputs import RunSettings
@@ -29,6 +31,7 @@ from soak.analysis.verdict import INCONCLUSIVE, Verdict
 from soak.store.run_dir import RunDir
 
 _DEFAULTS = RunSettings()
+R = TypeVar("R")
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -159,96 +162,50 @@ def from_dict(data: Any) -> RunResult:
 def _read_variant(v: dict[str, Any], threshold_mb: float) -> VariantResult:
     m = _dict(v.get("memory"))
     projection = v.get("projection")
-    swaps = tuple(_read_swap(_dict(s)) for s in v.get("swaps") or [])
-    return VariantResult(
-        name=str(v.get("name", "")),
+    swaps = tuple(
+        _read_flat(
+            SwapResult, s, completed=bool(s.get("completed", s.get("settled_mb") is not None))
+        )
+        for s in map(_dict, v.get("swaps") or [])
+    )
+    verdict = Verdict(
+        verdict=str(m.get("verdict", INCONCLUSIVE)),
+        reason=str(m.get("verdict_reason") or ""),
+        mb_per_swap=_opt_float(m.get("retained_mb_per_swap")),
+        later_mb_per_swap=_opt_float(m.get("later_mb_per_swap")),
+        level_mb=_opt_float(m.get("level_mb")),
+        noise_mb=_opt_float(m.get("noise_mb")),
+        swaps_judged=tuple(int(i) for i in m.get("swaps_judged") or []),
+    )
+    return _read_flat(
+        VariantResult,
+        v,
         allocator=str(v.get("allocator", v.get("name", ""))),
-        allocator_verified=bool(v.get("allocator_verified", False)),
         status=str(v.get("status", "interrupted")),
         swaps_completed=int(v.get("swaps_completed", sum(s.completed for s in swaps))),
-        memory=MemoryResult(
+        memory=_read_flat(
+            MemoryResult,
+            m,
             metric=str(m.get("metric", _DEFAULTS.metric)),
-            baseline_mb=_opt_float(m.get("baseline_mb")),
-            peak_mb=_opt_float(m.get("peak_mb")),
-            final_mb=_opt_float(m.get("final_mb")),
-            retained_mb=_opt_float(m.get("retained_mb")),
-            verdict=Verdict(
-                verdict=str(m.get("verdict", INCONCLUSIVE)),
-                reason=str(m.get("verdict_reason") or ""),
-                mb_per_swap=_opt_float(m.get("retained_mb_per_swap")),
-                later_mb_per_swap=_opt_float(m.get("later_mb_per_swap")),
-                level_mb=_opt_float(m.get("level_mb")),
-                noise_mb=_opt_float(m.get("noise_mb")),
-                swaps_judged=tuple(int(i) for i in m.get("swaps_judged") or []),
-            ),
+            verdict=verdict,
             threshold_mb=float(m.get("threshold_mb") or threshold_mb),
-            rss_baseline_mb=_opt_float(m.get("rss_baseline_mb")),
-            rss_final_mb=_opt_float(m.get("rss_final_mb")),
             total_basis=str(m.get("total_basis", "rss_bytes")),
-            total_final_mb=_opt_float(m.get("total_final_mb")),
-            settle_timeouts=int(m.get("settle_timeouts") or 0),
         ),
-        latency=_read_latency(_dict(v.get("latency"))),
+        latency=_read_flat(LatencyFigures, _dict(v.get("latency"))),
         swaps=swaps,
-        library=_opt_str(v.get("library")),
-        reason=_opt_str(v.get("reason")),
-        server_exit=_opt_str(v.get("server_exit")),
-        projection=_read_projection(projection) if isinstance(projection, dict) else None,
+        projection=_read_flat(Projection, projection) if isinstance(projection, dict) else None,
+        timeline=None,
     )
 
 
-def _read_latency(d: dict[str, Any]) -> LatencyFigures:
-    return LatencyFigures(
-        steady_p50_ms=_opt_float(d.get("steady_p50_ms")),
-        steady_p99_ms=_opt_float(d.get("steady_p99_ms")),
-        steady_max_ms=_opt_float(d.get("steady_max_ms")),
-        swap_p50_ms=_opt_float(d.get("swap_p50_ms")),
-        swap_p99_ms=_opt_float(d.get("swap_p99_ms")),
-        swap_max_ms=_opt_float(d.get("swap_max_ms")),
-        max_ms=_opt_float(d.get("max_ms")),
-        errors=int(d.get("errors") or 0),
-        steady_errors=int(d.get("steady_errors") or 0),
-        swap_errors=int(d.get("swap_errors") or 0),
-        requests=int(d.get("requests") or 0),
-        first_after_swap_ms=_opt_float(d.get("first_after_swap_ms")),
-        first_after_swap_max_ms=_opt_float(d.get("first_after_swap_max_ms")),
-        late_sends=int(d.get("late_sends") or 0),
-    )
-
-
-def _read_swap(d: dict[str, Any]) -> SwapResult:
-    settled = _opt_float(d.get("settled_mb"))
-    return SwapResult(
-        index=int(d.get("index", 0)),
-        version=_opt_int(d.get("version")),
-        completed=bool(d.get("completed", settled is not None)),
-        settle_timed_out=bool(d.get("settle_timed_out", False)),
-        load_failed=bool(d.get("load_failed", False)),
-        load_s=_opt_float(d.get("load_s")),
-        settle_s=_opt_float(d.get("settle_s")),
-        settled_mb=settled,
-        peak_mb=_opt_float(d.get("peak_mb")),
-        retained_mb=_opt_float(d.get("retained_mb")),
-        increment_mb=_opt_float(d.get("increment_mb")),
-        rss_settled_mb=_opt_float(d.get("rss_settled_mb")),
-        cgroup_anon_settled_mb=_opt_float(d.get("cgroup_anon_settled_mb")),
-        cgroup_working_set_settled_mb=_opt_float(d.get("cgroup_working_set_settled_mb")),
-        p99_ms=_opt_float(d.get("p99_ms")),
-        errors=int(d.get("errors") or 0),
-    )
-
-
-def _read_projection(d: dict[str, Any]) -> Projection:
-    return Projection(
-        limit_mb=float(d.get("limit_mb") or 0.0),
-        basis=str(d.get("basis", "rss_bytes")),
-        current_mb=_opt_float(d.get("current_mb")),
-        mb_per_swap=_opt_float(d.get("mb_per_swap")),
-        swaps_per_day=_opt_float(d.get("swaps_per_day")),
-        swaps_to_limit=_opt_float(d.get("swaps_to_limit")),
-        days_to_limit=_opt_float(d.get("days_to_limit")),
-        note=str(d.get("note") or ""),
-    )
+def _read_flat(kind: type[R], d: dict[str, Any], **known: Any) -> R:
+    """A flat record (its keys are its field names) from `d`: a missing key is None, 0 or ""."""
+    hints = get_type_hints(kind)
+    values = {
+        f.name: known[f.name] if f.name in known else _CONVERT[hints[f.name]](d.get(f.name))
+        for f in dataclasses.fields(kind)  # type: ignore[arg-type]
+    }
+    return kind(**values)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -265,3 +222,14 @@ def _opt_int(value: Any) -> int | None:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+_CONVERT: dict[Any, Callable[[Any], Any]] = {
+    int: lambda v: int(v or 0),
+    float: lambda v: float(v or 0.0),
+    bool: bool,
+    str: lambda v: str(v or ""),
+    int | None: _opt_int,
+    float | None: _opt_float,
+    str | None: _opt_str,
+}
