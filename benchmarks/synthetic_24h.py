@@ -142,8 +142,9 @@ def time_report(code: Path, run_dir: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of `python -m soak report RUN_DIR` with `code` first."""
     env = dict(os.environ, PYTHONPATH=str(code.resolve()), MPLBACKEND="Agg")
     begin = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "soak", "report", str(run_dir)],
+    child = subprocess.Popen(  # cwd: `-m` puts it first on sys.path, before PYTHONPATH
+        [sys.executable, "-m", "soak", "report", str(run_dir.resolve())],
+        cwd=code.resolve(),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -154,6 +155,8 @@ def time_report(code: Path, run_dir: Path) -> tuple[float, float]:
     if child.returncode != 0:
         assert child.stderr is not None
         raise SystemExit(f"soak report failed ({code}): {child.stderr.read().decode()[-2000:]}")
+    assert child.stderr is not None
+    child.stderr.close()
     return wall, usage.ru_maxrss / 1024  # KiB on Linux
 
 

@@ -35,7 +35,7 @@ def memory_timeline(timeline: VariantTimeline, baseline_mb: float | None, i: int
     ax = fig.add_subplot()
     for n, line in enumerate(timeline.memory):
         line_color, width = (color(i), 1.4) if n == 0 else (CONTEXT_COLOR, 0.9)
-        ax.plot(line.x, line.y, color=line_color, lw=width, label=line.name)
+        ax.plot(_array(line.x), _array(line.y), color=line_color, lw=width, label=line.name)
     if len(timeline.staged_s) <= MAX_MARKED_SWAPS:
         for staged, settled in zip(timeline.staged_s, timeline.settled_s, strict=True):
             ax.axvline(staged, color=STAGED_COLOR, lw=0.8, ls="--")
@@ -156,6 +156,11 @@ def latency_windows(variants: Sequence[VariantResult]) -> str:
         ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.3, axis="y")
     return _data_uri(fig)
+
+
+def _array(values: tuple[float, ...]) -> np.ndarray:
+    """Plot data as an array (matplotlib converts a tuple point by point)."""
+    return np.asarray(values, dtype=float)
 
 
 def _data_uri(fig: Figure) -> str:
