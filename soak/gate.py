@@ -59,7 +59,7 @@ STEADY_P99_MS = Figure("steady_p99_ms", "ms", False, lambda v: v.latency.steady_
 SWAP_P99_MS = Figure("swap_p99_ms", "ms", False, lambda v: v.latency.swap_p99_ms)
 ERRORS = Figure("errors", "", False, lambda v: v.latency.errors)
 
-# (figure, its limit) for the absolute limits, by the option's name.
+# The absolute limits: the Limits field (and option) name -> the figure it limits.
 MEMORY_LIMITS = {"max_retained_mb_per_swap": RETAINED_MB_PER_SWAP, "max_retained_mb": RETAINED_MB}
 LATENCY_LIMITS = {"max_swap_p99_ms": SWAP_P99_MS, "max_errors": ERRORS}
 # (figure, floor: None = the run's threshold_mb)
