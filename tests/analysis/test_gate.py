@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from soak.analysis.summary import analyse_run, write_summary
+from soak.analysis import summary_json
+from soak.analysis.analyse import analyse_run
 from soak.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
-from soak.gate import Limits, add_check_arguments, check, load_summary, run_check
+from soak.gate import Limits, add_check_arguments, check, load_result, run_check
 
 
 def leaking(mb):
@@ -41,7 +42,7 @@ def two_variants(make_run, sim_variant):
             ),
         ]
     )
-    write_summary(run)
+    summary_json.write(run, analyse_run(run))
     return run
 
 
@@ -91,8 +92,7 @@ def test_no_limits_means_no_leak(two_variants, capsys):
 
 def test_unmeasured_figure_fails_closed(make_run, sim_variant):
     run = make_run([sim_variant("glibc", "glibc", releasing, swaps=3)])  # 1 swap after warmup
-    summary = analyse_run(run)
-    lines = check(summary, Limits(max_retained_mb_per_swap=2.0))
+    lines = check(analyse_run(run), Limits(max_retained_mb_per_swap=2.0))
     assert len(lines) == 1
     assert lines[0].startswith("glibc: retained_mb_per_swap unknown (verdict inconclusive: only 1 ")
     assert "--max-retained-mb-per-swap 2 cannot be checked" in lines[0]
@@ -140,7 +140,7 @@ def test_bad_gate_usage(two_variants, make_run, sim_variant):
 
 def test_check_analyses_a_run_without_summary(make_run, sim_variant):
     run = make_run([sim_variant("glibc", "glibc", leaking(8.0), kill_at_s=85.0)])
-    summary = load_summary(run)
+    result = load_result(run)
     assert not (run / "summary.json").exists()  # a check only reads
-    assert summary["variants"][0]["swaps_completed"] == 6
-    assert summary["run_dir"] == str(run)
+    assert result.variants[0].swaps_completed == 6
+    assert result.run_dir == str(run)
