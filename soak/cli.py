@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not config.quiet:
         from soak.report.terminal import summary_table
 
-        print(summary_table(outcome.summary))
+        print(summary_table(outcome.result))
         print(f"run dir: {config.out}")
     if outcome.interrupted:
         return EXIT_INTERRUPTED
@@ -100,14 +100,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from soak.analysis.summary import write_summary
-    from soak.report.html import write_report
+    from soak.report.outputs import write_outputs
     from soak.report.terminal import summary_table
+    from soak.store.run_dir import RunDir
 
-    summary = write_summary(args.run_dir)
-    path = write_report(args.run_dir, summary)
-    print(summary_table(summary))
-    print(f"report: {path}")
+    result = write_outputs(args.run_dir)
+    print(summary_table(result))
+    print(f"report: {RunDir(args.run_dir).report_html}")
     return EXIT_OK
 
 

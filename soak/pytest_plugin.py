@@ -10,77 +10,98 @@ The limits are the ones of `soak check`, so a CI gate and a test agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from soak.config import from_keywords
 from soak.progress import Progress
 
+if TYPE_CHECKING:  # the analysis (pandas) loads when a test uses soak, not with pytest
+    from soak.analysis.result import RunResult, VariantResult
+    from soak.gate import Figure, Limits
 
-@dataclass
+
+@dataclass(frozen=True)
 class SoakResult:
-    """An analysed run: the summary of SPEC §3 plus assertions that name the run dir."""
+    """An analysed run (`result`) plus assertions that name the variant, figure, limit and run dir.
+
+    Each assertion is about its own figures: `assert_released` about memory,
+    `assert_latency` about latency. Both fail a variant that did not complete
+    with its allocator verified, since its figures are not the allocator's.
+    """
 
     run_dir: Path
-    summary: dict
+    result: RunResult = field(repr=False)
 
-    def variant(self, name: str) -> dict:
-        for v in self.summary["variants"]:
-            if v["name"] == name:
-                return v
-        raise KeyError(f"no variant {name!r} in {self.run_dir}")
+    @classmethod
+    def from_run_dir(cls, run_dir: Path) -> SoakResult:
+        """The result of an earlier run, from its summary.json."""
+        from soak.analysis import summary_json
+
+        return cls(Path(run_dir), summary_json.read(Path(run_dir)))
+
+    def variant(self, name: str) -> VariantResult:
+        return self.result.variant(name)
 
     def assert_released(
         self,
         max_retained_mb_per_swap: float | None = None,
         max_retained_mb: float | None = None,
         variant: str | None = None,
-    ):
-        """Every (or the named) variant completed, verified, and kept memory within limits."""
-        failures = []
-        for v in self._variants(variant):
-            where = f"variant {v['name']} ({self.run_dir})"
-            if v["status"] != "completed" or not v["allocator_verified"]:
-                failures.append(
-                    f"{where}: status {v['status']}, allocator_verified {v['allocator_verified']}"
-                )
-            elif v["memory"]["verdict"] == "leak":
-                failures.append(f"{where}: verdict leak: {v['memory'].get('verdict_reason', '')}")
-        failures += self._gate(
-            max_retained_mb_per_swap=max_retained_mb_per_swap,
-            max_retained_mb=max_retained_mb,
-            variant=variant,
+    ) -> None:
+        """Each variant gives its memory back (verdict released) and keeps within the limits."""
+        from soak.gate import MEMORY_LIMITS, Limits
+
+        limits = Limits(
+            max_retained_mb_per_swap=max_retained_mb_per_swap, max_retained_mb=max_retained_mb
         )
-        _fail_if(failures)
+        self._assert(variant, limits, MEMORY_LIMITS, leaks=True)
 
     def assert_latency(
         self,
         max_swap_p99_ms: float | None = None,
         max_errors: int | None = None,
         variant: str | None = None,
-    ):
-        _fail_if(
-            self._gate(max_swap_p99_ms=max_swap_p99_ms, max_errors=max_errors, variant=variant)
-        )
+    ) -> None:
+        """Each variant's swap p99 and error count are within the limits given."""
+        from soak.gate import LATENCY_LIMITS, Limits
 
-    def _variants(self, name: str | None) -> list[dict]:
-        return [self.variant(name)] if name else self.summary["variants"]
+        limits = Limits(max_swap_p99_ms=max_swap_p99_ms, max_errors=max_errors)
+        self._assert(variant, limits, LATENCY_LIMITS)
 
-    def _gate(self, **limits) -> list[str]:
-        from soak.gate import Limits, check
+    def _assert(
+        self, variant: str | None, limits: Limits, figures: dict[str, Figure], leaks: bool = False
+    ) -> None:
+        from soak.gate import limit_lines, selected, verdict_lines
 
-        return check(self.summary, Limits(**limits), run_dir=self.run_dir)
+        run = str(self.run_dir)
+        failures = []
+        for v in selected(self.result, variant):
+            if v.status != "completed" or not v.allocator_verified:
+                failures.append(_not_completed(v, run))
+                continue
+            if leaks:
+                failures += verdict_lines(v, run)
+            failures += limit_lines(v, limits, figures, run)
+        if failures:
+            pytest.fail("\n".join(failures), pytrace=False)
 
 
-def _fail_if(failures: list[str]) -> None:
-    if failures:
-        pytest.fail("\n".join(failures), pytrace=False)
+def _not_completed(v: VariantResult, run: str) -> str:
+    from soak.gate import failed_line
+
+    if v.status == "failed":
+        return failed_line(v, run)
+    why = f" ({v.reason})" if v.reason else ""
+    return f"{v.name}: status {v.status}, allocator_verified {v.allocator_verified}{why} in {run}"
 
 
 @pytest.fixture
-def soak_run(tmp_path_factory):
+def soak_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., SoakResult]:
     """Run soak with `soak run`'s settings as keyword arguments; returns a SoakResult.
 
     The keywords are the settings' names (`soak run --help`, `soak.settings`):
@@ -88,10 +109,10 @@ def soak_run(tmp_path_factory):
     """
     from soak.runner import run_soak
 
-    def run(**settings) -> SoakResult:
+    def run(**settings: Any) -> SoakResult:
         settings.setdefault("out", str(tmp_path_factory.mktemp("soak") / "run"))
         settings.setdefault("quiet", True)
         outcome = run_soak(from_keywords(**settings), Progress(quiet=True))
-        return SoakResult(outcome.run_dir, outcome.summary)
+        return SoakResult(outcome.run_dir, outcome.result)
 
     return run

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from soak.analysis.swap_budget import AUTO, SwapBudget
 from soak.analysis.verdict import default_threshold_mb
@@ -21,11 +22,14 @@ from soak.progress import Progress
 from soak.settings import RunConfig
 from soak.store.run_dir import RunDir
 
+if TYPE_CHECKING:
+    from soak.analysis.result import RunResult
+
 
 @dataclass
 class RunOutcome:
     run_dir: Path
-    summary: dict
+    result: RunResult
     variants: list[VariantResult] = field(default_factory=list)
     interrupted: bool = False
 
@@ -57,15 +61,7 @@ def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
         results = orchestrator.run()
     except Interrupted as exc:
         results, interrupted = exc.args[0], True
-    summary = analyse(run_dir.path)
-    return RunOutcome(run_dir.path, summary, results, interrupted)
+    from soak.report.outputs import write_outputs
 
-
-def analyse(run_dir: Path) -> dict:
-    """summary.json and report.html from the raw data."""
-    from soak.analysis.summary import write_summary
-    from soak.report.html import write_report
-
-    summary = write_summary(run_dir)
-    write_report(run_dir, summary)
-    return summary
+    result = write_outputs(run_dir.path)  # summary.json and report.html
+    return RunOutcome(run_dir.path, result, results, interrupted)

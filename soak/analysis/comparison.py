@@ -9,100 +9,117 @@ from the allocator, and saying so saves the user a useless change.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from soak.analysis.result import Comparison, VariantResult
 from soak.analysis.verdict import INCONCLUSIVE, LEAK, PLATEAU, RELEASED
 
 _RANK = {RELEASED: 0, PLATEAU: 1, LEAK: 2}
 SIMILAR_SLOPE_RATIO = 1.5  # slopes within this factor of each other grow "alike"
 
 
-def compare(variants: list[dict], threshold_mb: float) -> dict:
-    """The `comparison` section of summary.json from its variant entries."""
-    judged = [v for v in variants if v["status"] != "failed" and _verdict(v) in _RANK]
-    timed = [v for v in variants if v["status"] != "failed" and _swap_p99(v) is not None]
+def compare(variants: Sequence[VariantResult], threshold_mb: float) -> Comparison:
+    """Which variant keeps the least memory, which is fastest, and what to use."""
+    judged = [v for v in variants if v.status != "failed" and _verdict(v) in _RANK]
+    timed = [v for v in variants if v.status != "failed" and v.latency.swap_p99_ms is not None]
     least_memory = min(judged, key=_memory_key, default=None)
     least_latency = min(timed, key=_swap_p99, default=None)
     alike = _grows_alike(judged, threshold_mb) if len(judged) == len(variants) else False
-    return {
-        "least_memory": least_memory["name"] if least_memory else None,
-        "least_latency": least_latency["name"] if least_latency else None,
-        "allocator_independent": alike,
-        "recommendation": _recommend(variants, judged, least_memory, least_latency, alike),
-    }
+    return Comparison(
+        least_memory=least_memory.name if least_memory else None,
+        least_latency=least_latency.name if least_latency else None,
+        allocator_independent=alike,
+        recommendation=_recommend(variants, judged, least_memory, least_latency, alike),
+    )
 
 
-def _recommend(variants, judged, best, fastest, alike) -> str:
+def _recommend(
+    variants: Sequence[VariantResult],
+    judged: list[VariantResult],
+    best: VariantResult | None,
+    fastest: VariantResult | None,
+    alike: bool,
+) -> str:
     if not variants:
         return "no recommendation: the run has no variant data"
-    if not judged:
-        why = "; ".join(f"{v['name']}: {_why(v)}" for v in variants)
+    if best is None:
+        why = "; ".join(f"{v.name}: {_why(v)}" for v in variants)
         return f"no recommendation: no variant has a verdict ({why})"
     if alike:
-        slopes = ", ".join(f"{v['name']} {_slope(v):.1f}" for v in judged)
+        slopes = ", ".join(f"{v.name} {_slope(v):.1f}" for v in judged)
         return (
             f"every allocator keeps about the same memory per swap (MiB: {slopes}): the growth "
             "is not the allocator's, so changing allocator won't help; look at the model "
             "and the server's load path"
         )
-    unjudged = [v["name"] for v in variants if v not in judged]
+    judged_names = {v.name for v in judged}
+    unjudged = [v.name for v in variants if v.name not in judged_names]
     return _choice(variants, best, fastest) + (
         f"; no verdict for {', '.join(unjudged)}" if unjudged else ""
     )
 
 
-def _choice(variants, best, fastest) -> str:
+def _choice(
+    variants: Sequence[VariantResult], best: VariantResult, fastest: VariantResult | None
+) -> str:
     keeps = f"it keeps the least memory ({_verdict(best)}, {_memory_text(best)})"
     if len(variants) == 1:
         return (
-            f"{best['name']}: {_verdict(best)} ({_memory_text(best)}); run other allocators "
+            f"{best.name}: {_verdict(best)} ({_memory_text(best)}); run other allocators "
             "(e.g. --allocators glibc,jemalloc) to compare"
         )
     if _verdict(best) == LEAK:
-        least = f"{best['name']} leaks least ({_memory_text(best)})"
+        least = f"{best.name} leaks least ({_memory_text(best)})"
         return f"every variant with a verdict leaks; {least}"
     if fastest is None or fastest is best:
         p99 = f" and has the lowest swap p99 ({_swap_p99(best):.0f} ms)" if fastest else ""
-        return f"use {best['name']}: {keeps}{p99}"
-    theirs = _swap_p99(best)
+        return f"use {best.name}: {keeps}{p99}"
+    theirs = best.latency.swap_p99_ms
     versus = f" vs {theirs:.0f} ms" if theirs is not None else ""
     return (
-        f"use {best['name']}: {keeps}; {fastest['name']} has the lower swap p99 "
+        f"use {best.name}: {keeps}; {fastest.name} has the lower swap p99 "
         f"({_swap_p99(fastest):.0f} ms{versus})"
     )
 
 
-def _grows_alike(judged: list[dict], threshold_mb: float) -> bool:
+def _grows_alike(judged: list[VariantResult], threshold_mb: float) -> bool:
     """All (2+ allocators) leak, at rates within SIMILAR_SLOPE_RATIO or one threshold."""
-    if len({v["allocator"] for v in judged}) < 2 or any(_verdict(v) != LEAK for v in judged):
+    if len({v.allocator for v in judged}) < 2 or any(_verdict(v) != LEAK for v in judged):
         return False
     slopes = [_slope(v) for v in judged]
     low, high = min(slopes), max(slopes)
     return high - low <= threshold_mb or high <= SIMILAR_SLOPE_RATIO * low
 
 
-def _memory_key(v: dict) -> tuple:
-    figure = _slope(v) if _verdict(v) == LEAK else v["memory"]["retained_mb"]
+def _memory_key(v: VariantResult) -> tuple[int, float]:
+    figure = _slope(v) if _verdict(v) == LEAK else v.memory.retained_mb
     return (_RANK[_verdict(v)], figure if figure is not None else float("inf"))
 
 
-def _memory_text(v: dict) -> str:
+def _memory_text(v: VariantResult) -> str:
     if _verdict(v) == LEAK:
         return f"{_slope(v):.1f} MiB per swap"
-    return f"{v['memory']['retained_mb']:+.1f} MiB after {v['swaps_completed']} swaps"
+    retained = v.memory.retained_mb
+    kept = f"{retained:+.1f} MiB" if retained is not None else "? MiB"
+    return f"{kept} after {v.swaps_completed} swaps"
 
 
-def _why(v: dict) -> str:
-    if v["status"] == "failed":
-        return f"failed ({v.get('reason') or 'no reason given'})"
-    return v["memory"].get("verdict_reason") or INCONCLUSIVE
+def _why(v: VariantResult) -> str:
+    if v.status == "failed":
+        return f"failed ({v.reason or 'no reason given'})"
+    return v.memory.verdict.reason or INCONCLUSIVE
 
 
-def _verdict(v: dict) -> str:
-    return v["memory"]["verdict"]
+def _verdict(v: VariantResult) -> str:
+    return v.memory.verdict.verdict
 
 
-def _slope(v: dict) -> float:
-    return v["memory"]["retained_mb_per_swap"]
+def _slope(v: VariantResult) -> float:
+    """The slope of a leak (a leak always has one)."""
+    slope = v.memory.retained_mb_per_swap
+    return slope if slope is not None else float("nan")
 
 
-def _swap_p99(v: dict) -> float | None:
-    return v["latency"]["swap_p99_ms"]
+def _swap_p99(v: VariantResult) -> float:
+    p99 = v.latency.swap_p99_ms
+    return p99 if p99 is not None else float("inf")

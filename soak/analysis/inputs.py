@@ -133,20 +133,17 @@ def read_csv_frame(path: Path, names: list[str]) -> pd.DataFrame:
 
     Missing columns (a process target has no cgroup figures) come back all-NaN.
     """
-    text = _complete_lines(path)
-    if not text.strip():
+    data = _complete_bytes(path)
+    if not data.strip():
         return _empty(names)
-    try:
-        frame = pd.read_csv(io.StringIO(text), on_bad_lines="skip", dtype=str)
+    try:  # numbers parse as numbers; a column with garbage in it comes back as text
+        frame = pd.read_csv(io.BytesIO(data), on_bad_lines="skip", encoding_errors="replace")
     except pd.errors.ParserError as exc:
         raise UsageError(f"{path}: not a readable CSV: {exc}") from None
     if names[0] not in frame.columns:
         return _empty(names)  # without times the rows cannot be placed
     out = pd.DataFrame(
-        {
-            n: pd.to_numeric(frame[n], errors="coerce") if n in frame.columns else np.nan
-            for n in names
-        },
+        {n: _numeric(frame[n]) if n in frame.columns else np.nan for n in names},
         index=frame.index,
     )
     required = [names[0]] + [n for n in names if n in frame.columns and n not in _OPTIONAL]
@@ -179,15 +176,26 @@ def read_events(path: Path) -> list[Event]:
 _OPTIONAL = set(CGROUP_MEMORY_COLUMNS) | {"swap"}
 
 
-def _complete_lines(path: Path) -> str:
-    """The file's text without a last line that was cut off mid-write."""
+def _numeric(column: pd.Series) -> pd.Series:
+    """The column as numbers; what does not parse (a garbled row) is NaN."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return column
+    return pd.to_numeric(column, errors="coerce")
+
+
+def _complete_bytes(path: Path) -> bytes:
+    """The file without a last line that was cut off mid-write."""
     try:
         data = path.read_bytes()
     except OSError:
-        return ""
+        return b""
     if data and not data.endswith(b"\n"):
         data = data[: data.rfind(b"\n") + 1]
-    return data.decode("utf-8", errors="replace")
+    return data
+
+
+def _complete_lines(path: Path) -> str:
+    return _complete_bytes(path).decode("utf-8", errors="replace")
 
 
 def _read_json(path: Path) -> dict:

@@ -20,34 +20,15 @@ flatter the percentiles.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
+from soak.analysis.result import LatencyFigures
 from soak.analysis.timeline import SwapTimes, Timeline
 
 BASELINE, STEADY, SWAP, AFTER = "baseline", "steady", "swap", "after"
 LATE_SEND_MS = 10.0  # the prober sent this much later than planned: it fell behind
 SWAP_TAIL_S = 1.0  # after the version change, a swap's effects (cold paths) still count
-
-
-@dataclass(frozen=True)
-class LatencyFigures:
-    steady_p50_ms: float | None
-    steady_p99_ms: float | None
-    steady_max_ms: float | None
-    swap_p50_ms: float | None
-    swap_p99_ms: float | None
-    swap_max_ms: float | None
-    max_ms: float | None  # steady and swap windows together
-    errors: int  # steady and swap windows together
-    steady_errors: int
-    swap_errors: int
-    requests: int  # steady and swap windows together
-    first_after_swap_ms: float | None  # median over swaps (see first_after_swap)
-    first_after_swap_max_ms: float | None
-    late_sends: int  # sent more than LATE_SEND_MS after the intended time
 
 
 def swap_window(swap: SwapTimes) -> tuple[float, float]:
@@ -58,13 +39,33 @@ def swap_window(swap: SwapTimes) -> tuple[float, float]:
     return swap.staged_t, end
 
 
-def window_labels(t_intended: np.ndarray, timeline: Timeline) -> np.ndarray:
-    """The window (BASELINE, STEADY, SWAP, AFTER) of each intended send time."""
-    t = np.asarray(t_intended, dtype=float)
+class LatencySeries:
+    """latency.csv of one variant as arrays, in order of intended send time."""
+
+    def __init__(self, frame: pd.DataFrame):
+        t = frame["t_intended"].to_numpy(dtype=float)
+        order = np.argsort(t, kind="stable")
+        self.t = t[order]
+        self.t_start = frame["t_start"].to_numpy(dtype=float)[order]
+        self.latency_ms = frame["latency_ms"].to_numpy(dtype=float)[order]
+        self.ok = frame["status"].to_numpy(dtype=float)[order] == 200
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def between(self, start: float, end: float) -> slice:
+        """The requests intended in [start, end]."""
+        lo = np.searchsorted(self.t, start, side="left")
+        hi = np.searchsorted(self.t, end, side="right")
+        return slice(int(lo), int(max(lo, hi)))
+
+
+def window_labels(series: LatencySeries, timeline: Timeline) -> np.ndarray:
+    """The window (BASELINE, STEADY, SWAP, AFTER) of each request's intended send time."""
+    t = series.t
     labels = np.full(len(t), STEADY, dtype=object)
     for swap in timeline.swaps:
-        start, end = swap_window(swap)
-        labels[(t >= start) & (t <= end)] = SWAP
+        labels[series.between(*swap_window(swap))] = SWAP
     if timeline.stopped_t is not None:
         labels[t >= timeline.stopped_t] = AFTER
     baseline_end = timeline.baseline_t if timeline.baseline_t is not None else np.inf
@@ -72,15 +73,14 @@ def window_labels(t_intended: np.ndarray, timeline: Timeline) -> np.ndarray:
     return labels
 
 
-def first_after_swap(frame: pd.DataFrame, timeline: Timeline) -> list[float]:
+def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[float]:
     """Per swap, the latency of the first request sent once the new version was AVAILABLE.
 
     It is the first request the new version serves: a cold path (lazy
     initialisation, no warmup records) shows here even when the p99 hides it.
     """
-    starts = frame["t_start"].to_numpy(dtype=float)
-    order = np.argsort(starts, kind="stable")
-    starts, latencies = starts[order], frame["latency_ms"].to_numpy(dtype=float)[order]
+    order = np.argsort(series.t_start, kind="stable")
+    starts, latencies = series.t_start[order], series.latency_ms[order]
     firsts = []
     for swap in timeline.swaps:
         if swap.available_t is None:
@@ -91,14 +91,13 @@ def first_after_swap(frame: pd.DataFrame, timeline: Timeline) -> list[float]:
     return firsts
 
 
-def latency_figures(frame: pd.DataFrame, timeline: Timeline) -> LatencyFigures:
-    labels = window_labels(frame["t_intended"].to_numpy(dtype=float), timeline)
-    latency = frame["latency_ms"].to_numpy(dtype=float)
-    ok = frame["status"].to_numpy(dtype=float) == 200
+def latency_figures(series: LatencySeries, timeline: Timeline) -> LatencyFigures:
+    labels = window_labels(series, timeline)
+    latency, ok = series.latency_ms, series.ok
     steady, swap = labels == STEADY, labels == SWAP
     counted = steady | swap
-    firsts = first_after_swap(frame, timeline)
-    late = (frame["t_start"] - frame["t_intended"]).to_numpy(dtype=float) * 1000 > LATE_SEND_MS
+    firsts = first_after_swap(series, timeline)
+    late = (series.t_start - series.t) * 1000 > LATE_SEND_MS
     return LatencyFigures(
         steady_p50_ms=_percentile(latency[steady & ok], 50),
         steady_p99_ms=_percentile(latency[steady & ok], 99),
@@ -117,18 +116,19 @@ def latency_figures(frame: pd.DataFrame, timeline: Timeline) -> LatencyFigures:
     )
 
 
-def swap_window_latency(frame: pd.DataFrame, timeline: Timeline) -> dict[int, tuple]:
+def swap_window_latency(
+    series: LatencySeries, timeline: Timeline
+) -> dict[int, tuple[float | None, int]]:
     """Per swap index: (p99 ms of successful requests, errors) in its window."""
-    t = frame["t_intended"].to_numpy(dtype=float)
-    latency = frame["latency_ms"].to_numpy(dtype=float)
-    ok = frame["status"].to_numpy(dtype=float) == 200
     out = {}
     for swap in timeline.swaps:
         start, end = swap_window(swap)
-        inside = (t >= start) & (t <= end)
         if timeline.baseline_t is not None:
-            inside &= t >= timeline.baseline_t
-        out[swap.index] = (_percentile(latency[inside & ok], 99), int(np.sum(inside & ~ok)))
+            start = max(start, timeline.baseline_t)
+        inside = series.between(start, end)
+        ok = series.ok[inside]
+        latency = series.latency_ms[inside]
+        out[swap.index] = (_percentile(latency[ok], 99), int(np.sum(~ok)))
     return out
 
 

@@ -7,36 +7,15 @@ robust to a stray sample. Figures are MiB (2^20 bytes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
+from soak.analysis.result import SwapResult
 from soak.analysis.timeline import SwapTimes, Timeline
 from soak.store.records import CGROUP_MEMORY_COLUMNS, MIB
 
 LEVEL_WINDOW_S = 1.0  # the settled level is the median over this long
 MAX_SAMPLE_GAP_S = 5.0  # with no sample in the window, accept one this old at most
-
-
-@dataclass(frozen=True)
-class SwapMemory:
-    """What one swap did: timings and memory. None where the data has no answer."""
-
-    index: int
-    version: int | None
-    completed: bool  # memory settled (or the settle bound was reached)
-    settle_timed_out: bool
-    load_failed: bool
-    load_s: float | None  # staged -> new version AVAILABLE
-    settle_s: float | None  # old version END (else staged) -> settled
-    settled_mb: float | None
-    peak_mb: float | None  # highest metric from staging to settled
-    retained_mb: float | None  # settled minus the baseline
-    increment_mb: float | None  # settled minus the previous settled level
-    rss_settled_mb: float | None
-    cgroup_anon_settled_mb: float | None
-    cgroup_working_set_settled_mb: float | None
 
 
 class MemorySeries:
@@ -46,16 +25,29 @@ class MemorySeries:
         self.frame = frame
         self.metric = metric
         self.t = frame["t"].to_numpy(dtype=float)
+        self._values: dict[str, np.ndarray] = {}
+        self._has: dict[str, bool] = {}
 
     def has(self, column: str) -> bool:
-        return column in self.frame and self.frame[column].notna().any()
+        if column not in self._has:
+            self._has[column] = bool(np.isfinite(self.values(column)).any())
+        return self._has[column]
+
+    def values(self, column: str) -> np.ndarray:
+        """The column as floats (NaN where missing); empty if memory.csv has no such column."""
+        if column not in self._values:
+            present = column in self.frame
+            self._values[column] = (
+                self.frame[column].to_numpy(dtype=float) if present else np.array([], dtype=float)
+            )
+        return self._values[column]
 
     def level_mb(self, t: float | None, column: str | None = None) -> float | None:
         """The median of `column` over the second before `t`."""
         column = column or self.metric
         if t is None or not self.has(column):
             return None
-        values = self.frame[column].to_numpy(dtype=float)
+        values = self.values(column)
         lo, hi = np.searchsorted(self.t, [t - LEVEL_WINDOW_S, t], side="right")
         window = values[lo:hi]
         window = window[np.isfinite(window)]
@@ -73,20 +65,20 @@ class MemorySeries:
             return None
         lo = 0 if start is None else np.searchsorted(self.t, start, side="left")
         hi = len(self.t) if end is None else np.searchsorted(self.t, end, side="right")
-        values = self.frame[self.metric].to_numpy(dtype=float)[lo:hi]
+        values = self.values(self.metric)[lo:hi]
         values = values[np.isfinite(values)]
         return float(values.max()) / MIB if len(values) else None
 
 
-def swap_memory(series: MemorySeries, timeline: Timeline) -> list[SwapMemory]:
-    """One SwapMemory per staged swap, in order; the last may be incomplete."""
+def swap_memory(series: MemorySeries, timeline: Timeline) -> list[SwapResult]:
+    """One SwapResult per staged swap, in order (latency not yet filled in)."""
     baseline = series.level_mb(timeline.baseline_t)
     previous = baseline
     figures = []
     for swap in timeline.swaps:
         settled = series.level_mb(swap.settled_t)
         figures.append(
-            SwapMemory(
+            SwapResult(
                 index=swap.index,
                 version=swap.version,
                 completed=swap.completed,

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 
 import matplotlib
 import numpy as np
-import pandas as pd
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from soak.analysis.latency import STEADY, SWAP, swap_window, window_labels
-from soak.analysis.timeline import Timeline
-from soak.analysis.verdict import theil_sen
-from soak.store.records import MIB
+from soak.analysis.result import VariantResult, VariantTimeline
 
-MAX_POINTS = 2000  # per line; longer series are reduced to min/max per time bin
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 STAGED_COLOR, SETTLED_COLOR, SWAP_SHADE = "#999999", "#2ca02c", "#fdebd0"
+CONTEXT_COLOR = "#bbbbbb"  # memory lines besides the verdict metric
 WIDTH_IN = 11.0
 MAX_MARKED_SWAPS = 40  # beyond this, per-swap lines and markers would hide the data
 
@@ -31,36 +29,29 @@ def color(i: int) -> str:
     return COLORS[i % len(COLORS)]
 
 
-def memory_timeline(
-    memory: pd.DataFrame, timeline: Timeline, metric: str, baseline_mb: float | None, i: int
-) -> str:
+def memory_timeline(timeline: VariantTimeline, baseline_mb: float | None, i: int) -> str:
     """One variant's memory over time, with staged and settled markers."""
     fig = Figure(figsize=(WIDTH_IN, 3.2))
     ax = fig.add_subplot()
-    t0 = _t0(memory["t"], timeline)
-    shown = [(metric, color(i), 1.4)]
-    shown += [(c, "#bbbbbb", 0.9) for c in ("rss_bytes", "cgroup_working_set_bytes") if c != metric]
-    for column, line_color, width in shown:
-        if column in memory and memory[column].notna().any():
-            x, y = _reduce(memory["t"].to_numpy() - t0, memory[column].to_numpy() / MIB)
-            ax.plot(x, y, color=line_color, lw=width, label=column.removesuffix("_bytes"))
-    if len(timeline.swaps) <= MAX_MARKED_SWAPS:
-        for swap in timeline.swaps:
-            ax.axvline(swap.staged_t - t0, color=STAGED_COLOR, lw=0.8, ls="--")
-            if swap.settled_t is not None:
-                ax.axvline(swap.settled_t - t0, color=SETTLED_COLOR, lw=0.8, ls=":")
+    for n, line in enumerate(timeline.memory):
+        line_color, width = (color(i), 1.4) if n == 0 else (CONTEXT_COLOR, 0.9)
+        ax.plot(_array(line.x), _array(line.y), color=line_color, lw=width, label=line.name)
+    if len(timeline.staged_s) <= MAX_MARKED_SWAPS:
+        for staged, settled in zip(timeline.staged_s, timeline.settled_s, strict=True):
+            ax.axvline(staged, color=STAGED_COLOR, lw=0.8, ls="--")
+            if settled is not None:
+                ax.axvline(settled, color=SETTLED_COLOR, lw=0.8, ls=":")
     else:  # lines would hide the data: ticks along the top instead
-        staged = [s.staged_t - t0 for s in timeline.swaps]
         ax.plot(
-            staged,
-            [0.97] * len(staged),
+            timeline.staged_s,
+            [0.97] * len(timeline.staged_s),
             "|",
             color=STAGED_COLOR,
             ms=6,
             transform=ax.get_xaxis_transform(),
         )
-    if timeline.baseline_t is not None:
-        ax.axvline(timeline.baseline_t - t0, color=SETTLED_COLOR, lw=0.8, ls=":")
+    if timeline.baseline_s is not None:
+        ax.axvline(timeline.baseline_s, color=SETTLED_COLOR, lw=0.8, ls=":")
     if baseline_mb is not None:
         ax.axhline(baseline_mb, color=color(i), lw=0.6, alpha=0.5)
     ax.plot([], [], color=STAGED_COLOR, ls="--", lw=0.8, label="staged")
@@ -72,27 +63,29 @@ def memory_timeline(
     return _data_uri(fig)
 
 
-def settled_per_swap(variants: list[dict], warmup_swaps: int, threshold_mb: float) -> str:
-    """Retained memory after each swap for every variant, with its fitted slope."""
+def settled_per_swap(
+    variants: Sequence[VariantResult], warmup_swaps: int, threshold_mb: float
+) -> str:
+    """Retained memory after each swap for every variant, with the verdict's slope."""
     fig = Figure(figsize=(WIDTH_IN, 3.8))
     ax = fig.add_subplot()
     last = 1
     for i, v in enumerate(variants):
         points = [
-            (s["index"], s["retained_mb"])
-            for s in v["swaps"]
-            if s["completed"] and s["retained_mb"] is not None
+            (s.index, s.retained_mb) for s in v.swaps if s.completed and s.retained_mb is not None
         ]
         if not points:
             continue
         x, y = np.array(points, dtype=float).T
         last = max(last, int(x.max()))
         style = "o-" if len(x) <= MAX_MARKED_SWAPS else "-"
-        label = f"{v['name']} ({v['memory']['verdict']})"
+        label = f"{v.name} ({v.memory.verdict.verdict})"
         ax.plot(x, y, style, color=color(i), lw=0.8, ms=4, label=label)
-        judged = x > warmup_swaps
-        if judged.sum() >= 2:
-            slope, intercept = theil_sen(x[judged], y[judged])
+        slope = v.memory.retained_mb_per_swap
+        judged = np.isin(x, v.memory.verdict.swaps_judged)
+        if slope is not None and judged.sum() >= 2:
+            # the verdict's slope, through the judged swaps (the Theil–Sen intercept)
+            intercept = float(np.median(y[judged] - slope * x[judged]))
             xs = np.array([x[judged].min(), x[judged].max()])
             ax.plot(
                 xs,
@@ -100,7 +93,7 @@ def settled_per_swap(variants: list[dict], warmup_swaps: int, threshold_mb: floa
                 color=color(i),
                 lw=2,
                 alpha=0.5,
-                label=f"{v['name']} fit: {slope:.2f} MiB/swap",
+                label=f"{v.name} fit: {slope:.2f} MiB/swap",
             )
     if warmup_swaps:
         ax.axvspan(0.5, warmup_swaps + 0.5, color="#eeeeee", label="warmup swaps")
@@ -120,35 +113,22 @@ def settled_per_swap(variants: list[dict], warmup_swaps: int, threshold_mb: floa
     return _data_uri(fig)
 
 
-def latency_timeline(latency: pd.DataFrame, timeline: Timeline, i: int) -> str:
+def latency_timeline(timeline: VariantTimeline, i: int) -> str:
     """One variant's request latencies over time; swap windows shaded, errors marked."""
     fig = Figure(figsize=(WIDTH_IN, 3.0))
     ax = fig.add_subplot()
-    t0 = _t0(latency["t_intended"], timeline)
-    t = latency["t_intended"].to_numpy(dtype=float)
-    labels = window_labels(t, timeline)
-    ok = latency["status"].to_numpy() == 200
-    shown = (labels == STEADY) | (labels == SWAP)
-    for swap in timeline.swaps:
-        start, end = swap_window(swap)
-        end = min(end, np.nanmax(t, initial=start))
-        ax.axvspan(start - t0, end - t0, color=SWAP_SHADE, lw=0)
-    ms = latency["latency_ms"].to_numpy(dtype=float)
-    ax.scatter(
-        t[shown & ok] - t0, ms[shown & ok], s=3, color=color(i), rasterized=True, label="200"
-    )
-    if (shown & ~ok).any():
-        ax.scatter(
-            t[shown & ~ok] - t0,
-            ms[shown & ~ok],
-            s=14,
-            marker="x",
-            color="#d62728",
-            zorder=3,
-            label="error",
+    if timeline.swap_windows:  # one artist for all windows: a long run has hundreds
+        spans = [[(s, 0), (e, 0), (e, 1), (s, 1)] for s, e in timeline.swap_windows]
+        shade = PolyCollection(
+            spans, facecolors=SWAP_SHADE, linewidths=0, transform=ax.get_xaxis_transform()
         )
+        ax.add_collection(shade, autolim=False)
+    ok, errors = timeline.latency_ok, timeline.latency_errors
+    ax.scatter(ok.x, ok.y, s=3, color=color(i), rasterized=True, label="200")
+    if errors.x:
+        ax.scatter(errors.x, errors.y, s=14, marker="x", color="#d62728", zorder=3, label="error")
     ax.fill_between([], [], color=SWAP_SHADE, label="swap window")
-    if (shown & ok).any():
+    if ok.x:
         ax.set_yscale("log")
     ax.set_xlabel("seconds since the variant started")
     ax.set_ylabel("latency ms")
@@ -157,19 +137,20 @@ def latency_timeline(latency: pd.DataFrame, timeline: Timeline, i: int) -> str:
     return _data_uri(fig)
 
 
-def latency_windows(variants: list[dict]) -> str:
+def latency_windows(variants: Sequence[VariantResult]) -> str:
     """p50 and p99 per window (steady, swap) for every variant, side by side."""
     fig = Figure(figsize=(WIDTH_IN, 2.8))
     ax = fig.add_subplot()
-    bars = ("steady_p50_ms", "steady_p99_ms", "swap_p50_ms", "swap_p99_ms")
+    names = ("steady p50", "steady p99", "swap p50", "swap p99")
     width = 0.8 / max(1, len(variants))
     for i, v in enumerate(variants):
-        values = [v["latency"][b] or 0.0 for b in bars]
-        ax.bar(np.arange(len(bars)) + i * width, values, width, color=color(i), label=v["name"])
-    ax.set_xticks(
-        np.arange(len(bars)) + 0.4 - width / 2,
-        [b.removesuffix("_ms").replace("_", " ") for b in bars],
-    )
+        lat = v.latency
+        values = [
+            f or 0.0
+            for f in (lat.steady_p50_ms, lat.steady_p99_ms, lat.swap_p50_ms, lat.swap_p99_ms)
+        ]
+        ax.bar(np.arange(len(names)) + i * width, values, width, color=color(i), label=v.name)
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
     ax.set_ylabel("ms")
     if variants:
         ax.legend(fontsize=8, frameon=False)
@@ -177,26 +158,9 @@ def latency_windows(variants: list[dict]) -> str:
     return _data_uri(fig)
 
 
-def _t0(times: pd.Series, timeline: Timeline) -> float:
-    """Time zero of a variant's plots: its first event, else its first sample."""
-    if timeline.started_t is not None:
-        return timeline.started_t
-    return float(times.min()) if len(times) else 0.0
-
-
-def _reduce(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """At most about MAX_POINTS points: the min and max of each time bin, in order."""
-    keep = np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if len(x) <= MAX_POINTS:
-        return x, y
-    bins = np.array_split(np.arange(len(x)), MAX_POINTS // 2)
-    picks = []
-    for b in bins:
-        lo, hi = b[np.argmin(y[b])], b[np.argmax(y[b])]
-        picks += sorted((lo, hi))
-    picks = np.array(picks)
-    return x[picks], y[picks]
+def _array(values: tuple[float, ...]) -> np.ndarray:
+    """Plot data as an array (matplotlib converts a tuple point by point)."""
+    return np.asarray(values, dtype=float)
 
 
 def _data_uri(fig: Figure) -> str:

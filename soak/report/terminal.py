@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from soak.analysis.result import RunResult, VariantResult
+from soak.report.format import number
+
 COLUMNS = (
     "variant", "allocator", "status", "swaps", "baseline MiB", "retained MiB", "MiB/swap",
     "verdict", "steady p99", "swap p99", "errors",
 )  # fmt: skip
 
 
-def summary_table(summary: dict) -> str:
+def summary_table(result: RunResult) -> str:
     """A plain-text table (one row per variant), the reasons, and the recommendation."""
-    rows = [COLUMNS] + [_row(v) for v in summary["variants"]]
+    rows = [COLUMNS] + [_row(v) for v in result.variants]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -18,43 +21,34 @@ def summary_table(summary: dict) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
-    for v in summary["variants"]:
-        lines.append(f"{v['name']}: {v['memory']['verdict']}: {v['memory']['verdict_reason']}")
-        if (v.get("projection") or {}).get("swaps_to_limit") is not None:
-            lines.append(f"{v['name']}: memory limit: {v['projection']['note']}")
-        if v["status"] == "failed" and v.get("reason"):
-            lines.append(f"{v['name']}: failed: {v['reason']}")
-    comparison = summary.get("comparison") or {}
-    if comparison.get("recommendation"):
-        lines.append(f"recommendation: {comparison['recommendation']}")
+    for v in result.variants:
+        lines.append(f"{v.name}: {v.memory.verdict.verdict}: {v.memory.verdict.reason}")
+        if v.projection is not None and v.projection.swaps_to_limit is not None:
+            lines.append(f"{v.name}: memory limit: {v.projection.note}")
+        if v.status == "failed" and v.reason:
+            lines.append(f"{v.name}: failed: {v.reason}")
+    if result.comparison.recommendation:
+        lines.append(f"recommendation: {result.comparison.recommendation}")
     lines.append(
-        f"run {summary['status']}: {summary.get('run_dir', '')} "
-        f"(metric {summary.get('metric', 'anon_bytes')}, "
-        f"threshold {summary.get('threshold_mb', 0):.1f} MiB per swap)"
+        f"run {result.status}: {result.run_dir} "
+        f"(metric {result.metric}, threshold {result.threshold_mb:.1f} MiB per swap)"
     )
     return "\n".join(lines)
 
 
-def _row(v: dict) -> tuple[str, ...]:
-    memory, latency = v["memory"], v["latency"]
-    allocator = v["allocator"] + ("" if v["allocator_verified"] else " (unverified)")
+def _row(v: VariantResult) -> tuple[str, ...]:
+    memory, latency = v.memory, v.latency
+    allocator = v.allocator + ("" if v.allocator_verified else " (unverified)")
     return (
-        v["name"],
+        v.name,
         allocator,
-        v["status"],
-        str(v["swaps_completed"]),
-        _num(memory["baseline_mb"], "{:.1f}"),
-        _num(memory["retained_mb"], "{:+.1f}"),
-        _num(memory["retained_mb_per_swap"], "{:.2f}"),
-        memory["verdict"],
-        _num(latency["steady_p99_ms"], "{:.1f} ms"),
-        _num(latency["swap_p99_ms"], "{:.1f} ms"),
-        str(latency["errors"]),
+        v.status,
+        str(v.swaps_completed),
+        number(memory.baseline_mb, ".1f", missing="-"),
+        number(memory.retained_mb, "+.1f", missing="-"),
+        number(memory.retained_mb_per_swap, ".2f", missing="-"),
+        memory.verdict.verdict,
+        number(latency.steady_p99_ms, ".1f", suffix=" ms", missing="-"),
+        number(latency.swap_p99_ms, ".1f", suffix=" ms", missing="-"),
+        str(latency.errors),
     )
-
-
-def _num(value: float | None, fmt: str) -> str:
-    if value is None:
-        return "-"
-    text = fmt.format(value)
-    return fmt.format(0.0) if text == fmt.format(-0.0) else text  # no "-0.00"

@@ -45,11 +45,6 @@ class CsvLog:
                 self._file.flush()
                 self._last_flush = now
 
-    def flush(self) -> None:
-        with self._lock:
-            if not self._file.closed:
-                self._file.flush()
-
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from soak.analysis.summary import analyse_run, write_summary
+from soak.analysis import summary_json
+from soak.analysis.analyse import analyse_run
 from soak.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
-from soak.gate import Limits, add_check_arguments, check, load_summary, run_check
+from soak.gate import Limits, add_check_arguments, check, load_result, run_check
 
 
 def leaking(mb):
@@ -41,7 +42,7 @@ def two_variants(make_run, sim_variant):
             ),
         ]
     )
-    write_summary(run)
+    summary_json.write(run, analyse_run(run))
     return run
 
 
@@ -83,16 +84,31 @@ def test_variant_option_checks_only_that_variant(two_variants, capsys):
         soak_check(two_variants, "--variant", "tcmalloc")
 
 
-def test_no_limits_means_no_leak(two_variants, capsys):
+def test_no_limits_fails_memory_never_given_back(two_variants, make_run, sim_variant, capsys):
     assert soak_check(two_variants) == EXIT_GATE_FAILED
     assert capsys.readouterr().out.startswith("glibc: verdict leak (keeps 8.0 MiB more per swap")
     assert soak_check(two_variants, "--variant", "jemalloc") == EXIT_OK
+    capsys.readouterr()
+    # kept memory that stopped growing (glibc's arenas) is flagged just the same
+    run = make_run([sim_variant("glibc", "glibc", lambda k: 60.0 * min(k, 2))])
+    assert soak_check(run) == EXIT_GATE_FAILED
+    out = capsys.readouterr().out
+    assert out.startswith("glibc: verdict plateau (keeps +120.0 MiB over the baseline")
+    assert out.count("\n") == 1
+
+
+def test_no_limits_fails_an_undecided_verdict_unless_allowed(make_run, sim_variant, capsys):
+    run = make_run([sim_variant("glibc", "glibc", releasing, swaps=3)])  # 1 swap after warmup
+    assert soak_check(run) == EXIT_GATE_FAILED
+    out = capsys.readouterr().out
+    assert out.startswith("glibc: verdict inconclusive (only 1 swap after the 2 warmup swaps")
+    assert "--allow-inconclusive passes it" in out
+    assert soak_check(run, "--allow-inconclusive") == EXIT_OK
 
 
 def test_unmeasured_figure_fails_closed(make_run, sim_variant):
     run = make_run([sim_variant("glibc", "glibc", releasing, swaps=3)])  # 1 swap after warmup
-    summary = analyse_run(run)
-    lines = check(summary, Limits(max_retained_mb_per_swap=2.0))
+    lines = check(analyse_run(run), Limits(max_retained_mb_per_swap=2.0))
     assert len(lines) == 1
     assert lines[0].startswith("glibc: retained_mb_per_swap unknown (verdict inconclusive: only 1 ")
     assert "--max-retained-mb-per-swap 2 cannot be checked" in lines[0]
@@ -140,7 +156,7 @@ def test_bad_gate_usage(two_variants, make_run, sim_variant):
 
 def test_check_analyses_a_run_without_summary(make_run, sim_variant):
     run = make_run([sim_variant("glibc", "glibc", leaking(8.0), kill_at_s=85.0)])
-    summary = load_summary(run)
+    result = load_result(run)
     assert not (run / "summary.json").exists()  # a check only reads
-    assert summary["variants"][0]["swaps_completed"] == 6
-    assert summary["run_dir"] == str(run)
+    assert result.variants[0].swaps_completed == 6
+    assert result.run_dir == str(run)

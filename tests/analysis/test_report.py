@@ -3,8 +3,10 @@
 import base64
 import re
 
-from soak.analysis.summary import write_summary
+from soak.analysis import summary_json
+from soak.analysis.analyse import analyse_run
 from soak.report.html import write_report
+from soak.report.outputs import write_outputs
 from soak.report.terminal import summary_table
 
 
@@ -26,11 +28,10 @@ def test_report_is_one_self_contained_page(make_run, sim_variant):
         memory_limit_bytes=2 << 30,
         swaps_per_day=24,
     )
-    summary = write_summary(run)
-    path = write_report(run, summary)
+    result = write_outputs(run)
+    path = run / "report.html"
     page = path.read_text(encoding="utf-8")
 
-    assert path == run / "report.html"
     assert page.startswith("<!DOCTYPE html>")
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from elsewhere
     assert "<script" not in page
@@ -38,9 +39,9 @@ def test_report_is_one_self_contained_page(make_run, sim_variant):
     svgs = images(page)
     assert len(svgs) == 6
     assert all(base64.b64decode(s).decode().lstrip().startswith("<?xml") for s in svgs)
-    assert summary["comparison"]["recommendation"] in page
-    for v in summary["variants"]:
-        assert f"<span class=v-{v['memory']['verdict']}>" in page
+    assert result.comparison.recommendation in page
+    for v in result.variants:
+        assert f"<span class=v-{v.memory.verdict.verdict}>" in page
     assert "Memory limit: 2048 MiB" in page
     assert "reaches 2048 MiB after about" in page
 
@@ -52,8 +53,8 @@ def test_report_of_a_killed_run(make_run, sim_variant):
             sim_variant("jemalloc", "jemalloc", releasing, kill_at_s=3.0),
         ]
     )
-    summary = write_summary(run)
-    page = write_report(run, summary).read_text(encoding="utf-8")
+    write_outputs(run)
+    page = (run / "report.html").read_text(encoding="utf-8")
     assert "not settled" in page  # the swap that was going when the run was killed
     assert "no baseline" in page
     assert "run <span class=s-interrupted>interrupted</span>" in page
@@ -63,7 +64,7 @@ def test_terminal_table(make_run, sim_variant):
     run = make_run(
         [sim_variant("glibc", "glibc", leaking), sim_variant("jemalloc", "jemalloc", releasing)]
     )
-    table = summary_table(write_summary(run))
+    table = summary_table(analyse_run(run))
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["variant", "allocator", "status"]
     glibc = next(line for line in lines if line.startswith("glibc "))
@@ -78,9 +79,10 @@ def test_report_rewritten_from_raw_data(make_run, sim_variant):
     # What `soak report` does on a run killed before it wrote anything.
     run = make_run([sim_variant("glibc", "glibc", leaking, kill_at_s=70.0)])
     assert not (run / "summary.json").exists()
-    summary = write_summary(run)
-    first = write_report(run, summary).read_text(encoding="utf-8")
-    summary_again = write_summary(run)
-    assert summary_again == summary
-    assert write_report(run, summary_again).read_text(encoding="utf-8") == first  # reproducible
-    assert summary["variants"][0]["swaps_completed"] == 4
+    result = write_outputs(run)
+    first = (run / "report.html").read_text(encoding="utf-8")
+    again = analyse_run(run)
+    assert again == result
+    assert write_report(run, again).read_text(encoding="utf-8") == first  # reproducible
+    assert summary_json.read(run) == result.without_plot_data()
+    assert result.variants[0].swaps_completed == 4

@@ -1,4 +1,4 @@
-"""analyse_run / write_summary on simulated run directories (see conftest.py)."""
+"""analyse_run (and summary.json written from it) on simulated run directories (conftest.py)."""
 
 import json
 import math
@@ -7,8 +7,9 @@ import tomllib
 import pytest
 import tomli_w
 
+from soak.analysis import summary_json
+from soak.analysis.analyse import analyse_run
 from soak.analysis.inputs import read_csv_frame
-from soak.analysis.summary import analyse_run, write_summary
 from soak.errors import UsageError
 from soak.store.records import MemorySample, columns
 
@@ -23,8 +24,14 @@ def releasing(k):
     return 0.2 if k else 0.0
 
 
-def by_name(summary):
-    return {v["name"]: v for v in summary["variants"]}
+def by_name(result):
+    return {v.name: v for v in result.variants}
+
+
+def write_summary(run):
+    """What `soak report` writes: summary.json from one analysis (returned as its dict)."""
+    summary_json.write(run, analyse_run(run))
+    return json.loads((run / "summary.json").read_text())
 
 
 def all_floats(value):
@@ -47,7 +54,6 @@ def test_completed_run_has_the_spec_summary(make_run, sim_variant, assert_spec_s
     )
     summary = write_summary(run)
 
-    assert json.loads((run / "summary.json").read_text()) == summary
     assert summary["schema"] == "soak.summary/1"
     assert summary["status"] == "completed"
     assert summary["backend"] == "process"
@@ -65,7 +71,7 @@ def test_completed_run_has_the_spec_summary(make_run, sim_variant, assert_spec_s
         assert v["latency"]["steady_p50_ms"] == pytest.approx(5.3, abs=0.3)
         assert v["latency"]["first_after_swap_ms"] == pytest.approx(120.4, abs=0.5)
 
-    glibc, jemalloc = by_name(summary)["glibc"], by_name(summary)["jemalloc"]
+    glibc, jemalloc = summary["variants"]
     assert glibc["memory"]["verdict"] == "leak"
     assert glibc["memory"]["retained_mb_per_swap"] == pytest.approx(8.0, abs=0.1)
     assert glibc["memory"]["retained_mb"] == pytest.approx(64.0, abs=0.5)
@@ -104,36 +110,31 @@ def test_killed_run_truncated_csvs_and_a_swap_that_never_settled(make_run, sim_v
         assert not (run / "jemalloc" / name).read_bytes().endswith(b"\n")  # cut mid-row
     assert "running" in (run / "jemalloc" / "variant.json").read_text()
 
-    summary = write_summary(run)
-    jemalloc = by_name(summary)["jemalloc"]
-    assert summary["status"] == "interrupted"
-    assert jemalloc["status"] == "interrupted"
+    result = analyse_run(run)
+    jemalloc = by_name(result)["jemalloc"]
+    assert result.status == "interrupted"
+    assert jemalloc.status == "interrupted"
     # Swaps settle at 18 s + 12 s * (k - 1): 7 before the kill at 100 s, the 8th was going.
-    assert jemalloc["swaps_completed"] == 7
-    last = jemalloc["swaps"][-1]
-    assert (last["index"], last["completed"], last["settled_mb"], last["retained_mb"]) == (
-        8,
-        False,
-        None,
-        None,
-    )
-    assert last["load_s"] == pytest.approx(3.0)
-    assert last["settle_s"] is None
-    assert jemalloc["memory"]["verdict"] == "released"  # 5 swaps after the warmup suffice
-    assert jemalloc["memory"]["final_mb"] == pytest.approx(jemalloc["swaps"][6]["settled_mb"])
+    assert jemalloc.swaps_completed == 7
+    last = jemalloc.swaps[-1]
+    assert (last.index, last.completed, last.settled_mb, last.retained_mb) == (8, False, None, None)
+    assert last.load_s == pytest.approx(3.0)
+    assert last.settle_s is None
+    assert jemalloc.memory.verdict.verdict == "released"  # 5 swaps after the warmup suffice
+    assert jemalloc.memory.final_mb == pytest.approx(jemalloc.swaps[6].settled_mb)
 
 
 def test_run_killed_before_the_baseline_settled(make_run, sim_variant):
     run = make_run([sim_variant("glibc", "glibc", leaking(8.0), kill_at_s=5.0)])
     glibc = by_name(analyse_run(run))["glibc"]
-    assert glibc["swaps_completed"] == 0
-    assert glibc["swaps"] == []
-    assert glibc["memory"]["verdict"] == "inconclusive"
-    assert glibc["memory"]["verdict_reason"].startswith("no baseline")
-    assert glibc["memory"]["baseline_mb"] is None
-    assert glibc["memory"]["retained_mb_per_swap"] is None
-    assert glibc["latency"]["steady_p99_ms"] is None
-    assert glibc["latency"]["requests"] == 0
+    assert glibc.swaps_completed == 0
+    assert glibc.swaps == ()
+    assert glibc.memory.verdict.verdict == "inconclusive"
+    assert glibc.memory.verdict.reason.startswith("no baseline")
+    assert glibc.memory.baseline_mb is None
+    assert glibc.memory.retained_mb_per_swap is None
+    assert glibc.latency.steady_p99_ms is None
+    assert glibc.latency.requests == 0
 
 
 def test_server_died_mid_run(make_run, sim_variant):
@@ -149,15 +150,15 @@ def test_server_died_mid_run(make_run, sim_variant):
             )
         ]
     )
-    summary = analyse_run(run)
-    glibc = by_name(summary)["glibc"]
-    assert summary["status"] == "failed"
-    assert glibc["swaps_completed"] == 5
-    assert glibc["server_exit"] == "exit code -9"
-    assert glibc["memory"]["verdict"] == "inconclusive"
-    assert glibc["memory"]["verdict_reason"].startswith("the run ended early: exit code -9")
-    assert glibc["memory"]["retained_mb_per_swap"] == pytest.approx(8.0, abs=0.1)
-    assert glibc["swaps"][-1]["completed"] is False
+    result = analyse_run(run)
+    glibc = by_name(result)["glibc"]
+    assert result.status == "failed"
+    assert glibc.swaps_completed == 5
+    assert glibc.server_exit == "exit code -9"
+    assert glibc.memory.verdict.verdict == "inconclusive"
+    assert glibc.memory.verdict.reason.startswith("the run ended early: exit code -9")
+    assert glibc.memory.retained_mb_per_swap == pytest.approx(8.0, abs=0.1)
+    assert glibc.swaps[-1].completed is False
 
 
 def test_variant_whose_allocator_did_not_load(make_run, sim_variant):
@@ -173,14 +174,14 @@ def test_variant_whose_allocator_did_not_load(make_run, sim_variant):
             ),
         ]
     )
-    summary = analyse_run(run)
-    tcmalloc = by_name(summary)["tcmalloc"]
-    assert summary["status"] == "failed"
-    assert tcmalloc["allocator_verified"] is False
-    assert tcmalloc["memory"]["verdict"] == "inconclusive"
-    assert "not in the server's memory maps" in tcmalloc["memory"]["verdict_reason"]
-    assert summary["comparison"]["least_memory"] == "glibc"
-    assert "no verdict for tcmalloc" in summary["comparison"]["recommendation"]
+    result = analyse_run(run)
+    tcmalloc = by_name(result)["tcmalloc"]
+    assert result.status == "failed"
+    assert tcmalloc.allocator_verified is False
+    assert tcmalloc.memory.verdict.verdict == "inconclusive"
+    assert "not in the server's memory maps" in tcmalloc.memory.verdict.reason
+    assert result.comparison.least_memory == "glibc"
+    assert "no verdict for tcmalloc" in result.comparison.recommendation
 
 
 def test_same_growth_under_every_allocator_is_not_the_allocators(make_run, sim_variant):
@@ -190,9 +191,9 @@ def test_same_growth_under_every_allocator_is_not_the_allocators(make_run, sim_v
             sim_variant("jemalloc", "jemalloc", leaking(8.4)),
         ]
     )
-    comparison = analyse_run(run)["comparison"]
-    assert comparison["allocator_independent"] is True
-    assert "changing allocator won't help" in comparison["recommendation"]
+    comparison = analyse_run(run).comparison
+    assert comparison.allocator_independent is True
+    assert "changing allocator won't help" in comparison.recommendation
 
 
 def test_projection_to_the_memory_limit_from_the_cgroup_working_set(make_run, sim_variant):
@@ -203,39 +204,39 @@ def test_projection_to_the_memory_limit_from_the_cgroup_working_set(make_run, si
         swaps_per_day=48,
     )
     glibc = by_name(analyse_run(run))["glibc"]
-    projection = glibc["projection"]
-    assert projection["basis"] == "cgroup_working_set_bytes"
-    assert projection["limit_mb"] == 1024.0
+    projection = glibc.projection
+    assert projection.basis == "cgroup_working_set_bytes"
+    assert projection.limit_mb == 1024.0
     # The simulator's working set is 1.1 x anon: 1.1 x (300 + 8 x 8) MiB.
-    assert projection["current_mb"] == pytest.approx(1.1 * 364.0, abs=1.0)
-    expected_swaps = (1024.0 - projection["current_mb"]) / glibc["memory"]["retained_mb_per_swap"]
-    assert projection["swaps_to_limit"] == pytest.approx(expected_swaps, abs=0.01)
-    assert projection["days_to_limit"] == pytest.approx(expected_swaps / 48, abs=0.01)
-    assert glibc["swaps"][0]["cgroup_anon_settled_mb"] == pytest.approx(
-        1.02 * glibc["swaps"][0]["settled_mb"], abs=0.01
+    assert projection.current_mb == pytest.approx(1.1 * 364.0, abs=1.0)
+    expected_swaps = (1024.0 - projection.current_mb) / glibc.memory.retained_mb_per_swap
+    assert projection.swaps_to_limit == pytest.approx(expected_swaps, abs=0.01)
+    assert projection.days_to_limit == pytest.approx(expected_swaps / 48, abs=0.01)
+    assert glibc.swaps[0].cgroup_anon_settled_mb == pytest.approx(
+        1.02 * glibc.swaps[0].settled_mb, abs=0.01
     )
 
 
 def test_no_projection_without_a_limit_or_for_a_plateau(make_run, sim_variant):
     run = make_run([sim_variant("glibc", "glibc", leaking(8.0))])
-    assert by_name(analyse_run(run))["glibc"]["projection"] is None
+    assert by_name(analyse_run(run))["glibc"].projection is None
     run = make_run(
         [sim_variant("glibc", "glibc", lambda k: 15.0 * min(k, 3))], memory_limit_bytes=1 << 30
     )
     glibc = by_name(analyse_run(run))["glibc"]
-    assert glibc["memory"]["verdict"] == "plateau"
-    assert glibc["projection"]["swaps_to_limit"] is None
+    assert glibc.memory.verdict.verdict == "plateau"
+    assert glibc.projection.swaps_to_limit is None
 
 
 def test_threshold_and_warmup_from_run_toml(make_run, sim_variant):
     run = make_run([sim_variant("glibc", "glibc", leaking(8.0))], threshold_mb=20.0, warmup_swaps=3)
-    summary = analyse_run(run)
-    glibc = by_name(summary)["glibc"]
-    assert summary["threshold_mb"] == 20.0
-    assert glibc["memory"]["swaps_judged"] == [4, 5, 6, 7, 8]
+    result = analyse_run(run)
+    glibc = by_name(result)["glibc"]
+    assert result.threshold_mb == 20.0
+    assert glibc.memory.verdict.swaps_judged == (4, 5, 6, 7, 8)
     # 8 MiB per swap is under 20, and 64 MiB kept under the bound of 25 thresholds
-    assert glibc["memory"]["verdict"] == "released"
-    assert "under the 500.0 MiB bound" in glibc["memory"]["verdict_reason"]
+    assert glibc.memory.verdict.verdict == "released"
+    assert "under the 500.0 MiB bound" in glibc.memory.verdict.reason
 
 
 def test_a_listed_variant_that_never_ran(make_run, sim_variant):
@@ -243,15 +244,15 @@ def test_a_listed_variant_that_never_ran(make_run, sim_variant):
     config = tomllib.loads((run / "run.toml").read_text())
     config["variants"].append({"name": "mimalloc", "allocator": "mimalloc"})
     (run / "run.toml").write_text(tomli_w.dumps(config))
-    summary = analyse_run(run)
-    assert [v["name"] for v in summary["variants"]] == ["glibc", "mimalloc"]
-    mimalloc = by_name(summary)["mimalloc"]
-    assert (mimalloc["status"], mimalloc["reason"], mimalloc["swaps_completed"]) == (
+    result = analyse_run(run)
+    assert [v.name for v in result.variants] == ["glibc", "mimalloc"]
+    mimalloc = by_name(result)["mimalloc"]
+    assert (mimalloc.status, mimalloc.reason, mimalloc.swaps_completed) == (
         "interrupted",
         "did not run",
         0,
     )
-    assert summary["status"] == "interrupted"
+    assert result.status == "interrupted"
 
 
 def test_not_a_run_directory(tmp_path):
@@ -287,6 +288,6 @@ def test_memory_csv_without_times_is_reported_not_guessed(make_run, sim_variant)
     rows = [line.split(",", 1)[1] for line in memory.read_text().splitlines()]
     memory.write_text("\n".join(rows) + "\n")  # header rss_bytes,anon_bytes,swap
     glibc = by_name(analyse_run(run))["glibc"]
-    assert glibc["memory"]["verdict"] == "inconclusive"
-    assert "without a t column" in glibc["memory"]["verdict_reason"]
-    assert glibc["latency"]["steady_p99_ms"] is not None  # the other files still count
+    assert glibc.memory.verdict.verdict == "inconclusive"
+    assert "without a t column" in glibc.memory.verdict.reason
+    assert glibc.latency.steady_p99_ms is not None  # the other files still count

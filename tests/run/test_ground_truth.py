@@ -63,7 +63,7 @@ def test_gate_fails_the_leak_with_one_line_per_limit(leak_run, soak_cli):
 
 
 def test_plugin_assertion_names_variant_figure_limit_and_run_dir(leak_run):
-    result = SoakResult(leak_run, json.loads((leak_run / "summary.json").read_text()))
+    result = SoakResult.from_run_dir(leak_run)
     with pytest.raises(pytest.fail.Exception) as failure:
         result.assert_released(max_retained_mb_per_swap=4)
     message = str(failure.value)
@@ -72,8 +72,8 @@ def test_plugin_assertion_names_variant_figure_limit_and_run_dir(leak_run):
 
 def test_clean_jemalloc_run_is_released_through_the_pytest_gate(small_model, soak_run, soak_cli):
     result = soak_run(model=str(small_model), variants=[JEMALLOC_PROMPT_PURGE], **SETTINGS)
-    memory = result.variant("jemalloc")["memory"]
-    assert memory["verdict"] == "released", memory
+    memory = result.variant("jemalloc").memory
+    assert memory.verdict.verdict == "released", memory
     result.assert_released(max_retained_mb_per_swap=4)
     result.assert_latency(max_errors=0)
     assert soak_cli("check", str(result.run_dir), "--max-retained-mb-per-swap", "4").returncode == 0

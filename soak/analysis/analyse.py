@@ -1,0 +1,226 @@
+"""A run directory's raw data -> one `RunResult` (soak/analysis/result.py).
+
+`analyse_run` reads run.toml, variant.json and the CSVs once and does all the
+analysis: per-swap figures, verdicts, latency, projection, comparison, and the
+plot data of the report. It is pure (reads only) and works on a run that is
+still going, was interrupted, or crashed: what did not happen is reported as
+missing (None), never guessed. summary_json.py writes the result to disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, TypeVar
+
+from soak import __version__
+from soak.analysis.comparison import compare
+from soak.analysis.inputs import RunSettings, VariantInputs, read_run
+from soak.analysis.latency import LatencySeries, latency_figures, swap_window_latency
+from soak.analysis.memory import MemorySeries, swap_memory
+from soak.analysis.plot_data import variant_timeline
+from soak.analysis.projection import project
+from soak.analysis.result import (
+    MemoryResult,
+    Model,
+    RunResult,
+    SwapResult,
+    VariantResult,
+    VariantTimeline,
+)
+from soak.analysis.timeline import Timeline, build_timeline
+from soak.analysis.verdict import (
+    INCONCLUSIVE,
+    SettledSeries,
+    Verdict,
+    classify_run,
+    default_threshold_mb,
+)
+
+DECIMALS = 3  # figures are rounded to this many places, as summary.json holds them
+
+
+def analyse_run(run_dir: Path) -> RunResult:
+    """The analysis of a run directory; UsageError if it is not one."""
+    inputs = read_run(Path(run_dir))
+    settings = inputs.settings
+    size = next((v.model_size_bytes for v in inputs.variants if v.model_size_bytes), None)
+    threshold = settings.threshold_mb or default_threshold_mb(size)
+    measured = [_measure(v, settings) for v in inputs.variants]
+    verdicts = classify_run(
+        {m.inputs.name: m.settled_series() for m in measured}, threshold, settings.warmup_swaps
+    )
+    variants = tuple(
+        analyse_variant(m, settings, threshold, verdicts[m.inputs.name]) for m in measured
+    )
+    result = RunResult(
+        status=run_status([v.status for v in variants]),
+        backend=settings.backend,
+        model=Model(settings.model_name, size),
+        variants=variants,
+        run_dir=str(run_dir),
+        metric=settings.metric,
+        threshold_mb=threshold,
+        warmup_swaps=settings.warmup_swaps,
+        swaps_planned=settings.swaps,
+        comparison=compare(variants, threshold),
+        soak_version=__version__,
+    )
+    return rounded(result)
+
+
+def run_status(statuses: list[str]) -> str:
+    """Any failed variant fails the run; else any interrupted one (or none at all)."""
+    if not statuses:
+        return "interrupted"
+    for status in ("failed", "interrupted"):
+        if status in statuses:
+            return status
+    return "completed"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Measured:
+    """One variant's data, read and cut into swaps: what its verdict and figures come from."""
+
+    inputs: VariantInputs
+    timeline: Timeline
+    series: MemorySeries
+    requests: LatencySeries
+    swaps: tuple[SwapResult, ...]
+
+    @property
+    def settled(self) -> list[SwapResult]:
+        return [s for s in self.swaps if s.completed and s.retained_mb is not None]
+
+    def settled_series(self) -> SettledSeries:
+        exit_ = self.timeline.server_exit
+        return SettledSeries(
+            [s.index for s in self.settled],
+            [s.retained_mb for s in self.settled if s.retained_mb is not None],
+            (exit_.detail or "the server exited") if exit_ is not None else None,
+        )
+
+
+def _measure(v: VariantInputs, settings: RunSettings) -> _Measured:
+    timeline = build_timeline(v.events)
+    series = MemorySeries(v.memory, settings.metric)
+    requests = LatencySeries(v.latency)
+    window_latency = swap_window_latency(requests, timeline)
+    swaps = tuple(
+        dataclasses.replace(s, p99_ms=p99, errors=errors)
+        for s in swap_memory(series, timeline)
+        for p99, errors in [window_latency.get(s.index, (None, 0))]
+    )
+    return _Measured(v, timeline, series, requests, swaps)
+
+
+def analyse_variant(
+    m: _Measured, settings: RunSettings, threshold_mb: float, verdict: Verdict
+) -> VariantResult:
+    """A variant's result, given its verdict from the run's verdicts (classify_run)."""
+    v, timeline, series, requests, swaps = m.inputs, m.timeline, m.series, m.requests, m.swaps
+    settled = m.settled
+    verdict = _usable(verdict, v, series, timeline, settings)
+
+    baseline_mb = series.level_mb(timeline.baseline_t)
+    final_mb = settled[-1].settled_mb if settled else baseline_mb
+    basis, total_mb = _total_memory(series, timeline, settled)
+    return VariantResult(
+        name=v.name,
+        allocator=v.allocator,
+        allocator_verified=v.allocator_verified,
+        status=v.status,
+        swaps_completed=sum(s.completed for s in swaps),
+        memory=MemoryResult(
+            metric=settings.metric,
+            baseline_mb=baseline_mb,
+            peak_mb=series.peak_mb(),
+            final_mb=final_mb,
+            retained_mb=_minus(final_mb, baseline_mb),
+            verdict=verdict,
+            threshold_mb=threshold_mb,
+            rss_baseline_mb=series.level_mb(timeline.baseline_t, "rss_bytes"),
+            rss_final_mb=settled[-1].rss_settled_mb if settled else None,
+            total_basis=basis,
+            total_final_mb=total_mb,
+            settle_timeouts=sum(s.settle_timed_out for s in swaps),
+        ),
+        latency=latency_figures(requests, timeline),
+        swaps=swaps,
+        library=v.library,
+        reason=v.reason,
+        server_exit=timeline.server_exit.detail if timeline.server_exit else None,
+        projection=project(
+            verdict.verdict,
+            verdict.mb_per_swap,
+            total_mb,
+            basis,
+            settings.memory_limit_bytes,
+            settings.swaps_per_day,
+        ),
+        timeline=variant_timeline(series, requests, timeline),
+    )
+
+
+def _usable(
+    verdict: Verdict,
+    v: VariantInputs,
+    series: MemorySeries,
+    timeline: Timeline,
+    settings: RunSettings,
+) -> Verdict:
+    """The verdict, unless the variant has no usable data at all."""
+    if v.status == "failed" and timeline.server_exit is None:
+        why = f"the variant failed: {v.reason or 'no reason recorded'}"
+    elif v.memory.empty:
+        why = "no readable samples in memory.csv (missing, empty, or without a t column)"
+    elif not series.has(settings.metric):
+        why = f"no {settings.metric} samples in memory.csv"
+    elif timeline.baseline_t is None:
+        why = "no baseline: memory never settled after the first load"
+    else:
+        return verdict
+    return dataclasses.replace(verdict, verdict=INCONCLUSIVE, reason=why)
+
+
+def _total_memory(
+    series: MemorySeries, timeline: Timeline, settled: list[SwapResult]
+) -> tuple[str, float | None]:
+    """What a memory limit applies to, at the last settled point: (column, MiB)."""
+    if series.has("cgroup_working_set_bytes"):
+        column = "cgroup_working_set_bytes"
+        last = settled[-1].cgroup_working_set_settled_mb if settled else None
+    else:
+        column = "rss_bytes"
+        last = settled[-1].rss_settled_mb if settled else None
+    return column, last if settled else series.level_mb(timeline.baseline_t, column)
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+T = TypeVar("T")
+
+
+def rounded(value: T) -> T:
+    """Figures as summary.json holds them: floats to DECIMALS places, NaN and infinities None.
+
+    Plot data (VariantTimeline) is left as it is.
+    """
+    return _rounded(value)  # type: ignore[no-any-return]
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, DECIMALS) if math.isfinite(value) else None
+    if isinstance(value, tuple):
+        return tuple(_rounded(v) for v in value)
+    if isinstance(value, VariantTimeline):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _rounded(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)
+    return value

@@ -1,0 +1,91 @@
+"""What the report plots over time, reduced once by the analysis: `VariantTimeline`.
+
+A 24-hour run has about a million samples per variant; a plot needs a few
+thousand. Long series are reduced to the lowest and the highest point of each
+time bin, so spikes and the floor both stay visible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from soak.analysis.latency import STEADY, SWAP, LatencySeries, swap_window, window_labels
+from soak.analysis.memory import MemorySeries
+from soak.analysis.result import Series, VariantTimeline
+from soak.analysis.timeline import Timeline
+from soak.store.records import MIB
+
+MAX_POINTS = 2000  # per memory line; longer series are reduced to min/max per time bin
+MAX_SCATTER_POINTS = 20000  # per latency scatter (the same reduction)
+# Memory lines drawn besides the verdict metric (grey), when present.
+CONTEXT_COLUMNS = ("rss_bytes", "cgroup_working_set_bytes")
+
+
+def variant_timeline(
+    memory: MemorySeries, latency: LatencySeries, timeline: Timeline
+) -> VariantTimeline:
+    t0 = _t0(memory, latency, timeline)
+    columns = [memory.metric] + [c for c in CONTEXT_COLUMNS if c != memory.metric]
+    lines = tuple(
+        _series(c.removesuffix("_bytes"), memory.t - t0, memory.values(c) / MIB)
+        for c in columns
+        if memory.has(c)
+    )
+    labels = window_labels(latency, timeline)
+    shown = (labels == STEADY) | (labels == SWAP)
+    last = float(np.max(latency.t)) if len(latency) else None
+    windows = []
+    for swap in timeline.swaps:
+        start, end = swap_window(swap)
+        if last is not None:
+            end = min(end, max(last, start))
+        windows.append((start - t0, end - t0))
+    return VariantTimeline(
+        t0=t0,
+        started_t=timeline.started_t,
+        baseline_s=None if timeline.baseline_t is None else timeline.baseline_t - t0,
+        staged_s=tuple(s.staged_t - t0 for s in timeline.swaps),
+        settled_s=tuple(None if s.settled_t is None else s.settled_t - t0 for s in timeline.swaps),
+        swap_windows=tuple(windows) if last is not None else (),
+        memory=lines,
+        latency_ok=_series("200", *_requests(latency, shown & latency.ok, t0), MAX_SCATTER_POINTS),
+        latency_errors=_series(
+            "error", *_requests(latency, shown & ~latency.ok, t0), MAX_SCATTER_POINTS
+        ),
+    )
+
+
+def reduce_points(
+    x: np.ndarray, y: np.ndarray, limit: int = MAX_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most about `limit` points: the min and max of each time bin, in order."""
+    keep = np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) <= limit:
+        return x, y
+    bins = np.array_split(np.arange(len(x)), limit // 2)
+    picks = []
+    for b in bins:
+        lo, hi = b[np.argmin(y[b])], b[np.argmax(y[b])]
+        picks += sorted((lo, hi))
+    chosen = np.array(picks)
+    return x[chosen], y[chosen]
+
+
+def _series(name: str, x: np.ndarray, y: np.ndarray, limit: int = MAX_POINTS) -> Series:
+    rx, ry = reduce_points(x, y, limit)
+    return Series(name, tuple(rx.tolist()), tuple(ry.tolist()))
+
+
+def _requests(
+    latency: LatencySeries, chosen: np.ndarray, t0: float
+) -> tuple[np.ndarray, np.ndarray]:
+    return latency.t[chosen] - t0, latency.latency_ms[chosen]
+
+
+def _t0(memory: MemorySeries, latency: LatencySeries, timeline: Timeline) -> float:
+    """Time zero of a variant's plots: its first event, else its first sample."""
+    if timeline.started_t is not None:
+        return timeline.started_t
+    firsts = [float(a.min()) for a in (memory.t, latency.t) if len(a)]
+    return min(firsts, default=0.0)

@@ -1,0 +1,194 @@
+"""The analysis of a run as one typed object: what summary.json holds, and what the report draws.
+
+`analyse_run` (soak/analysis/analyse.py) builds a `RunResult`; report, terminal
+table, gate, comparison and the pytest plugin read it; summary_json.py writes it
+to summary.json (SPEC §3) and reads it back. Figures are MiB (2^20 bytes),
+milliseconds and seconds, rounded to 3 places as summary.json holds them, so a
+result read back from summary.json equals the one it was written from (but
+for the plot data, `VariantResult.timeline`, which summary.json does not hold).
+None means the data has no answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from soak.analysis.verdict import Verdict
+
+SCHEMA = "soak.summary/1"
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    """What one swap did: timings, memory, and latency in its window."""
+
+    index: int
+    version: int | None
+    load_s: float | None  # staged -> new version AVAILABLE
+    settle_s: float | None  # old version END (else staged) -> settled
+    settled_mb: float | None
+    peak_mb: float | None  # highest metric from staging to settled
+    retained_mb: float | None  # settled minus the baseline
+    increment_mb: float | None  # settled minus the previous settled level
+    completed: bool  # memory settled (or the settle bound was reached)
+    settle_timed_out: bool
+    load_failed: bool
+    rss_settled_mb: float | None
+    cgroup_anon_settled_mb: float | None
+    cgroup_working_set_settled_mb: float | None
+    p99_ms: float | None = None  # successful requests in the swap's latency window
+    errors: int = 0  # failed requests in that window
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    """A variant's memory: levels, and the verdict on the settled memory per swap."""
+
+    metric: str
+    baseline_mb: float | None
+    peak_mb: float | None
+    final_mb: float | None  # the last settled level (the baseline if no swap settled)
+    retained_mb: float | None  # final minus baseline
+    verdict: Verdict
+    threshold_mb: float
+    rss_baseline_mb: float | None
+    rss_final_mb: float | None
+    total_basis: str  # what a memory limit applies to: a column of memory.csv
+    total_final_mb: float | None  # that column at the last settled point
+    settle_timeouts: int
+
+    @property
+    def retained_mb_per_swap(self) -> float | None:
+        """The verdict's robust slope (SPEC §3 `retained_mb_per_swap`)."""
+        return self.verdict.mb_per_swap
+
+
+@dataclass(frozen=True)
+class LatencyFigures:
+    """A variant's latency by window (see soak/analysis/latency.py)."""
+
+    steady_p50_ms: float | None
+    steady_p99_ms: float | None
+    steady_max_ms: float | None
+    swap_p50_ms: float | None
+    swap_p99_ms: float | None
+    swap_max_ms: float | None
+    max_ms: float | None  # steady and swap windows together
+    errors: int  # steady and swap windows together
+    steady_errors: int
+    swap_errors: int
+    requests: int  # steady and swap windows together
+    first_after_swap_ms: float | None  # median over swaps (see first_after_swap)
+    first_after_swap_max_ms: float | None
+    late_sends: int  # sent more than LATE_SEND_MS after the intended time
+
+
+@dataclass(frozen=True)
+class Projection:
+    """When a leak reaches the memory limit (soak/analysis/projection.py)."""
+
+    limit_mb: float
+    basis: str
+    current_mb: float | None
+    mb_per_swap: float | None
+    swaps_per_day: float | None
+    swaps_to_limit: float | None
+    days_to_limit: float | None
+    note: str
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line of a plot: x in seconds since the variant started, y in MiB or ms."""
+
+    name: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def __repr__(self) -> str:
+        return f"Series({self.name!r}, {len(self.x)} points)"
+
+
+@dataclass(frozen=True)
+class VariantTimeline:
+    """What the report plots over time for one variant, reduced to a few thousand points.
+
+    Times are seconds since `t0` (the variant's first event, else its first sample).
+    """
+
+    t0: float
+    started_t: float | None  # the first event (epoch s), if any
+    baseline_s: float | None
+    staged_s: tuple[float, ...]  # per swap
+    settled_s: tuple[float | None, ...]  # per swap
+    swap_windows: tuple[tuple[float, float], ...]  # latency windows, clipped to the data
+    memory: tuple[Series, ...]  # the verdict metric first, then RSS / working set
+    latency_ok: Series  # successful requests (the envelope of each time bin when long)
+    latency_errors: Series  # failed requests (status != 200)
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    name: str
+    allocator: str
+    allocator_verified: bool
+    status: str  # completed | interrupted | failed
+    swaps_completed: int
+    memory: MemoryResult
+    latency: LatencyFigures
+    swaps: tuple[SwapResult, ...]
+    library: str | None
+    reason: str | None  # why the variant failed or did not run
+    server_exit: str | None  # why the server died, if it did
+    projection: Projection | None  # None: no memory limit was given
+    timeline: VariantTimeline | None = None  # None when read from summary.json
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Which variant to use (soak/analysis/comparison.py)."""
+
+    least_memory: str | None
+    least_latency: str | None
+    allocator_independent: bool
+    recommendation: str
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    size_bytes: int | None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A whole run: summary.json as an object."""
+
+    status: str  # completed | interrupted | failed
+    backend: str
+    model: Model
+    variants: tuple[VariantResult, ...]
+    run_dir: str
+    metric: str
+    threshold_mb: float
+    warmup_swaps: int
+    swaps_planned: int | None
+    comparison: Comparison
+    soak_version: str
+    schema: str = SCHEMA
+
+    def variant(self, name: str) -> VariantResult:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(f"no variant {name!r} in {self.run_dir}")
+
+    def without_plot_data(self) -> RunResult:
+        """The result as summary.json holds it (no `VariantResult.timeline`)."""
+        return replace(self, variants=tuple(replace(v, timeline=None) for v in self.variants))
+
+    @property
+    def started_t(self) -> float | None:
+        """When the first variant started (epoch s), if the plot data knows."""
+        starts = [v.timeline.started_t for v in self.variants if v.timeline]
+        return min((t for t in starts if t is not None), default=None)

@@ -1,0 +1,249 @@
+"""summary.json (SPEC §3, `soak.summary/1`) <-> `RunResult`: the one place that knows its keys.
+
+`to_dict` lays the result out as summary.json always had it; `from_dict` reads
+it back, also from files of earlier versions (a missing key is None, or the
+documented default). Nothing else in soak reads summary.json by key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+from soak.analysis.analyse import default_threshold_mb
+from soak.analysis.inputs import RunSettings
+from soak.analysis.result import (
+    SCHEMA,
+    Comparison,
+    LatencyFigures,
+    MemoryResult,
+    Model,
+    Projection,
+    RunResult,
+    SwapResult,
+    VariantResult,
+)
+from soak.analysis.verdict import INCONCLUSIVE, Verdict
+from soak.store.run_dir import RunDir
+
+_DEFAULTS = RunSettings()
+R = TypeVar("R")
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def write(run_dir: Path, result: RunResult) -> Path:
+    """Write RUN_DIR/summary.json (atomically) and return its path."""
+    path = RunDir(Path(run_dir)).summary_json
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_dict(result), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def to_dict(result: RunResult) -> dict[str, Any]:
+    return {
+        "schema": result.schema,
+        "status": result.status,
+        "backend": result.backend,
+        "model": {"name": result.model.name, "size_bytes": result.model.size_bytes},
+        "variants": [_variant(v) for v in result.variants],
+        "run_dir": result.run_dir,
+        "metric": result.metric,
+        "threshold_mb": result.threshold_mb,
+        "warmup_swaps": result.warmup_swaps,
+        "swaps_planned": result.swaps_planned,
+        "comparison": {
+            "least_memory": result.comparison.least_memory,
+            "least_latency": result.comparison.least_latency,
+            "allocator_independent": result.comparison.allocator_independent,
+            "recommendation": result.comparison.recommendation,
+        },
+        "soak_version": result.soak_version,
+    }
+
+
+def _variant(v: VariantResult) -> dict[str, Any]:
+    m, verdict = v.memory, v.memory.verdict
+    return {
+        "name": v.name,
+        "allocator": v.allocator,
+        "allocator_verified": v.allocator_verified,
+        "status": v.status,
+        "swaps_completed": v.swaps_completed,
+        "memory": {
+            "metric": m.metric,
+            "baseline_mb": m.baseline_mb,
+            "peak_mb": m.peak_mb,
+            "final_mb": m.final_mb,
+            "retained_mb": m.retained_mb,
+            "retained_mb_per_swap": verdict.mb_per_swap,
+            "verdict": verdict.verdict,
+            "verdict_reason": verdict.reason,
+            "threshold_mb": m.threshold_mb,
+            "later_mb_per_swap": verdict.later_mb_per_swap,
+            "level_mb": verdict.level_mb,
+            "noise_mb": verdict.noise_mb,
+            "swaps_judged": list(verdict.swaps_judged),
+            "growth": verdict.growth,
+            "kept": verdict.kept,
+            "kept_mb": verdict.kept_mb,
+            "kept_bound_mb": verdict.kept_bound_mb,
+            "one_time_mb": verdict.one_time_mb,
+            "control": verdict.control,
+            "more_swaps": verdict.more_swaps,
+            "rss_baseline_mb": m.rss_baseline_mb,
+            "rss_final_mb": m.rss_final_mb,
+            "total_basis": m.total_basis,
+            "total_final_mb": m.total_final_mb,
+            "settle_timeouts": m.settle_timeouts,
+        },
+        "latency": _fields(v.latency),
+        "swaps": [_fields(s) for s in v.swaps],
+        "library": v.library,
+        "reason": v.reason,
+        "server_exit": v.server_exit,
+        "projection": _fields(v.projection) if v.projection else None,
+    }
+
+
+def _fields(record: LatencyFigures | SwapResult | Projection) -> dict[str, Any]:
+    """A flat record under its field names, in field order (the summary.json keys)."""
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+class NotASummary(ValueError):
+    """The file is missing, not JSON, or not a `soak.summary/1` object."""
+
+
+def read(run_dir: Path) -> RunResult:
+    """RUN_DIR/summary.json as a RunResult; NotASummary if there is none that is sound."""
+    path = RunDir(Path(run_dir)).summary_json
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise NotASummary(f"{path}: {exc}") from None
+    try:
+        return from_dict(data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise NotASummary(f"{path}: {exc}") from None
+
+
+def from_dict(data: Any) -> RunResult:
+    """A summary.json object as a RunResult (files of earlier versions too)."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise NotASummary(f"not a {SCHEMA} object")
+    model = _dict(data.get("model"))
+    size = _opt_int(model.get("size_bytes"))
+    threshold = float(data.get("threshold_mb") or default_threshold_mb(size))
+    comparison = _dict(data.get("comparison"))
+    return RunResult(
+        status=str(data.get("status", "interrupted")),
+        backend=str(data.get("backend", _DEFAULTS.backend)),
+        model=Model(str(model.get("name", _DEFAULTS.model_name)), size),
+        variants=tuple(_read_variant(_dict(v), threshold) for v in data.get("variants") or []),
+        run_dir=str(data.get("run_dir", "")),
+        metric=str(data.get("metric", _DEFAULTS.metric)),
+        threshold_mb=threshold,
+        warmup_swaps=int(data.get("warmup_swaps", _DEFAULTS.warmup_swaps)),
+        swaps_planned=_opt_int(data.get("swaps_planned")),
+        comparison=Comparison(
+            least_memory=comparison.get("least_memory"),
+            least_latency=comparison.get("least_latency"),
+            allocator_independent=bool(comparison.get("allocator_independent", False)),
+            recommendation=str(comparison.get("recommendation") or ""),
+        ),
+        soak_version=str(data.get("soak_version", "")),
+        schema=SCHEMA,
+    )
+
+
+def _read_variant(v: dict[str, Any], threshold_mb: float) -> VariantResult:
+    m = _dict(v.get("memory"))
+    projection = v.get("projection")
+    swaps = tuple(
+        _read_flat(
+            SwapResult, s, completed=bool(s.get("completed", s.get("settled_mb") is not None))
+        )
+        for s in map(_dict, v.get("swaps") or [])
+    )
+    verdict = Verdict(
+        verdict=str(m.get("verdict", INCONCLUSIVE)),
+        reason=str(m.get("verdict_reason") or ""),
+        mb_per_swap=_opt_float(m.get("retained_mb_per_swap")),
+        later_mb_per_swap=_opt_float(m.get("later_mb_per_swap")),
+        level_mb=_opt_float(m.get("level_mb")),
+        noise_mb=_opt_float(m.get("noise_mb")),
+        swaps_judged=tuple(int(i) for i in m.get("swaps_judged") or []),
+        growth=_opt_str(m.get("growth")),
+        kept=_opt_str(m.get("kept")),
+        kept_mb=_opt_float(m.get("kept_mb")),
+        kept_bound_mb=_opt_float(m.get("kept_bound_mb")),
+        one_time_mb=float(m.get("one_time_mb") or 0.0),
+        control=_opt_str(m.get("control")),
+        more_swaps=_opt_int(m.get("more_swaps")),
+    )
+    return _read_flat(
+        VariantResult,
+        v,
+        allocator=str(v.get("allocator", v.get("name", ""))),
+        status=str(v.get("status", "interrupted")),
+        swaps_completed=int(v.get("swaps_completed", sum(s.completed for s in swaps))),
+        memory=_read_flat(
+            MemoryResult,
+            m,
+            metric=str(m.get("metric", _DEFAULTS.metric)),
+            verdict=verdict,
+            threshold_mb=float(m.get("threshold_mb") or threshold_mb),
+            total_basis=str(m.get("total_basis", "rss_bytes")),
+        ),
+        latency=_read_flat(LatencyFigures, _dict(v.get("latency"))),
+        swaps=swaps,
+        projection=_read_flat(Projection, projection) if isinstance(projection, dict) else None,
+        timeline=None,
+    )
+
+
+def _read_flat(kind: type[R], d: dict[str, Any], **known: Any) -> R:
+    """A flat record (its keys are its field names) from `d`: a missing key is None, 0 or ""."""
+    hints = get_type_hints(kind)
+    values = {
+        f.name: known[f.name] if f.name in known else _CONVERT[hints[f.name]](d.get(f.name))
+        for f in dataclasses.fields(kind)  # type: ignore[arg-type]
+    }
+    return kind(**values)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+_CONVERT: dict[Any, Callable[[Any], Any]] = {
+    int: lambda v: int(v or 0),
+    float: lambda v: float(v or 0.0),
+    bool: bool,
+    str: lambda v: str(v or ""),
+    int | None: _opt_int,
+    float | None: _opt_float,
+    str | None: _opt_str,
+}
