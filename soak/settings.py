@@ -424,8 +424,9 @@ class RunConfig:
         default_text="one per allocator",
     )
     swaps: int | str = setting(
-        12,
-        "model swaps per variant, or 'auto': until every variant's verdict is decided",
+        "auto",
+        "model swaps per variant, or 'auto': each variant until its verdict is decided "
+        "(at least 6, at most --max-swaps)",
         parse=parse_swaps,
         metavar="N|auto",
     )

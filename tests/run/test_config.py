@@ -12,7 +12,8 @@ from soak.settings import parse_size
 def test_defaults_are_the_embedded_run():
     config = resolve({}, {})
     assert [v.allocator for v in config.variants] == ["glibc", "jemalloc"]
-    assert config.backend == "process" and config.model is None and config.swaps >= 1
+    assert config.backend == "process" and config.model is None
+    assert (config.swaps, config.max_swaps) == ("auto", 30)
 
 
 def test_flags_override_the_file_and_variants_come_from_tables(tmp_path):
