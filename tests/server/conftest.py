@@ -79,9 +79,7 @@ def build_half_plus_two(version_dir: Path, b: float = 2.0) -> Path:
     graph = tf.Graph()
     with graph.as_default():
         serialized = v1.placeholder(tf.string, [None], name="tf_example")
-        features = v1.io.parse_example(
-            serialized, {"x": v1.io.FixedLenFeature([1], tf.float32)}
-        )
+        features = v1.io.parse_example(serialized, {"x": v1.io.FixedLenFeature([1], tf.float32)})
         x = tf.identity(features["x"], name="x")
         a_var = v1.get_variable("a", initializer=0.5)
         b_var = v1.get_variable("b", initializer=b)
@@ -283,5 +281,27 @@ def module_server_factory(tmp_path_factory):
     """Start servers shared by a test module; every one is stopped at its teardown."""
     factory, started = _server_factory(tmp_path_factory.mktemp("servers"))
     yield factory
+    for server in started:
+        server.stop()
+
+
+MONITORING_CONFIG = (
+    'prometheus_config {\n  enable: true,\n  path: "/monitoring/prometheus/metrics"\n}\n'
+)
+
+
+@pytest.fixture(scope="session")
+def hp2_server(tmp_path_factory, half_plus_two):
+    """One server for the whole session: TF Serving's half_plus_two as version 123 (as in
+    http_rest_api_handler_test.cc), gRPC and REST, Prometheus metrics enabled. Tests must not
+    change its model directory."""
+    root = tmp_path_factory.mktemp("hp2")
+    base_path = root / "models"
+    base_path.mkdir()
+    half_plus_two(base_path, 123)
+    config = root / "monitoring_config.txt"
+    config.write_text(MONITORING_CONFIG)
+    factory, started = _server_factory(root)
+    yield factory(base_path, f"--monitoring_config_file={config}")
     for server in started:
         server.stop()
