@@ -84,8 +84,12 @@ class GrpcClient:
         version: int | None = None,
         timeout_s: float | None = None,
     ) -> dict[str, np.ndarray]:
-        """Run Predict; inputs are anything numpy can turn into an array (lists, arrays,
-        bytes for strings). Outputs by alias. GrpcCallError on failure."""
+        """Run Predict; outputs by alias. GrpcCallError on failure.
+
+        Inputs are numpy arrays (sent with their dtype) or anything numpy can turn into one;
+        plain Python values are typed as tf.make_tensor_proto types them, as clients of the
+        official API do: floats as float32, integers as int32 if they fit, str/bytes as
+        DT_STRING."""
         m = self._messages
         request = m.PredictRequest()
         request.model_spec.name = model_name
@@ -93,7 +97,7 @@ class GrpcClient:
         if version is not None:
             request.model_spec.version.value = version
         for alias, value in inputs.items():
-            _fill_tensor(request.inputs[alias], np.asarray(value), m)
+            _fill_tensor(request.inputs[alias], _as_array(value), m)
         response = self._call(self._predict, request, timeout_s)
         return {alias: _array(tensor, m) for alias, tensor in response.outputs.items()}
 
@@ -208,6 +212,20 @@ _DTYPES: dict[str, tuple[str, str]] = {
     "float16": ("DT_HALF", "half_val"),
 }
 _NUMPY_OF = {dtype: numpy for numpy, (dtype, _) in _DTYPES.items()}
+
+
+def _as_array(value: Any) -> np.ndarray:
+    """An input as an array; Python values typed as tf.make_tensor_proto does."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return np.asarray(value)
+    array = np.asarray(value)
+    if array.dtype == np.float64:
+        return array.astype(np.float32)
+    if array.dtype == np.int64 and (
+        array.size == 0 or (array.min() >= -(2**31) and array.max() < 2**31)
+    ):
+        return array.astype(np.int32)
+    return array
 
 
 def _fill_tensor(proto: Any, array: np.ndarray, m: _Messages) -> None:
