@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
 
 import numpy as np
@@ -458,10 +458,8 @@ class _Batch:
             self._values[name] = values
             return
         expected = self._shapes[name]
-        if int(np.prod(expected)) != len(values):
-            raise _invalid(
-                f"Expecting tensor size: {int(np.prod(expected))} but got: {len(values)}"
-            )
+        if math.prod(expected) != len(values):
+            raise _invalid(f"Expecting tensor size: {math.prod(expected)} but got: {len(values)}")
         if expected != shape:
             raise _invalid(f"Expecting shape {_shape_text(expected)} but got: {_shape_text(shape)}")
         self._values[name].extend(values)
@@ -561,7 +559,7 @@ def _scalar(value: object, dtype_name: str) -> object:
             status.UNIMPLEMENTED,
             f"Conversion of JSON Value: {_json_text(value)} to type: {tf_name}",
         )
-    if dtype.kind == "float" and _is_number(value):
+    if dtype.kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return _as_float(value)
     is_integer = isinstance(value, int) and not isinstance(value, bool)
     if dtype.kind == "int" and is_integer and dtype.low <= value <= dtype.high:  # type: ignore[operator]
