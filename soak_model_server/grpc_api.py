@@ -42,11 +42,12 @@ def _spec(model_spec: Any) -> tuple[str, int | None, str | None]:
     return model_spec.name, version, label
 
 
-def _timeout_ms(context: grpc.ServicerContext) -> int | None:
-    """DeadlineToTimeoutMillis (--enforce_session_run_timeout, on by default)."""
+def _timeout_ms(context: grpc.ServicerContext) -> int:
+    """DeadlineToTimeoutMillis (--enforce_session_run_timeout, on by default): the call's
+    deadline as the session run timeout; 0 (none) for a call without a deadline."""
     remaining = context.time_remaining()
     if remaining is None or remaining > 2**31 / 1000:
-        return None
+        return 0
     return max(1, int(remaining * 1000))
 
 

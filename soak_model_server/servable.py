@@ -154,10 +154,10 @@ class Servable:
         them: no check of feed shapes against the graph (Python's Session.run would reject a
         [3] feed into a [None, 1] tensor; TensorFlow's runtime does not), and a feed of another
         dtype fails in the runtime ("Expects arg[0] to be float but double is provided").
-        `timeout_ms` replaces the server's run timeout (a gRPC call's deadline)."""
+        `timeout_ms` replaces the server's run timeout (a gRPC call's deadline; 0: none)."""
         options = self._run_options
         if timeout_ms is not None:
-            run_options = tf.compat.v1.RunOptions(timeout_in_ms=max(1, timeout_ms))
+            run_options = tf.compat.v1.RunOptions(timeout_in_ms=timeout_ms)
             options = tf_session.TF_NewBufferFromString(run_options.SerializeToString())
         try:
             feed_outputs = {self._tf_output(name): value for name, value in feeds.items()}
