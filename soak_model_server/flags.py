@@ -2,7 +2,8 @@
 
 Only flags whose behaviour the stand-in implements are accepted; any other flag is an
 error (TF Serving rejects unknown flags too), so a flag that would silently do nothing
-never slips into a soak run. Two flags exist only in the stand-in: `--rest_api_bind` and
+never slips into a soak run. Two flags exist only in the stand-in: `--rest_api_bind` (the
+address both the gRPC and the REST ports listen on; TF Serving listens on all addresses) and
 `--debug_retain_mb_per_load` (a planted leak, ground truth for tests).
 
 Load retries default as in TF Serving (`--max_num_load_retries=5`,
@@ -31,6 +32,8 @@ class ServerFlags:
     rest_api_bind: str
     rest_api_num_threads: int
     rest_api_timeout_in_ms: int
+    grpc_max_threads: int
+    monitoring_config_file: str
     model_name: str
     model_base_path: str
     file_system_poll_wait_seconds: int
@@ -81,11 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     cpus = len(os.sched_getaffinity(0))
     parser = _OneLineParser(prog=PROG, allow_abbrev=False, add_help=True)
     add = parser.add_argument
-    add("--port", type=int, default=8500, help="gRPC port (accepted; the stand-in serves REST)")
+    add("--port", type=int, default=8500, help="gRPC port")
     add("--rest_api_port", type=int, default=0, help="REST port; 0 disables REST as in TF Serving")
-    add("--rest_api_bind", default="127.0.0.1", help="REST bind address (stand-in only)")
+    add("--rest_api_bind", default="127.0.0.1", help="gRPC and REST bind address (stand-in only)")
     add("--rest_api_num_threads", type=int, default=4 * cpus)
     add("--rest_api_timeout_in_ms", type=int, default=30000)
+    add("--grpc_max_threads", type=int, default=4 * cpus)
+    add("--monitoring_config_file", default="", help="text MonitoringConfig (Prometheus)")
     add("--model_name", default="default")
     add("--model_base_path", default="")
     add("--file_system_poll_wait_seconds", type=int, default=1)
@@ -129,6 +134,14 @@ def parse_flags(argv: list[str]) -> ServerFlags:
     for name in ("port", "rest_api_port"):
         if getattr(flags, name) > 65535:
             raise FlagError(f"--{name} must be a TCP port, got {getattr(flags, name)}")
+    if flags.port == 0:
+        # TF Serving: "At least one of server_options.grpc_port or
+        # server_options.grpc_socket_path must be set." (no socket path here)
+        raise FlagError("--port must be set: the gRPC port is required")
+    if flags.grpc_max_threads < 1:
+        raise FlagError(f"--grpc_max_threads must be >= 1, got {flags.grpc_max_threads}")
+    if flags.monitoring_config_file and not os.path.isfile(flags.monitoring_config_file):
+        raise FlagError(f"--monitoring_config_file {flags.monitoring_config_file}: no such file")
     if flags.rest_api_num_threads < 1:
         raise FlagError(f"--rest_api_num_threads must be >= 1, got {flags.rest_api_num_threads}")
     if flags.tensorflow_session_parallelism and (

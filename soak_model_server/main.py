@@ -1,9 +1,10 @@
 """Console script `soak-model-server`: a TF Serving-compatible server (the stand-in).
 
-Flags are checked and the REST port probed before TensorFlow is imported, so usage errors
-come back in milliseconds. TF_ENABLE_ONEDNN_OPTS=0 is set before the import (unless the
-environment sets it), so tensors are allocated with plain malloc as in a stock TF Serving
-build: with oneDNN on, TensorFlow keeps its own pool and the process allocator hardly matters.
+Flags and the monitoring config are checked and the gRPC and REST ports probed before
+TensorFlow is imported, so usage errors come back in milliseconds. TF_ENABLE_ONEDNN_OPTS=0 is
+set before the import (unless the environment sets it), so tensors are allocated with plain
+malloc as in a stock TF Serving build: with oneDNN on, TensorFlow keeps its own pool and the
+process allocator hardly matters.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from soak_model_server.logs import setup_logging
 EXIT_FAILED = 1
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """Exit with one line if the REST port cannot be bound (before the slow TF import)."""
+def _check_port_free(host: str, port: int, what: str) -> None:
+    """Exit with one line if a port cannot be bound (before the slow TF import)."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind((host, port))
     except OSError as error:
         print(
-            f"{PROG}: error: cannot listen on REST port {host}:{port}: {error.strerror or error}",
+            f"{PROG}: error: cannot listen on {what} port {host}:{port}: {error.strerror or error}",
             file=sys.stderr,
             flush=True,
         )
@@ -37,14 +38,28 @@ def _check_port_free(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     flags = parse_flags_or_exit(sys.argv[1:] if argv is None else argv)
+    _check_port_free(flags.rest_api_bind, flags.port, "gRPC")
+    prometheus_path = None
     if flags.rest_api_port:
-        _check_port_free(flags.rest_api_bind, flags.rest_api_port)
+        _check_port_free(flags.rest_api_bind, flags.rest_api_port, "REST")
+        if flags.monitoring_config_file:
+            from soak_model_server.metrics import prometheus_path_from_config
+
+            try:
+                prometheus_path = prometheus_path_from_config(flags.monitoring_config_file)
+            except ValueError as error:
+                print(
+                    f"Failed to start server. Error: INVALID_ARGUMENT: {error}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                raise SystemExit(EXIT_FAILED) from None
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     setup_logging()
 
     from soak_model_server.server import run_server  # imports TensorFlow
 
-    code = run_server(flags)
+    code = run_server(flags, prometheus_path)
     sys.stdout.flush()
     sys.stderr.flush()
     # Skip interpreter teardown: TensorFlow's threads and a load still running in a pool can

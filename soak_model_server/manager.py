@@ -156,9 +156,19 @@ class Manager:
     # --- called by request handlers --------------------------------------------------------
 
     @contextmanager
-    def lease(self, model_name: str, version: int | None) -> Iterator[Servable]:
+    def lease(
+        self, model_name: str, version: int | None, label: str | None = None
+    ) -> Iterator[Servable]:
         """The servable for a request (newest available if `version` is None), held until the
-        block ends so an unload waits for it. NOT_FOUND as TF Serving words it."""
+        block ends so an unload waits for it. NOT_FOUND as TF Serving words it. There are no
+        version labels (no model config file), so any label is unrecognized, as in TF
+        Serving's ServerCore::GetModelVersionForLabel."""
+        if not model_name:
+            raise ServingError(status.INVALID_ARGUMENT, "ModelSpec has no name specified.")
+        if label is not None:
+            raise ServingError(
+                status.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}"
+            )
         with self._lock:
             servable = None
             if model_name == self.model_name and self._serving:

@@ -1,11 +1,17 @@
 """TF Serving's HTTP/REST API (http_rest_api_handler.cc) over the stdlib HTTP server.
 
 Routes, JSON shapes, error messages and status codes follow TF Serving:
-  GET  /v1/models/NAME[/versions/V]            model status
-  GET  /v1/models/NAME[/versions/V]/metadata   signature defs
-  POST /v1/models/NAME[/versions/V]:predict    row (instances) or columnar (inputs)
-Errors are `{"error": "..."}`. At most `--rest_api_num_threads` requests are processed at
-once (TF Serving's request executor has that many threads); more wait their turn.
+  GET  /v1/models/NAME[/versions/V|/labels/L]            model status
+  GET  /v1/models/NAME[/versions/V|/labels/L]/metadata   signature defs
+  POST /v1/models/NAME[/versions/V|/labels/L]:predict    row (instances) or columnar (inputs)
+  POST /v1/models/NAME[/versions/V|/labels/L]:classify   tf.Examples -> [[label, score]]
+  POST /v1/models/NAME[/versions/V|/labels/L]:regress    tf.Examples -> [value]
+  GET  the Prometheus path of --monitoring_config_file   TF Serving's metrics (text/plain)
+Errors are `{"error": "..."}`. The stand-in has no version labels (TF Serving takes them from
+--model_config_file), so every label is "Unrecognized" as in TF Serving without labels.
+At most `--rest_api_num_threads` requests are processed at once (TF Serving's request
+executor has that many threads); more wait their turn. Every /v1 request is counted in
+:tensorflow:serving:request_count and, when it succeeds, timed in request_latency.
 """
 
 from __future__ import annotations
@@ -15,16 +21,18 @@ import logging
 import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
-from soak_model_server import json_tensor, status
+from soak_model_server import inference, json_tensor, metrics, status
 from soak_model_server.manager import Manager
 from soak_model_server.status import ServingError
 
 log = logging.getLogger(__name__)
 
-_V1_PATH = re.compile(r"/v1/.*", re.IGNORECASE)
+# tensorflow_serving/model_servers/http_rest_api_util.{h,cc}
+_V1_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
 _PREDICTION_PATH = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
     re.IGNORECASE,
@@ -33,51 +41,72 @@ _STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE,
 )
+_INT64_MAX = 2**63 - 1
+_JSON = "application/json"
+
+
+def _decode(text: str) -> str:
+    """DecodeArg (curl_easy_unescape): %XX decoded, '+' kept; bytes kept as they are."""
+    return unquote_to_bytes(text).decode("utf-8", "surrogateescape")
 
 
 class RestApi:
-    """Request -> (HTTP status, JSON body), independent of the HTTP transport."""
+    """Request -> (HTTP status, content type, body), independent of the HTTP transport."""
 
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: Manager, prometheus_path: str | None = None) -> None:
         self._manager = manager
+        self.prometheus_path = prometheus_path
 
-    def handle(self, method: str, raw_path: str, body: bytes) -> tuple[int, str]:
+    def handle(self, method: str, raw_path: str, body: bytes) -> tuple[int, str, str]:
         path = urlsplit(raw_path).path
+        if self.prometheus_path is not None and path == self.prometheus_path:
+            return 200, "text/plain", metrics.prometheus_page()
         if not _V1_PATH.fullmatch(path):
-            return 404, json.dumps({"error": f"Not found: {path}"})
+            return 404, _JSON, json.dumps({"error": f"Not found: {path}"})
+        start = time.monotonic()
+        route = _Route()
         try:
-            return 200, self._route(method, path, body)
+            text = self._route(method, path, body, route)
+            code = status.OK
         except ServingError as error:
-            return error.http_status, json.dumps({"error": error.message})
+            text, code = json.dumps({"error": error.message}), error.code
         except Exception as exc:  # a bug here must not kill the connection thread silently
             log.exception("Unexpected error serving %s %s", method, path)
-            return 500, json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+            text, code = json.dumps({"error": f"{type(exc).__name__}: {exc}"}), status.UNKNOWN
+        metrics.record_request(route.model_name, route.method, "REST", code, start)
+        http = ServingError(code, "").http_status
+        return http, _JSON, text
 
-    def _route(self, method: str, path: str, body: bytes) -> str:
+    def _route(self, method: str, path: str, body: bytes, route: _Route) -> str:
+        """ProcessRequest: parse the path, then dispatch on method and verb (case-sensitive,
+        although the path pattern is not: ":PREDICT" parses but is a malformed request)."""
+        malformed = ServingError(status.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
+        match = None
         if method == "POST":
             match = _PREDICTION_PATH.fullmatch(path)
-            if match:
-                name, version, label, verb = match.groups()
-                version_number = _version(version, label)
-                if verb.lower() != "predict":
-                    raise ServingError(
-                        status.UNIMPLEMENTED,
-                        f"{verb} is not implemented by the stand-in server; use predict",
-                    )
-                return self._predict(unquote(name), version_number, body)
         elif method == "GET":
             match = _STATUS_PATH.fullmatch(path)
-            if match:
-                name, version, label, metadata = match.groups()
-                if not name:
-                    raise ServingError(status.INVALID_ARGUMENT, "Missing model name in request.")
-                version_number = _version(version, label)
-                if metadata:
-                    return self._metadata(unquote(name), version_number)
-                return self._status(unquote(name), version_number)
-        raise ServingError(status.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
+        name, version_text, label, verb = match.groups() if match else (None,) * 4
+        route.model_name = _decode(name) if name else ""
+        route.method = verb if method == "POST" and verb else ""
+        version = _version(version_text)
+        label = _decode(label) if label else None
+        if match is None:
+            raise malformed
+        if method == "POST":
+            if verb == "predict":
+                return self._predict(route.model_name, version, label, body)
+            if verb in ("classify", "regress"):
+                return self._classify_or_regress(verb, route.model_name, version, label, body)
+            raise malformed
+        if not route.model_name:
+            raise ServingError(status.INVALID_ARGUMENT, "Missing model name in request.")
+        if verb == "metadata":  # the subresource group
+            return self._metadata(route.model_name, version, label)
+        return self._status(route.model_name, version)
 
     def _status(self, name: str, version: int | None) -> str:
+        # GetModelStatusImpl ignores a version label: all versions are reported.
         statuses = self._manager.version_statuses(name, version)
         return json.dumps(
             {
@@ -93,8 +122,8 @@ class RestApi:
             indent=1,
         )
 
-    def _metadata(self, name: str, version: int | None) -> str:
-        with self._manager.lease(name, version) as servable:
+    def _metadata(self, name: str, version: int | None, label: str | None) -> str:
+        with self._manager.lease(name, version, label) as servable:
             return json.dumps(
                 {
                     "model_spec": {
@@ -107,25 +136,48 @@ class RestApi:
                 indent=1,
             )
 
-    def _predict(self, name: str, version: int | None, body: bytes) -> str:
+    def _predict(self, name: str, version: int | None, label: str | None, body: bytes) -> str:
+        # As TF Serving: the body is parsed first, then one lease serves the signature lookup
+        # and the run, so both see the same version during a swap.
         document = json_tensor.parse_document(body)
         signature_name = json_tensor.signature_name_of(document)
-        # One lease for parsing and running, so both see the same version during a swap.
-        with self._manager.lease(name, version) as servable:
+        with self._manager.lease(name, version, label) as servable:
             request = json_tensor.predict_request_from_json(
                 document, servable.input_dtypes(signature_name)
             )
-            outputs = servable.run(request.signature_name, request.inputs)
+            _, outputs = inference.predict(servable, name, request.signature_name, request.inputs)
         return json_tensor.json_from_tensors(outputs, request.format)
 
+    def _classify_or_regress(
+        self, verb: str, name: str, version: int | None, label: str | None, body: bytes
+    ) -> str:
+        # TF Serving parses the body before it looks up the model.
+        document = json_tensor.parse_document(body)
+        signature_name, request_input = json_tensor.input_from_json(document)
+        with self._manager.lease(name, version, label) as servable:
+            if verb == "classify":
+                _, classes = inference.classify(servable, name, signature_name, request_input)
+                return json_tensor.json_from_classification(classes)
+            _, values = inference.regress(servable, name, signature_name, request_input)
+            return json_tensor.json_from_regression(values)
 
-def _version(version: str | None, label: str | None) -> int | None:
-    if label is not None:
-        # The stand-in serves one version per model and has no version labels.
+
+class _Route:
+    """What the path named, for the request metrics."""
+
+    model_name = ""
+    method = ""
+
+
+def _version(text: str | None) -> int | None:
+    if text is None:
+        return None
+    value = int(text)
+    if value > _INT64_MAX:  # absl::SimpleAtoi into int64
         raise ServingError(
-            status.INVALID_ARGUMENT, f"Unrecognized servable version label: {unquote(label)}"
+            status.INVALID_ARGUMENT, f"Failed to convert version: {text} to numeric."
         )
-    return int(version) if version is not None else None
+    return value
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -159,14 +211,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length > 0 else b""
         with self.server.request_slots:
-            code, text = self.server.api.handle(self.command, self.path, body)
-        self._reply(code, text)
+            code, content_type, text = self.server.api.handle(self.command, self.path, body)
+        self._reply(code, text, content_type)
 
-    def _reply(self, code: int, text: str) -> None:
-        payload = text.encode()
+    def _reply(self, code: int, text: str, content_type: str = _JSON) -> None:
+        payload = text.encode("utf-8", "surrogateescape")
         try:
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

@@ -15,8 +15,9 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.python.client import pywrap_tf_session as tf_session
 
-from soak_model_server import status
+from soak_model_server import metrics, status
 from soak_model_server.status import ServingError
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -98,11 +99,18 @@ class Servable:
         self._graph = graph
         self._session = session
         self._signatures = dict(meta_graph.signature_def)
-        self._run_options = tf.compat.v1.RunOptions(timeout_in_ms=run_timeout_ms)
+        options = tf.compat.v1.RunOptions(timeout_in_ms=run_timeout_ms)
+        self._run_options = tf_session.TF_NewBufferFromString(options.SerializeToString())
+        self._outputs: dict[str, object] = {}  # tensor name -> TF_Output
+        session._extend_graph()  # make the C session see the imported graph
         self._leases = 0
         self._idle = threading.Condition()
 
     # --- signatures ----------------------------------------------------------------------
+
+    def find_signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef | None:
+        """The named signature ("" means serving_default), or None."""
+        return self._signatures.get(signature_name or DEFAULT_SIGNATURE)
 
     def signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
         """The named signature ("" means serving_default); INVALID_ARGUMENT if absent."""
@@ -122,6 +130,10 @@ class Servable:
             alias: types_pb2.DataType.Name(info.dtype) for alias, info in sorted(inputs.items())
         }
 
+    def signature_defs(self) -> dict[str, meta_graph_pb2.SignatureDef]:
+        """The SignatureDefMap of the loaded MetaGraphDef."""
+        return dict(self._signatures)
+
     def signature_def_json(self) -> dict:
         """The SignatureDefMap as TF Serving's metadata API prints it."""
         return {
@@ -135,25 +147,42 @@ class Servable:
 
     # --- running -------------------------------------------------------------------------
 
-    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run a predict signature; outputs by alias. Errors carry TF Serving's codes."""
-        signature = self.signature(signature_name)
-        required = set(signature.inputs)
-        sent = set(inputs)
-        if sent != required:
-            raise ServingError(
-                status.INVALID_ARGUMENT,
-                f"input size does not match signature: {len(sent)}!={len(required)} "
-                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(required))}}}). "
-                f"Sent extra: {{{','.join(sorted(sent - required))}}}. "
-                f"Missing but required: {{{','.join(sorted(required - sent))}}}.",
-            )
-        feeds = {signature.inputs[alias].name: value for alias, value in inputs.items()}
-        fetches = {alias: info.name for alias, info in sorted(signature.outputs.items())}
+    def run_tensors(
+        self, feeds: dict[str, np.ndarray], fetches: list[str], timeout_ms: int | None = None
+    ) -> list[np.ndarray]:
+        """Session::Run with feeds and fetches by tensor name, as TF Serving's C++ session runs
+        them: no check of feed shapes against the graph (Python's Session.run would reject a
+        [3] feed into a [None, 1] tensor; TensorFlow's runtime does not), and a feed of another
+        dtype fails in the runtime ("Expects arg[0] to be float but double is provided").
+        `timeout_ms` replaces the server's run timeout (a gRPC call's deadline; 0: none)."""
+        options = self._run_options
+        if timeout_ms is not None:
+            run_options = tf.compat.v1.RunOptions(timeout_in_ms=timeout_ms)
+            options = tf_session.TF_NewBufferFromString(run_options.SerializeToString())
         try:
-            return self._session.run(fetches, feed_dict=feeds, options=self._run_options)
-        except Exception as exc:  # TF raises OpError, ValueError, TypeError for bad feeds
+            feed_outputs = {self._tf_output(name): value for name, value in feeds.items()}
+            fetch_outputs = [self._tf_output(name) for name in fetches]
+            with metrics.graph_run():
+                return tf_session.TF_SessionRun_wrapper(
+                    self._session._session,  # the C session handle
+                    options,
+                    feed_outputs,
+                    fetch_outputs,
+                    [],
+                    None,
+                )
+        except Exception as exc:  # TF raises OpError; a bad name KeyError/ValueError
             raise serving_error_from(exc) from None
+        finally:
+            if options is not self._run_options:
+                tf_session.TF_DeleteBuffer(options)
+
+    def _tf_output(self, tensor_name: str):
+        output = self._outputs.get(tensor_name)
+        if output is None:
+            output = self._graph.get_tensor_by_name(tensor_name)._as_tf_output()
+            self._outputs[tensor_name] = output
+        return output
 
     # --- leases and unload ---------------------------------------------------------------
 
@@ -173,6 +202,8 @@ class Servable:
             while self._leases:
                 self._idle.wait()
         self._session.close()
+        tf_session.TF_DeleteBuffer(self._run_options)
+        self._outputs = {}
         self._session = None
         self._graph = None
         self._signatures = {}

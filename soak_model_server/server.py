@@ -1,8 +1,9 @@
-"""Wires source, manager and REST front together, in TF Serving's startup order.
+"""Wires source, manager, gRPC and REST fronts together, in TF Serving's startup order.
 
 As in `tensorflow_model_server`, the server first waits until the model's first version is
-loaded (or has failed: then it exits with an error), and only then opens its ports. SIGTERM
-and SIGINT stop it cleanly with exit code 0.
+loaded (or has failed: then it exits with an error), and only then opens its ports: gRPC on
+--port, then REST on --rest_api_port (with the Prometheus page when the monitoring config
+enables it), both on --rest_api_bind. SIGTERM and SIGINT stop it cleanly with exit code 0.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from soak_model_server.flags import ServerFlags
+from soak_model_server.grpc_api import start_grpc_server
 from soak_model_server.loader import LoadOptions, load_servable
 from soak_model_server.logs import servable_id
 from soak_model_server.manager import Manager, RetryPolicy, State
@@ -28,8 +30,9 @@ log = logging.getLogger(__name__)
 EXIT_FAILED = 1
 
 
-def run_server(flags: ServerFlags) -> int:
-    """Serve until SIGTERM/SIGINT; the process exit code."""
+def run_server(flags: ServerFlags, prometheus_path: str | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; the process exit code. `prometheus_path`: where the REST
+    port serves the metrics (from --monitoring_config_file), None for nowhere."""
     tf.get_logger().setLevel(logging.ERROR)  # TF's Python deprecation chatter, not TF Serving's
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -78,15 +81,22 @@ def run_server(flags: ServerFlags) -> int:
         return EXIT_FAILED
 
     rest_server = None
+    grpc_server = None
     if first is not None:
-        log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", flags.port)
-        log.warning("The stand-in serves REST only; nothing listens on gRPC port %d", flags.port)
+        try:
+            grpc_server = start_grpc_server(
+                manager, flags.rest_api_bind, flags.port, flags.grpc_max_threads
+            )
+        except OSError as error:
+            log.error("Failed to start server. Error: UNKNOWN: %s", error)
+            return EXIT_FAILED
+        log.info("Running gRPC ModelServer at %s:%d ...", flags.rest_api_bind, flags.port)
         if flags.rest_api_port:
             try:
                 rest_server = RestServer(
                     flags.rest_api_bind,
                     flags.rest_api_port,
-                    RestApi(manager),
+                    RestApi(manager, prometheus_path),
                     flags.rest_api_num_threads,
                 )
             except OSError as error:
@@ -96,6 +106,7 @@ def run_server(flags: ServerFlags) -> int:
                     flags.rest_api_port,
                     error.strerror or error,
                 )
+                grpc_server.stop(None)
                 return EXIT_FAILED
             threading.Thread(
                 target=rest_server.serve_forever, name="httprestserver", daemon=True
@@ -108,6 +119,8 @@ def run_server(flags: ServerFlags) -> int:
     if rest_server is not None:
         rest_server.shutdown()
         rest_server.server_close()
+    if grpc_server is not None:
+        grpc_server.stop(grace=2).wait(5)
     source.stop()
     manager.stop(timeout=5)
     log.info("Server stopped")

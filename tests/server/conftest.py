@@ -66,6 +66,60 @@ def build_model(version_dir: Path, scale: float) -> Path:
     return version_dir
 
 
+def build_half_plus_two(version_dir: Path, b: float = 2.0) -> Path:
+    """TF Serving's test model saved_model_half_plus_two (its TF1 builder,
+    tensorflow_serving/servables/tensorflow/testdata/saved_model_half_plus_two.py), reduced to
+    the signatures the REST and gRPC tests use: y = 0.5 * x + b, where x (float [None, 1]) is
+    parsed from serialized tf.Examples with a float feature "x" of length 1.
+      serving_default  predict   {x} -> {y}
+      regress_x_to_y   regress   tf_example -> y
+      classify_x_to_y  classify  tf_example -> scores y (no classes)
+    """
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        serialized = v1.placeholder(tf.string, [None], name="tf_example")
+        features = v1.io.parse_example(serialized, {"x": v1.io.FixedLenFeature([1], tf.float32)})
+        x = tf.identity(features["x"], name="x")
+        a_var = v1.get_variable("a", initializer=0.5)
+        b_var = v1.get_variable("b", initializer=b)
+        y = tf.identity(a_var * x + b_var, name="y")
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(str(version_dir))
+            builder.add_meta_graph_and_variables(
+                session,
+                ["serve"],
+                signature_def_map={
+                    "serving_default": v1.saved_model.predict_signature_def({"x": x}, {"y": y}),
+                    "regress_x_to_y": v1.saved_model.regression_signature_def(serialized, y),
+                    "classify_x_to_y": v1.saved_model.classification_signature_def(
+                        serialized, None, y
+                    ),
+                },
+            )
+            builder.save()
+    return version_dir
+
+
+@pytest.fixture(scope="session")
+def half_plus_two(tmp_path_factory):
+    """half_plus_two(base_path, version, b=2.0): stage TF Serving's test model atomically."""
+    root = tmp_path_factory.mktemp("half-plus-two-cache")
+    built: dict[float, Path] = {}
+
+    def _stage(base_path: Path, version: int, b: float = 2.0) -> Path:
+        if b not in built:
+            built[b] = build_half_plus_two(root / f"b-{b}", b)
+        temp = base_path / f".staging-{version}"
+        shutil.copytree(built[b], temp)
+        final = base_path / str(version)
+        temp.rename(final)
+        return final
+
+    return _stage
+
+
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory):
     """Built versions by scale, copied into each test's base path (building costs ~0.3 s)."""
@@ -108,6 +162,7 @@ class Server:
     log_path: Path
     process: subprocess.Popen
     rest_port: int
+    grpc_port: int
 
     @property
     def url(self) -> str:
@@ -169,8 +224,11 @@ class Server:
 def launch(base_path: Path, log_path: Path, *extra: str, rest_port: int | None = None) -> Server:
     """Start the server (do not wait for it)."""
     rest_port = rest_port or free_port()
+    grpc_port = free_port()
+    while grpc_port == rest_port:
+        grpc_port = free_port()
     args = [
-        f"--port={free_port()}",
+        f"--port={grpc_port}",
         f"--rest_api_port={rest_port}",
         f"--model_name={MODEL}",
         f"--model_base_path={base_path}",
@@ -181,7 +239,7 @@ def launch(base_path: Path, log_path: Path, *extra: str, rest_port: int | None =
         process = subprocess.Popen(
             [str(SERVER_BIN), *args], stdout=log_file, stderr=subprocess.STDOUT, env=env
         )
-    return Server(base_path, log_path, process, rest_port)
+    return Server(base_path, log_path, process, rest_port, grpc_port)
 
 
 def start_server(base_path: Path, log_path: Path, *extra: str) -> Server:
@@ -223,5 +281,27 @@ def module_server_factory(tmp_path_factory):
     """Start servers shared by a test module; every one is stopped at its teardown."""
     factory, started = _server_factory(tmp_path_factory.mktemp("servers"))
     yield factory
+    for server in started:
+        server.stop()
+
+
+MONITORING_CONFIG = (
+    'prometheus_config {\n  enable: true,\n  path: "/monitoring/prometheus/metrics"\n}\n'
+)
+
+
+@pytest.fixture(scope="session")
+def hp2_server(tmp_path_factory, half_plus_two):
+    """One server for the whole session: TF Serving's half_plus_two as version 123 (as in
+    http_rest_api_handler_test.cc), gRPC and REST, Prometheus metrics enabled. Tests must not
+    change its model directory."""
+    root = tmp_path_factory.mktemp("hp2")
+    base_path = root / "models"
+    base_path.mkdir()
+    half_plus_two(base_path, 123)
+    config = root / "monitoring_config.txt"
+    config.write_text(MONITORING_CONFIG)
+    factory, started = _server_factory(root)
+    yield factory(base_path, f"--monitoring_config_file={config}")
     for server in started:
         server.stop()

@@ -1,5 +1,6 @@
 """Flags as TF Serving spells them, and one-line errors for bad command lines."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -109,14 +110,46 @@ def test_missing_base_path_exits_2_with_one_line(tmp_path):
     assert "no such directory" in result.stderr
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_rest_port_in_use_is_a_one_line_error(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = _run_cli(f"--model_base_path={tmp_path}", f"--rest_api_port={port}")
+        result = _run_cli(
+            f"--model_base_path={tmp_path}", f"--port={_free_port()}", f"--rest_api_port={port}"
+        )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert f"cannot listen on REST port 127.0.0.1:{port}" in lines[0]
     assert "in use" in lines[0]
+
+
+def test_grpc_port_in_use_is_a_one_line_error(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = _run_cli(f"--model_base_path={tmp_path}", f"--port={port}")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert f"cannot listen on gRPC port 127.0.0.1:{port}" in lines[0]
+
+
+def test_grpc_and_monitoring_flags(tmp_path):
+    flags = parse_flags([f"--model_base_path={tmp_path}"])
+    assert flags.grpc_max_threads == 4 * len(os.sched_getaffinity(0))  # TF Serving's default
+    assert flags.monitoring_config_file == ""
+    # server.cc: "At least one of server_options.grpc_port or server_options.grpc_socket_path
+    # must be set."
+    with pytest.raises(FlagError, match="--port must be set"):
+        parse_flags([f"--model_base_path={tmp_path}", "--port=0"])
+    with pytest.raises(FlagError, match="--monitoring_config_file .*: no such file"):
+        parse_flags([f"--model_base_path={tmp_path}", f"--monitoring_config_file={tmp_path}/x"])

@@ -237,9 +237,11 @@ def test_malformed_path_is_400_and_non_api_path_is_404(server):
     assert requests.get(f"{_root(server)}/healthz", timeout=10).status_code == 404
 
 
-def test_classify_is_not_implemented(server):
+def test_classify_on_a_predict_signature_is_400(server):
+    # classifier.cc PreProcessClassification: serving_default here has two inputs.
     reply = requests.post(f"{server.url}:classify", json={"examples": [{}]}, timeout=10)
-    assert reply.status_code == 501
+    assert reply.status_code == 400
+    assert reply.json() == {"error": "Expected one input Tensor."}
 
 
 def test_more_concurrent_requests_than_rest_threads_all_succeed(server):
