@@ -241,12 +241,12 @@ class Manager:
                 del self._harnesses[version]
                 self._publish(version, State.END)
         for version, path in aspired.items():
-            harness = self._harnesses.get(version)
-            if harness is None:
+            known = self._harnesses.get(version)
+            if known is None:
                 self._harnesses[version] = _Harness(version, path)
                 self._publish(version, State.START)
-            elif harness.phase in (_Phase.NEW, _Phase.LOADING, _Phase.READY):
-                harness.aspired = True
+            elif known.phase in (_Phase.NEW, _Phase.LOADING, _Phase.READY):
+                known.aspired = True
             # A version being unloaded, unloaded or in error is re-added by a later poll,
             # once it has left the manager.
 

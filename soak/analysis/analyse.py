@@ -63,7 +63,8 @@ def analyse_run(run_dir: Path) -> RunResult:
         metric=settings.metric,
         threshold_mb=threshold,
         warmup_swaps=settings.warmup_swaps,
-        swaps_planned=settings.swaps,
+        swaps_planned=settings.swaps if isinstance(settings.swaps, int) else None,
+        max_swaps=settings.max_swaps if settings.swaps == "auto" else None,
         comparison=compare(variants, threshold),
         soak_version=__version__,
     )
@@ -161,6 +162,7 @@ def analyse_variant(
             settings.swaps_per_day,
         ),
         timeline=variant_timeline(series, requests, timeline),
+        swaps_done=timeline.swaps_done,
     )
 
 
@@ -210,7 +212,7 @@ def rounded(value: T) -> T:
 
     Plot data (VariantTimeline) is left as it is.
     """
-    return _rounded(value)  # type: ignore[no-any-return]
+    return _rounded(value)
 
 
 def _rounded(value: Any) -> Any:

@@ -25,11 +25,16 @@ def compare(variants: Sequence[VariantResult], threshold_mb: float) -> Compariso
     least_memory = min(judged, key=_memory_key, default=None)
     least_latency = min(timed, key=_swap_p99, default=None)
     alike = _grows_alike(judged, threshold_mb) if len(judged) == len(variants) else False
+    control = next((v.memory.verdict.control for v in variants if v.memory.verdict.control), None)
     return Comparison(
         least_memory=least_memory.name if least_memory else None,
         least_latency=least_latency.name if least_latency else None,
         allocator_independent=alike,
         recommendation=_recommend(variants, judged, least_memory, least_latency, alike),
+        control=control,
+        retained_vs_control_mb=tuple(
+            (v.name, v.memory.verdict.kept_mb) for v in variants if control is not None
+        ),
     )
 
 

@@ -41,6 +41,7 @@ class RunSettings:
     model_name: str = _DEFAULTS.model_name
     backend: str = _DEFAULTS.backend
     swaps: int | str | None = None  # a count, or "auto"; None: not recorded
+    max_swaps: int = _DEFAULTS.max_swaps
     warmup_swaps: int = _DEFAULTS.warmup_swaps
     threshold_mb: float | None = _DEFAULTS.threshold_mb  # None: max(1 MiB, 1% of the model)
     metric: str = _DEFAULTS.metric

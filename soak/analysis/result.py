@@ -142,6 +142,7 @@ class VariantResult:
     server_exit: str | None  # why the server died, if it did
     projection: Projection | None  # None: no memory limit was given
     timeline: VariantTimeline | None = None  # None when read from summary.json
+    swaps_done: str | None = None  # why it had no more swaps: as planned, decided, the bound
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,9 @@ class Comparison:
     least_latency: str | None
     allocator_independent: bool
     recommendation: str
+    control: str | None = None  # the released variant keeping least: its level is one-time cost
+    # each variant's retained memory (its level, MiB) minus the control's, in run order
+    retained_vs_control_mb: tuple[tuple[str, float | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,9 +176,10 @@ class RunResult:
     metric: str
     threshold_mb: float
     warmup_swaps: int
-    swaps_planned: int | None
+    swaps_planned: int | None  # None: --swaps auto (or not recorded)
     comparison: Comparison
     soak_version: str
+    max_swaps: int | None = None  # the bound of --swaps auto (None: a fixed count)
     schema: str = SCHEMA
 
     def variant(self, name: str) -> VariantResult:

@@ -58,11 +58,14 @@ def to_dict(result: RunResult) -> dict[str, Any]:
         "threshold_mb": result.threshold_mb,
         "warmup_swaps": result.warmup_swaps,
         "swaps_planned": result.swaps_planned,
+        "max_swaps": result.max_swaps,
         "comparison": {
             "least_memory": result.comparison.least_memory,
             "least_latency": result.comparison.least_latency,
             "allocator_independent": result.comparison.allocator_independent,
             "recommendation": result.comparison.recommendation,
+            "control": result.comparison.control,
+            "retained_vs_control_mb": dict(result.comparison.retained_vs_control_mb),
         },
         "soak_version": result.soak_version,
     }
@@ -108,6 +111,7 @@ def _variant(v: VariantResult) -> dict[str, Any]:
         "library": v.library,
         "reason": v.reason,
         "server_exit": v.server_exit,
+        "swaps_done": v.swaps_done,
         "projection": _fields(v.projection) if v.projection else None,
     }
 
@@ -155,11 +159,17 @@ def from_dict(data: Any) -> RunResult:
         threshold_mb=threshold,
         warmup_swaps=int(data.get("warmup_swaps", _DEFAULTS.warmup_swaps)),
         swaps_planned=_opt_int(data.get("swaps_planned")),
+        max_swaps=_opt_int(data.get("max_swaps")),
         comparison=Comparison(
             least_memory=comparison.get("least_memory"),
             least_latency=comparison.get("least_latency"),
             allocator_independent=bool(comparison.get("allocator_independent", False)),
             recommendation=str(comparison.get("recommendation") or ""),
+            control=_opt_str(comparison.get("control")),
+            retained_vs_control_mb=tuple(
+                (str(k), _opt_float(v))
+                for k, v in _dict(comparison.get("retained_vs_control_mb")).items()
+            ),
         ),
         soak_version=str(data.get("soak_version", "")),
         schema=SCHEMA,

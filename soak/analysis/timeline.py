@@ -52,6 +52,7 @@ class Timeline:
     swaps: list[SwapTimes]
     server_exit: Event | None  # the server died (before the run stopped it)
     stopped_t: float | None  # the run stopped the server (end of meaningful traffic)
+    swaps_done: str | None = None  # why the variant had no more swaps (planned, decided, bound)
 
 
 def build_timeline(events: list[Event]) -> Timeline:
@@ -104,6 +105,7 @@ def build_timeline(events: list[Event]) -> Timeline:
         swaps=swaps,
         server_exit=exited,
         stopped_t=stopped.t if stopped else None,
+        swaps_done=next((e.detail for e in events if e.event == EventKind.SWAPS_DONE), None),
     )
 
 

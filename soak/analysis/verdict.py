@@ -160,7 +160,7 @@ def classify_run(
         return alone
     return {
         name: (
-            replace(alone[name], control=control, one_time_mb=one_time)
+            replace(alone[name], control=control, one_time_mb=one_time, kept_mb=0.0)
             if name == control
             else classify(
                 s.swaps, s.retained_mb, threshold_mb, warmup_swaps, s.died, one_time, control
