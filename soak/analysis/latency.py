@@ -73,8 +73,8 @@ def window_labels(series: LatencySeries, timeline: Timeline) -> np.ndarray:
     return labels
 
 
-def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[float]:
-    """Per swap, the latency of the first request sent once the new version was AVAILABLE.
+def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[tuple[float, float]]:
+    """Per swap, (send time, latency ms) of the first request once the new version was AVAILABLE.
 
     It is the first request the new version serves: a cold path (lazy
     initialisation, no warmup records) shows here even when the p99 hides it.
@@ -87,7 +87,7 @@ def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[float]:
             continue
         i = int(np.searchsorted(starts, swap.available_t, side="left"))
         if i < len(starts) and (swap.end_t is None or starts[i] <= swap.end_t):
-            firsts.append(float(latencies[i]))
+            firsts.append((float(starts[i]), float(latencies[i])))
     return firsts
 
 
@@ -96,7 +96,7 @@ def latency_figures(series: LatencySeries, timeline: Timeline) -> LatencyFigures
     latency, ok = series.latency_ms, series.ok
     steady, swap = labels == STEADY, labels == SWAP
     counted = steady | swap
-    firsts = first_after_swap(series, timeline)
+    firsts = [ms for _, ms in first_after_swap(series, timeline)]
     late = (series.t_start - series.t) * 1000 > LATE_SEND_MS
     return LatencyFigures(
         steady_p50_ms=_percentile(latency[steady & ok], 50),

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from soak.analysis.latency import STEADY, SWAP, LatencySeries, swap_window, window_labels
+from soak.analysis.latency import (
+    STEADY,
+    SWAP,
+    LatencySeries,
+    first_after_swap,
+    swap_window,
+    window_labels,
+)
 from soak.analysis.memory import MemorySeries
 from soak.analysis.result import Series, VariantTimeline
 from soak.analysis.timeline import Timeline
@@ -32,6 +39,7 @@ def variant_timeline(
         if memory.has(c)
     )
     labels = window_labels(latency, timeline)
+    firsts = first_after_swap(latency, timeline)
     shown = (labels == STEADY) | (labels == SWAP)
     last = float(np.max(latency.t)) if len(latency) else None
     windows = []
@@ -51,6 +59,11 @@ def variant_timeline(
         latency_ok=_series("200", *_requests(latency, shown & latency.ok, t0), MAX_SCATTER_POINTS),
         latency_errors=_series(
             "error", *_requests(latency, shown & ~latency.ok, t0), MAX_SCATTER_POINTS
+        ),
+        first_after_swap=Series(
+            "first request after a new version",
+            tuple(t - t0 for t, _ in firsts),
+            tuple(ms for _, ms in firsts),
         ),
     )
 

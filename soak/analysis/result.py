@@ -125,6 +125,7 @@ class VariantTimeline:
     memory: tuple[Series, ...]  # the verdict metric first, then RSS / working set
     latency_ok: Series  # successful requests (the envelope of each time bin when long)
     latency_errors: Series  # failed requests (status != 200)
+    first_after_swap: Series | None = None  # the first request each new version served
 
 
 @dataclass(frozen=True)

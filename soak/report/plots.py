@@ -81,9 +81,21 @@ def settled_per_swap(
         style = "o-" if len(x) <= MAX_MARKED_SWAPS else "-"
         label = f"{v.name} ({v.memory.verdict.verdict})"
         ax.plot(x, y, style, color=color(i), lw=0.8, ms=4, label=label)
+        verdict = v.memory.verdict
         slope = v.memory.retained_mb_per_swap
-        judged = np.isin(x, v.memory.verdict.swaps_judged)
-        if slope is not None and judged.sum() >= 2:
+        judged = np.isin(x, verdict.swaps_judged)
+        if verdict.level_mb is not None and judged.sum() >= 2:  # where it settles: the level
+            ax.hlines(
+                verdict.level_mb,
+                x[judged].min(),
+                x[judged].max(),
+                colors=color(i),
+                linestyles="dotted",
+                lw=1.5,
+                label=f"{v.name} level: {verdict.level_mb:+.1f} MiB",
+            )
+        # The slope is drawn only when growth is a finding: a line through noise reads as one.
+        if slope is not None and verdict.growth == "above" and judged.sum() >= 2:
             # the verdict's slope, through the judged swaps (the Theil–Sen intercept)
             intercept = float(np.median(y[judged] - slope * x[judged]))
             xs = np.array([x[judged].min(), x[judged].max()])
@@ -95,6 +107,11 @@ def settled_per_swap(
                 alpha=0.5,
                 label=f"{v.name} fit: {slope:.2f} MiB/swap",
             )
+    bounds = {v.memory.verdict.kept_bound_mb for v in variants} - {None}
+    for bound in bounds:
+        ax.axhline(
+            bound, color="#7f7f7f", lw=1, ls="--", label=f"kept-memory bound ({bound:.0f} MiB)"
+        )
     if warmup_swaps:
         ax.axvspan(0.5, warmup_swaps + 0.5, color="#eeeeee", label="warmup swaps")
     ax.axhspan(
@@ -127,6 +144,18 @@ def latency_timeline(timeline: VariantTimeline, i: int) -> str:
     ax.scatter(ok.x, ok.y, s=3, color=color(i), rasterized=True, label="200")
     if errors.x:
         ax.scatter(errors.x, errors.y, s=14, marker="x", color="#d62728", zorder=3, label="error")
+    firsts = timeline.first_after_swap
+    if firsts is not None and firsts.x:
+        ax.scatter(
+            firsts.x,
+            firsts.y,
+            s=40,
+            marker="v",
+            facecolors="none",
+            edgecolors="black",
+            zorder=4,
+            label="first request after a new version",
+        )
     ax.fill_between([], [], color=SWAP_SHADE, label="swap window")
     if ok.x:
         ax.set_yscale("log")

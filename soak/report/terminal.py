@@ -6,8 +6,8 @@ from soak.analysis.result import RunResult, VariantResult
 from soak.report.format import number
 
 COLUMNS = (
-    "variant", "allocator", "status", "swaps", "baseline MiB", "retained MiB", "MiB/swap",
-    "verdict", "steady p99", "swap p99", "errors",
+    "variant", "allocator", "status", "swaps", "baseline MiB", "retained MiB", "level MiB",
+    "MiB/swap", "verdict", "steady p99", "swap p99", "errors",
 )  # fmt: skip
 
 
@@ -23,10 +23,20 @@ def summary_table(result: RunResult) -> str:
     lines.append("")
     for v in result.variants:
         lines.append(f"{v.name}: {v.memory.verdict.verdict}: {v.memory.verdict.reason}")
+        if v.swaps_done:
+            lines.append(f"{v.name}: {v.swaps_done}")
         if v.projection is not None and v.projection.swaps_to_limit is not None:
             lines.append(f"{v.name}: memory limit: {v.projection.note}")
         if v.status == "failed" and v.reason:
             lines.append(f"{v.name}: failed: {v.reason}")
+    control = result.comparison.control
+    if control is not None:
+        others = ", ".join(
+            f"{name} {number(mb, '+.1f', missing='?')} MiB"
+            for name, mb in result.comparison.retained_vs_control_mb
+            if name != control
+        )
+        lines.append(f"retained vs the control ({control}): {others}")
     if result.comparison.recommendation:
         lines.append(f"recommendation: {result.comparison.recommendation}")
     lines.append(
@@ -46,6 +56,7 @@ def _row(v: VariantResult) -> tuple[str, ...]:
         str(v.swaps_completed),
         number(memory.baseline_mb, ".1f", missing="-"),
         number(memory.retained_mb, "+.1f", missing="-"),
+        number(memory.verdict.level_mb, "+.1f", missing="-"),
         number(memory.retained_mb_per_swap, ".2f", missing="-"),
         memory.verdict.verdict,
         number(latency.steady_p99_ms, ".1f", suffix=" ms", missing="-"),
