@@ -34,14 +34,20 @@ class SettleRule:
         """
         if now - since < max(self.window_s, purge_delay_s) + self.level_s:
             return False
-        current = _level(samples, now - self.level_s, now)
-        earlier = _level(samples, now - self.window_s - self.level_s, now - self.window_s)
+        current = level(samples, now - self.level_s, now)
+        earlier = level(samples, now - self.window_s - self.level_s, now - self.window_s)
         if current is None or earlier is None:
             return False
         tolerance = max(self.min_tolerance_bytes, self.relative_tolerance * earlier)
         return earlier - current <= tolerance
 
+    def current_level(self, samples: list[tuple[float, int]], now: float) -> float | None:
+        """The level now: the median over the last `level_s`, else the latest sample."""
+        recent = level(samples, now - self.level_s, now)
+        return recent if recent is not None or not samples else float(samples[-1][1])
 
-def _level(samples: list[tuple[float, int]], start: float, end: float) -> float | None:
+
+def level(samples: list[tuple[float, int]], start: float, end: float) -> float | None:
+    """The median of the samples (t, bytes) in [start, end], as the analysis takes it."""
     values = [v for t, v in samples if start <= t <= end]
     return statistics.median(values) if values else None

@@ -131,7 +131,7 @@ class SwapDriver:
             ]
             settled = self.settle_rule.has_settled(samples, since, now, self.purge_delay_s)
             if settled or now >= deadline:
-                level = _median_recent(samples, now - self.settle_rule.level_s)
+                level = self.settle_rule.current_level(samples, now)
                 if not settled:
                     self.event(
                         EventKind.SETTLE_TIMEOUT,
@@ -171,8 +171,3 @@ class SwapDriver:
 def _state(versions: dict[int, VersionStatus], version: int) -> str | None:
     status = versions.get(version)
     return status.state if status else None
-
-
-def _median_recent(samples: list[tuple[float, int]], start: float) -> float | None:
-    recent = sorted(v for t, v in samples if t >= start) or [v for _, v in samples[-1:]]
-    return recent[len(recent) // 2] if recent else None

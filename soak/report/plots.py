@@ -107,7 +107,7 @@ def settled_per_swap(
                 alpha=0.5,
                 label=f"{v.name} fit: {slope:.2f} MiB/swap",
             )
-    bounds = {v.memory.verdict.kept_bound_mb for v in variants} - {None}
+    bounds = {b for v in variants if (b := v.memory.verdict.kept_bound_mb) is not None}
     for bound in bounds:
         ax.axhline(
             bound, color="#7f7f7f", lw=1, ls="--", label=f"kept-memory bound ({bound:.0f} MiB)"
