@@ -158,7 +158,7 @@ def from_dict(data: Any) -> RunResult:
         metric=str(data.get("metric", _DEFAULTS.metric)),
         threshold_mb=threshold,
         warmup_swaps=int(data.get("warmup_swaps", _DEFAULTS.warmup_swaps)),
-        swaps_planned=_opt_int(data.get("swaps_planned")),
+        swaps_planned=_count(data.get("swaps_planned")),
         max_swaps=_opt_int(data.get("max_swaps")),
         comparison=Comparison(
             least_memory=comparison.get("least_memory"),
@@ -238,6 +238,11 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _count(value: Any) -> int | None:
+    """A planned swap count; None for none or for 'auto' (written by early auto runs)."""
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _opt_int(value: Any) -> int | None:

@@ -172,6 +172,14 @@ def test_a_summary_of_an_earlier_version_reads_with_defaults(tmp_path):
     assert glibc.projection is None and glibc.timeline is None
     assert result.comparison.recommendation == ""
     assert summary_json.to_dict(result)["variants"][0]["memory"]["verdict"] == "leak"
+    assert result.max_swaps is None and result.comparison.control is None
+    assert glibc.memory.verdict.kept is None and glibc.swaps_done is None
+    # a run of `--swaps auto` records no planned count (early auto runs wrote "auto")
+    (tmp_path / "summary.json").write_text(
+        json.dumps(old | {"swaps_planned": "auto", "max_swaps": 30}), encoding="utf-8"
+    )
+    auto = summary_json.read(tmp_path)
+    assert (auto.swaps_planned, auto.max_swaps) == (None, 30)
 
 
 @pytest.mark.parametrize(
