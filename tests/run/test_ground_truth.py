@@ -79,6 +79,17 @@ def test_clean_jemalloc_run_is_released_through_the_pytest_gate(small_model, soa
     assert soak_cli("check", str(result.run_dir), "--max-retained-mb-per-swap", "4").returncode == 0
 
 
+def test_swaps_auto_stops_a_clean_run_once_it_is_decided(small_model, soak_run):
+    settings = {**SETTINGS, "swaps": "auto", "max_swaps": 14}
+    result = soak_run(model=str(small_model), variants=[JEMALLOC_PROMPT_PURGE], **settings)
+    jemalloc = result.variant("jemalloc")
+    assert jemalloc.memory.verdict.verdict == "released", jemalloc.memory.verdict.reason
+    assert jemalloc.memory.verdict.growth == "below"  # ruled out, not merely within the noise
+    assert 6 <= jemalloc.swaps_completed < 14
+    assert jemalloc.swaps_done == f"decided after {jemalloc.swaps_completed} swaps: released"
+    assert (result.result.swaps_planned, result.result.max_swaps) == (None, 14)
+
+
 def test_report_of_a_killed_run_shows_what_was_measured(
     small_model, tmp_path, soak_cli, background_run, processes_mentioning
 ):

@@ -65,6 +65,8 @@ def test_short_run_writes_the_run_directory(
             assert ("end", str(k)) in of_swap
             names = [e for e, _ in of_swap]
             assert names.index("settled") > names.index("end")
+        assert (3, "swaps_done", "4") in events
+        assert variant["swaps_done"] == "3 swaps done, as planned"
         assert "Successfully loaded servable version" in (vdir / "server.log").read_text()
         assert not (vdir / "models").exists()  # the private copy is removed
     assert processes_mentioning(str(out)) == []
