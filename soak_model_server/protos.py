@@ -84,6 +84,16 @@ def error_code_enum(name: str) -> int:
     return _ERROR_CODE.values_by_name[name].number
 
 
+def error_code_name(number: int) -> str:
+    value = _ERROR_CODE.values_by_number.get(number)
+    return value.name if value is not None else str(number)
+
+
+def version_state_name(number: int) -> str:
+    value = _VERSION_STATE.values_by_number.get(number)
+    return value.name if value is not None else str(number)
+
+
 def version_state_enum(name: str) -> int:
     """ModelVersionStatus.State number of a state name such as "AVAILABLE"."""
     return _VERSION_STATE.values_by_name[name].number
@@ -92,7 +102,7 @@ def version_state_enum(name: str) -> int:
 # --- tensors -------------------------------------------------------------------------------
 
 # numpy dtype -> (DataType name, TensorProto value field) as Tensor::AsProtoField writes them.
-_FIELDS: dict[str, tuple[str, str]] = {
+DTYPE_FIELDS: dict[str, tuple[str, str]] = {
     "float32": ("DT_FLOAT", "float_val"),
     "float64": ("DT_DOUBLE", "double_val"),
     "int32": ("DT_INT32", "int_val"),
@@ -122,7 +132,7 @@ def tensor_proto_from_array(array: np.ndarray, out: Any = None) -> Any:
             item if isinstance(item, bytes) else str(item).encode() for item in array.ravel()
         )
         return proto
-    name, field = _FIELDS.get(array.dtype.name, ("", ""))
+    name, field = DTYPE_FIELDS.get(array.dtype.name, ("", ""))
     if not name:
         raise ValueError(f"cannot write a tensor of numpy type {array.dtype}")
     proto.dtype = dtype_enum(name)

@@ -1,19 +1,18 @@
 """Regenerate the embedded TF Serving descriptors (a developer tool, not used at run time).
 
     pip install --no-deps tensorflow-serving-api    # its generated *_pb2 modules
-    python -m soak_model_server.protos_gen          # rewrites the two embedded copies
+    python -m soak_model_server.protos_gen          # rewrites the embedded descriptors
 
-Writes `soak_model_server/_proto_descriptors.py` (everything the stand-in serves) and the
-smaller set embedded in `soak/samplers/grpc_client.py` (predict and model status, for soak's
-client, which must not need the server package). Each is a FileDescriptorSet, in dependency
-order, zlib-compressed and base64-encoded. `monitoring_config.proto` is not in the wheel; it
-is declared here from tensorflow_serving/config/monitoring_config.proto.
+Writes `soak_model_server/_proto_descriptors.py`: everything the stand-in serves, which
+soak's own gRPC client uses too (`soak_model_server.protos` needs protobuf, not TensorFlow).
+A FileDescriptorSet, in dependency order, zlib-compressed and base64-encoded.
+`monitoring_config.proto` is not in the wheel; it is declared here from
+tensorflow_serving/config/monitoring_config.proto.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 import textwrap
 import zlib
 from pathlib import Path
@@ -22,8 +21,6 @@ from google.protobuf import descriptor_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_MODULE = ROOT / "soak_model_server" / "_proto_descriptors.py"
-CLIENT_MODULE = ROOT / "soak" / "samplers" / "grpc_client.py"
-_CLIENT_MARKERS = ("# --- generated descriptors: begin", "# --- generated descriptors: end")
 
 
 def monitoring_config_file() -> descriptor_pb2.FileDescriptorProto:
@@ -83,12 +80,6 @@ def server_set() -> bytes:
     )
 
 
-def client_set() -> bytes:
-    from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
-
-    return descriptor_set([predict_pb2.DESCRIPTOR, get_model_status_pb2.DESCRIPTOR], [])
-
-
 def _literal(name: str, raw: bytes) -> str:
     lines = textwrap.wrap(encoded(raw), 88)
     body = "\n".join(f'    "{line}"' for line in lines)
@@ -101,15 +92,6 @@ def write() -> None:
         'descriptors (see protos.py). Do not edit."""\n\n'
         + _literal("DESCRIPTOR_SET_B64", server_set())
     )
-    text = CLIENT_MODULE.read_text()
-    begin, end = _CLIENT_MARKERS
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    block = f"{begin} (python -m soak_model_server.protos_gen)\n"
-    block += _literal("_DESCRIPTOR_SET_B64", client_set()) + end
-    new_text, count = pattern.subn(lambda _: block, text)
-    if count != 1:
-        raise SystemExit(f"{CLIENT_MODULE}: generated-descriptor markers not found")
-    CLIENT_MODULE.write_text(new_text)
 
 
 if __name__ == "__main__":
