@@ -366,19 +366,28 @@ def predict_request_from_json(document: dict, input_dtypes: dict[str, str]) -> P
                 f"JSON Value: {_json_text(document)} Not formatted correctly expecting only one "
                 "of 'inputs' or 'instances' keys to exist "
             )
-        instances = document["instances"]
-        if not isinstance(instances, list):
-            raise _invalid(
-                f"JSON Value: {_json_text(document)} Expecting 'instances' to be an list/array"
-            )
-        if not instances:
-            raise _invalid(f"JSON Value: {_json_text(document)} No values in 'instances' array")
+        instances = _json_list(
+            document,
+            "instances",
+            "Expecting 'instances' to be an list/array",
+            "No values in 'instances' array",
+        )
         inputs = _tensors_from_instances(instances, input_dtypes)
         return PredictRequest(signature_name, inputs, RequestFormat.ROW)
     if "inputs" in document:
         inputs = _tensors_from_inputs(document["inputs"], input_dtypes)
         return PredictRequest(signature_name, inputs, RequestFormat.COLUMNAR)
     raise _invalid("Missing 'inputs' or 'instances' key")
+
+
+def _json_list(document: dict, key: str, not_a_list: str, empty: str) -> list:
+    """document[key] as a non-empty list, else 400 with TF Serving's message for the case."""
+    value = document[key]
+    if not isinstance(value, list):
+        raise _invalid(f"JSON Value: {_json_text(document)} {not_a_list}")
+    if not value:
+        raise _invalid(f"JSON Value: {_json_text(document)} {empty}")
+    return value
 
 
 def _tensors_from_instances(instances: list, input_dtypes: dict[str, str]) -> dict[str, np.ndarray]:
@@ -618,13 +627,12 @@ def input_from_json(document: dict) -> tuple[str, Any]:
             f"JSON Value: {_json_text(document)} When method is classify, key 'examples' is "
             "expected and was not found"
         )
-    examples = document["examples"]
-    if not isinstance(examples, list):
-        raise _invalid(
-            f"JSON Value: {_json_text(document)} Expecting 'examples' value to be an list/array"
-        )
-    if not examples:
-        raise _invalid(f"JSON Value: {_json_text(document)} 'examples' value is an empty array")
+    examples = _json_list(
+        document,
+        "examples",
+        "Expecting 'examples' value to be an list/array",
+        "'examples' value is an empty array",
+    )
     for value in examples:
         target = (
             request_input.example_list_with_context.examples.add()
