@@ -1,7 +1,8 @@
 """The `soak` command line (SPEC §2): run, report, check, demo-model, image.
 
 Exit codes: 0 done, 1 a gate failed, 2 bad usage/config/input, 3 the
-environment failed, 130 interrupted. Every error is one line, no traceback.
+environment failed, 130 interrupted by SIGINT, 143 by SIGTERM. Every error is
+one line, no traceback.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from soak import errors
-from soak.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_OK, SoakError, UsageError
+from soak import errors, interrupts
+from soak.errors import EXIT_ENVIRONMENT, EXIT_OK, SoakError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,6 +88,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = Progress(quiet=config.quiet)
     try:
         outcome = run_soak(config, progress)
+    except interrupts.Interrupted as exc:
+        if exc.forced and Path(config.out).is_dir():
+            why = f"{exc.reason}, forced: no analysis; `soak report {config.out}` makes it"
+        else:
+            why = exc.reason
+        print(f"soak: {why}", file=sys.stderr)
+        return exc.exit_code
     finally:
         progress.close()
     if not config.quiet:
@@ -94,8 +102,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(summary_table(outcome.result))
         print(f"run dir: {config.out}")
-    if outcome.interrupted:
-        return EXIT_INTERRUPTED
+    if outcome.signal is not None:
+        name = interrupts.signal_name(outcome.signal)
+        print(f"soak: interrupted by {name}; partial results in {config.out}", file=sys.stderr)
+        return 128 + outcome.signal
     return EXIT_ENVIRONMENT if outcome.failed_variants else EXIT_OK
 
 
@@ -150,16 +160,21 @@ def cmd_image_allocators(args: argparse.Namespace) -> int:
 
 
 def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise interrupts.Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's stop keeps partial results
+    # `soak run` installs its own handlers (soak.interrupts); the other commands just stop.
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except SoakError as exc:
         print(f"soak: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except interrupts.Interrupted as exc:
+        print(f"soak: {exc.reason}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("soak: interrupted", file=sys.stderr)

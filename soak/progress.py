@@ -28,6 +28,11 @@ class Progress:
             self._clear()
             print(text, file=self.stream, flush=True)
 
+    def notice(self, text: str) -> None:
+        """What soak did to things outside its run dir (removed leftovers): said even if quiet."""
+        self._clear()
+        print(f"soak: {text}", file=self.stream, flush=True)
+
     def variant_started(self, name: str, swaps: str, memory, prober) -> None:
         self._state = {"name": name, "swaps": swaps, "swap": 0, "memory": memory, "prober": prober}
         if self.live and self._thread is None:

@@ -106,13 +106,20 @@ def soak_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., SoakResu
 
     The keywords are the settings' names (`soak run --help`, `soak.settings`):
     model, allocators, swaps, backend, image, server_args, rps, ...
+
+    SIGINT or SIGTERM during the run stop it as they stop `soak run` (servers
+    stopped, summary.json written as interrupted), then end the test session as
+    Ctrl-C does (a KeyboardInterrupt).
     """
+    from soak.interrupts import Interrupted
     from soak.runner import run_soak
 
     def run(**settings: Any) -> SoakResult:
         settings.setdefault("out", str(tmp_path_factory.mktemp("soak") / "run"))
         settings.setdefault("quiet", True)
         outcome = run_soak(from_keywords(**settings), Progress(quiet=True))
+        if outcome.signal is not None:
+            raise Interrupted(outcome.signal)
         return SoakResult(outcome.run_dir, outcome.result)
 
     return run

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from soak import interrupts
 from soak.analysis.swap_budget import AUTO, SwapBudget
 from soak.analysis.verdict import default_threshold_mb
-from soak.driver.orchestrator import Interrupted, Orchestrator, VariantResult
+from soak.driver.orchestrator import Orchestrator, RunInterrupted, VariantResult
 from soak.driver.plan import prepare
 from soak.environment import collect
 from soak.progress import Progress
@@ -31,7 +32,11 @@ class RunOutcome:
     run_dir: Path
     result: RunResult
     variants: list[VariantResult] = field(default_factory=list)
-    interrupted: bool = False
+    signal: int | None = None  # the signal that interrupted the run
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signal is not None
 
     @property
     def failed_variants(self) -> list[VariantResult]:
@@ -39,29 +44,42 @@ class RunOutcome:
 
 
 def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
-    plan = prepare(config, progress.message)
-    run_dir = RunDir(plan.run_dir)
-    run_dir.path.mkdir(parents=True, exist_ok=True)
-    run_dir.run_toml.write_text(config.to_toml())
-    run_dir.environment_json.write_text(json.dumps(collect(plan), indent=2, default=str) + "\n")
-    threshold = config.threshold_mb or default_threshold_mb(plan.model.size_bytes)
-    orchestrator = Orchestrator(
-        plan,
-        progress,
-        lambda: SwapBudget(
-            None if config.swaps == AUTO else int(config.swaps),
-            config.max_swaps,
-            threshold,
-            config.warmup_swaps,
-        ),
-    )
+    """Prepare, execute, analyse; SIGINT/SIGTERM stop it cleanly (`soak.interrupts`).
 
-    interrupted = False
-    try:
-        results = orchestrator.run()
-    except Interrupted as exc:
-        results, interrupted = exc.args[0], True
-    from soak.report.outputs import write_outputs
+    Interrupted, it still writes summary.json from what was measured and returns
+    with `signal` set; a second signal skips the analysis too (interrupts.Interrupted
+    with `forced`), leaving the raw data for `soak report`.
+    """
+    with interrupts.handling():
+        with interrupts.interruptible():
+            plan = prepare(config, progress.message)
+        for what in plan.removed_leftovers:
+            progress.notice(f"removed a leftover of a dead run: {what}")
+        run_dir = RunDir(plan.run_dir)
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+        run_dir.run_toml.write_text(config.to_toml())
+        facts = collect(plan)
+        facts["removed_leftovers"] = list(plan.removed_leftovers)
+        run_dir.environment_json.write_text(json.dumps(facts, indent=2, default=str) + "\n")
+        threshold = config.threshold_mb or default_threshold_mb(plan.model.size_bytes)
+        orchestrator = Orchestrator(
+            plan,
+            progress,
+            lambda: SwapBudget(
+                None if config.swaps == AUTO else int(config.swaps),
+                config.max_swaps,
+                threshold,
+                config.warmup_swaps,
+            ),
+        )
 
-    result = write_outputs(run_dir.path)  # summary.json and report.html
-    return RunOutcome(run_dir.path, result, results, interrupted)
+        signum = None
+        try:
+            results = orchestrator.run()
+        except RunInterrupted as exc:
+            results, signum = exc.results, exc.signum
+        from soak.report.outputs import write_outputs
+
+        with interrupts.forcible():  # a second signal skips the analysis
+            result = write_outputs(run_dir.path)  # summary.json and report.html
+        return RunOutcome(run_dir.path, result, results, signum)

@@ -1,6 +1,23 @@
 """Fixtures shared by every test folder."""
 
+import os
+import uuid
+
 import pytest
+
+from soak.owner import SESSION_ENV
+
+# Everything this test session starts (in-process or through `soak run` children) is
+# tagged with it, so the session's checks and cleanup touch only what is its own.
+TEST_SESSION = f"pytest-{uuid.uuid4().hex[:12]}"
+os.environ[SESSION_ENV] = TEST_SESSION
+
+
+@pytest.fixture(scope="session")
+def test_session() -> str:
+    """The SOAK_SESSION of this test session (label soak.session, SOAK_OWNER marker)."""
+    return TEST_SESSION
+
 
 # summary.json keys that SPEC §3 names: users and scripts read these.
 SPEC_SUMMARY_KEYS = {

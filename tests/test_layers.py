@@ -15,6 +15,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "soak.errors",
             "soak.extras",
+            "soak.interrupts",
+            "soak.owner",
             "soak.procfs",
             "soak.allocator_specs",
             "soak.store",

@@ -1,30 +1,36 @@
 """A soak run: each variant in turn on a fresh target, then the analysis.
 
-Whatever happens to one variant (allocator not loaded, server died, OOM), the
-next one still runs, and everything measured so far stays on disk. On Ctrl-C
-the current variant is stopped, marked interrupted, and the analysis still
-runs on what was measured.
+Whatever happens to one variant (allocator not loaded, server died, OOM, its
+container removed from outside), the next one still runs, and everything
+measured so far stays on disk. When the model's first version does not load,
+the later variants are not tried: they would fail the same way. On SIGINT or
+SIGTERM (`soak.interrupts`) the current variant is stopped, marked
+interrupted, and the analysis still runs on what was measured.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from soak import interrupts
 from soak.driver.plan import RunPlan, VariantPlan
 from soak.driver.staging import VersionStager
-from soak.driver.swap_driver import ServerDied, SwapDriver
+from soak.driver.swap_driver import FirstLoadFailed, ServerDied, SwapDriver
 from soak.errors import SoakError
 from soak.progress import Progress
 from soak.samplers.clock import SwapClock
 from soak.samplers.latency import LatencyProber
 from soak.samplers.memory import MemorySampler
 from soak.samplers.payload import build_predict_payload, fetch_metadata, load_request_file
+from soak.samplers.server_log import ServerLogWatcher
 from soak.samplers.status import StatusPoller
 from soak.settings import RunConfig
 from soak.store.csv_log import CsvLog
@@ -39,10 +45,16 @@ class VariantResult:
     name: str
     status: str  # completed | interrupted | failed
     reason: str | None = None
+    model_failed: bool = False  # the model's first version did not load
 
 
-class Interrupted(Exception):
-    """Raised after an interrupted run has been cleaned up and analysed."""
+class RunInterrupted(Exception):
+    """Raised after an interrupted run has been cleaned up: the results so far, the signal."""
+
+    def __init__(self, results: list[VariantResult], signum: int):
+        super().__init__(results, signum)
+        self.results = results
+        self.signum = signum
 
 
 class SwapCount(Protocol):
@@ -67,19 +79,48 @@ class Orchestrator:
         self.run_dir = RunDir(plan.run_dir)
 
     def run(self) -> list[VariantResult]:
-        """Soak every variant; raises Interrupted (after cleanup) on Ctrl-C."""
-        results = []
-        for variant in self.plan.variants:
-            result = self.run_variant(variant)
-            results.append(result)
-            if result.status == "interrupted":
-                raise Interrupted(results)
+        """Soak every variant; raises RunInterrupted (after cleanup) on SIGINT/SIGTERM."""
+        results: list[VariantResult] = []
+        model_failure: str | None = None  # the first version of the model did not load
+        try:
+            for variant in self.plan.variants:
+                if interrupts.pending():
+                    break
+                if model_failure is not None:
+                    results.append(self.skip_variant(variant, model_failure))
+                    continue
+                result = self.run_variant(variant)
+                results.append(result)
+                if result.model_failed:
+                    model_failure = f"not tried: in variant {variant.name}, {result.reason}"
+        finally:
+            self._remove_own_leftovers()
+        if (signum := interrupts.pending()) is not None:
+            raise RunInterrupted(results, signum)
         return results
 
-    def run_variant(self, variant: VariantPlan) -> VariantResult:
+    def _remove_own_leftovers(self) -> None:
+        """Whatever of this run still exists (normally nothing: each variant removes its own)."""
+        try:
+            removed = self.plan.backend.remove_run_leftovers(self.plan.run_id)
+        except Exception as exc:  # the engine went away: say so, keep going
+            self.progress.notice(f"could not check for leftovers of this run: {exc}")
+            return
+        for what in removed:
+            self.progress.notice(f"removed a leftover of this run: {what}")
+
+    def skip_variant(self, variant: VariantPlan, reason: str) -> VariantResult:
+        """A variant not started because it would fail as an earlier one did."""
         vdir = self.run_dir.variant(variant.name)
         vdir.path.mkdir(parents=True, exist_ok=True)
-        facts: dict[str, Any] = {
+        CsvLog(vdir.events_csv, Event).close()  # an empty timeline: the variant is known
+        facts = self._facts(variant) | {"status": "failed", "reason": reason}
+        _write_json(vdir.variant_json, facts)
+        self.progress.variant_done(variant.name, "failed", reason)
+        return VariantResult(variant.name, "failed", reason)
+
+    def _facts(self, variant: VariantPlan) -> dict[str, Any]:
+        return {
             "name": variant.name,
             "allocator": variant.allocator,
             "library": variant.library,
@@ -88,27 +129,49 @@ class Orchestrator:
             "reason": None,
             "model_size_bytes": self.plan.model.size_bytes,
         }
+
+    def run_variant(self, variant: VariantPlan) -> VariantResult:
+        vdir = self.run_dir.variant(variant.name)
+        vdir.path.mkdir(parents=True, exist_ok=True)
+        facts = self._facts(variant)
         _write_json(vdir.variant_json, facts)
         events = CsvLog(vdir.events_csv, Event)
         session = _VariantSession(self, variant, vdir, events, facts)
+        error: BaseException | None = None
         try:
-            session.soak()
+            with interrupts.interruptible():
+                session.soak()
+        except BaseException as exc:  # classified below, after cleanup: nothing is lost
+            error = exc
+        # Signals are held from here on: stopping the server is never cut in half.
+        model_failed = False
+        t = time.time()
+        if error is None:
             facts["status"] = "completed"
-        except KeyboardInterrupt:
-            facts["status"], facts["reason"] = "interrupted", "interrupted by the user"
-            events.append(Event(time.time(), session.clock.swap, EventKind.INTERRUPTED))
-        except (ServerDied, SoakError) as exc:
-            facts["status"], facts["reason"] = "failed", _with_log(str(exc), vdir)
-            if isinstance(exc, ServerDied):
+        elif isinstance(error, KeyboardInterrupt):
+            signum = getattr(error, "signum", signal.SIGINT)
+            facts["status"] = "interrupted"
+            facts["reason"] = f"interrupted by {interrupts.signal_name(signum)}"
+            events.append(
+                Event(t, session.clock.swap, EventKind.INTERRUPTED, None, facts["reason"])
+            )
+        else:
+            facts["status"] = "failed"
+            facts["reason"] = session.failure_reason(error)
+            model_failed = isinstance(error, FirstLoadFailed)
+            if isinstance(error, ServerDied) or session.server_gone():
                 events.append(
-                    Event(time.time(), session.clock.swap, EventKind.SERVER_EXITED, None, str(exc))
+                    Event(t, session.clock.swap, EventKind.SERVER_EXITED, None, facts["reason"])
                 )
-        finally:
+        try:
             session.close()
+        finally:
             events.close()
             _write_json(vdir.variant_json, facts)
+        if error is not None and not isinstance(error, (KeyboardInterrupt, Exception)):
+            raise error  # SystemExit and the like: not ours to swallow
         self.progress.variant_done(variant.name, facts["status"], facts["reason"])
-        return VariantResult(variant.name, facts["status"], facts["reason"])
+        return VariantResult(variant.name, facts["status"], facts["reason"], model_failed)
 
 
 class _VariantSession:
@@ -135,6 +198,7 @@ class _VariantSession:
         self.threads: list = []
         self.logs: list[CsvLog] = []
         self.stager = VersionStager(orch.plan.model.versions, vdir.models)
+        self.memory: MemorySampler | None = None
 
     def soak(self) -> None:
         config, progress = self.config, self.orch.progress
@@ -157,6 +221,7 @@ class _VariantSession:
             self.vdir.memory_csv, MemorySample, ["t", *self.target.memory_columns(), "swap"]
         )
         memory = self._thread(MemorySampler(self.target, memory_log, self.clock, self.events))
+        self.memory = memory
         poller = self._thread(
             StatusPoller(self.target.rest_url, config.model_name, self.events, self.clock)
         )
@@ -171,6 +236,7 @@ class _VariantSession:
             settle_timeout_s=config.settle_timeout,
             load_timeout_s=config.load_timeout,
             purge_delay_s=self.variant.purge_delay_s,
+            server_log=ServerLogWatcher(self.vdir.server_log, config.model_name),
         )
         driver.wait_first_version()
         self._verify_allocator(self.target)
@@ -226,22 +292,75 @@ class _VariantSession:
         self.threads.append(sampler)
         return sampler
 
+    def server_gone(self) -> bool:
+        return self._exit_reason() is not None
+
+    def _exit_reason(self) -> str | None:
+        if self.target is None:
+            return None
+        try:
+            return self.target.exit_reason()
+        except Exception as exc:  # the engine itself is unreachable
+            return f"state unknown ({type(exc).__name__}: {exc})"
+
+    def failure_reason(self, error: BaseException) -> str:
+        """One line: what failed. A dead server is named first, with its last memory figures."""
+        if isinstance(error, (ServerDied, SoakError)):
+            reason = _with_log(str(error), self.vdir)
+        elif (exit_reason := self._exit_reason()) is not None:
+            reason = _with_log(f"server {exit_reason}", self.vdir)
+        else:
+            trace = self.vdir.path / "soak-error.txt"
+            trace.write_text("".join(traceback.format_exception(error)))
+            reason = f"internal error: {type(error).__name__}: {error} (traceback in {trace.name})"
+        last = self.memory.latest() if self.memory else None
+        if last is not None and self._exit_reason() is not None:
+            self.facts["last_memory"] = {"t": last.t, **_memory_mb(last)}
+            figures = ", ".join(f"{k} {v:.1f} MiB" for k, v in _memory_mb(last).items())
+            reason += f"; last memory: {figures}"
+        return reason
+
     def close(self) -> None:
-        """Stop traffic first, then the target, then the samplers; keep every row."""
+        """Stop traffic first, then the target, then the samplers; keep every row.
+
+        Forced (a second signal): the target first, at once, so nothing waits on it.
+        Every step runs even if one fails; a failure is noted, never raised.
+        """
+        if interrupts.forced():
+            self._step(self._stop_target)
         for sampler in reversed(self.threads):
             if isinstance(sampler, LatencyProber):
-                sampler.stop()
-        if self.target is not None:
-            reason = self.target.exit_reason()
-            self.target.stop()
-            if reason is None:
-                self.events.append(Event(time.time(), self.clock.swap, EventKind.STOPPED))
+                self._step(sampler.stop)
+        self._step(self._stop_target)
         for sampler in reversed(self.threads):
-            sampler.stop()
+            self._step(sampler.stop)
         for log in self.logs:
-            log.close()
+            self._step(log.close)
         if not self.config.keep_models:
-            self.stager.remove_all()
+            self._step(self.stager.remove_all)
+
+    def _stop_target(self) -> None:
+        target, self.target = self.target, None
+        if target is None:
+            return
+        reason = target.exit_reason()
+        target.stop()
+        if reason is None:
+            self.events.append(Event(time.time(), self.clock.swap, EventKind.STOPPED))
+
+    def _step(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as exc:
+            note = f"cleanup step failed: {type(exc).__name__}: {exc}"
+            self.facts.setdefault("cleanup_errors", []).append(note)
+            self.orch.progress.notice(f"[{self.variant.name}] {note}")
+
+
+def _memory_mb(sample: MemorySample) -> dict[str, float]:
+    names = ("anon_bytes", "rss_bytes", "cgroup_anon_bytes", "cgroup_working_set_bytes")
+    values = {n.removesuffix("_bytes"): getattr(sample, n) for n in names}
+    return {k: v / MIB for k, v in values.items() if v is not None}
 
 
 def _max_duration(config: RunConfig) -> float:

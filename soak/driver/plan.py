@@ -23,6 +23,7 @@ from soak.allocator_specs import purge_delay_s
 from soak.driver.model_versions import ModelSource, cached_demo_model, resolve_model
 from soak.errors import UsageError
 from soak.extras import standin_hint, tensorflow_installed
+from soak.owner import Owner, kill_dead_runs_processes, kill_run_processes
 from soak.procfs import parse_cpu_list
 from soak.settings import DEFAULT_SERVER_BINARY, RunConfig, VariantSpec
 from soak.targets.allocators import container_library, find_library, preload_env
@@ -80,7 +81,16 @@ class ProcessBackend:
     def make_target(self, spec: LaunchSpec, run_id: str) -> Target:
         from soak.targets.process import ProcessTarget
 
-        return ProcessTarget(spec, self.server_binary, set(self.cpus) if self.cpus else None)
+        return ProcessTarget(
+            spec,
+            self.server_binary,
+            set(self.cpus) if self.cpus else None,
+            owner=Owner.current(run_id),
+        )
+
+    def remove_run_leftovers(self, run_id: str) -> list[str]:
+        """Kill what is left of this run's servers (children that left the group)."""
+        return [p.describe() for p in kill_run_processes(run_id)]
 
     def facts(self) -> dict[str, Any]:
         return {"server_binary": self.server_binary, "image": None}
@@ -113,6 +123,12 @@ class DockerBackend:
     def facts(self) -> dict[str, Any]:
         return {"server_binary": None, "image": self.image, "docker": dict(self.engine)}
 
+    def remove_run_leftovers(self, run_id: str) -> list[str]:
+        """Remove whatever containers of this run are left (the run's own teardown)."""
+        from soak.targets.docker_engine import remove_run_containers
+
+        return [c.describe() for c in remove_run_containers(self.client, run_id)]
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -122,6 +138,7 @@ class RunPlan:
     model: ModelSource
     backend: ProcessBackend | DockerBackend
     variants: tuple[VariantPlan, ...]
+    removed_leftovers: tuple[str, ...] = ()  # what dead runs left, removed by prepare()
 
 
 def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
@@ -140,9 +157,11 @@ def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
     if config.model is None:
         message(f"using the demo model ({config.demo_size_mb:g} MiB, generated once)")
     model = resolve_model(config.model, config.demo_size_mb)
+    removed = [f"server {p.describe()}" for p in kill_dead_runs_processes()]
     backend: ProcessBackend | DockerBackend
     if config.backend == "docker":
-        backend = _docker_backend(config, message)
+        backend, containers = _docker_backend(config, message)
+        removed += containers
     else:
         cpus = parse_cpu_list(config.cpus) if config.cpus else None
         backend = ProcessBackend(server_binary, cpus)
@@ -166,6 +185,7 @@ def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
         model=model,
         backend=backend,
         variants=variants,
+        removed_leftovers=tuple(removed),
     )
 
 
@@ -214,21 +234,20 @@ def _library(config: RunConfig, variant: VariantSpec) -> str | None:
     return str(find_library(variant.allocator))
 
 
-def _docker_backend(config: RunConfig, message: Message) -> DockerBackend:
-    """Connect, clear leftovers of dead runs, resolve (or build) the image."""
+def _docker_backend(config: RunConfig, message: Message) -> tuple[DockerBackend, list[str]]:
+    """Connect, clear leftovers of dead runs (their descriptions), resolve (or build) the image."""
     from soak.images import image_for_allocators
     from soak.targets.docker_engine import connect, engine_facts, remove_dead_run_containers
 
     client = connect()
-    removed = remove_dead_run_containers(client)
-    if removed:
-        message(f"removed {len(removed)} container(s) left by dead runs")
+    removed = [c.describe() for c in remove_dead_run_containers(client)]
     allocators = [v.allocator for v in config.variants if not v.library]
     image = image_for_allocators(client, config.image, allocators, progress=message)
-    return DockerBackend(
+    backend = DockerBackend(
         client=client,
         image=image,
         memory_limit_bytes=config.memory_limit_bytes,
         cpuset_cpus=config.cpus,
         engine=engine_facts(client),
     )
+    return backend, removed

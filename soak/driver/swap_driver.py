@@ -17,6 +17,7 @@ from soak.driver.staging import VersionStager
 from soak.errors import EnvironmentFailure
 from soak.samplers.clock import SwapClock
 from soak.samplers.memory import MemorySampler
+from soak.samplers.server_log import ServerLogWatcher
 from soak.samplers.status import StatusPoller, VersionStatus, WaitAborted
 from soak.store.csv_log import CsvLog
 from soak.store.records import MIB, Event, EventKind
@@ -28,6 +29,15 @@ WARM_TRAFFIC_S = 2.0  # requests before the baseline counts, so lazy allocations
 
 class ServerDied(Exception):
     """The target stopped while the driver waited on it."""
+
+
+class FirstLoadFailed(ServerDied):
+    """The first version did not load: the model (or the server's build) is at fault,
+    so later variants of the same model would fail the same way."""
+
+
+class NoVersionLoads(ServerDied):
+    """Every version staged in a row failed to load: nothing left to swap to."""
 
 
 class SamplerFailed(EnvironmentFailure):
@@ -58,6 +68,7 @@ class SwapDriver:
         settle_timeout_s: float = 30.0,
         load_timeout_s: float = 300.0,
         purge_delay_s: float = 0.0,
+        server_log: ServerLogWatcher | None = None,
     ):
         self.target = target
         self.stager = stager
@@ -70,18 +81,44 @@ class SwapDriver:
         self.settle_timeout_s = settle_timeout_s
         self.load_timeout_s = load_timeout_s
         self.purge_delay_s = purge_delay_s  # the allocator's, see allocators.purge_delay_s
+        self.server_log = server_log  # failed loads as soon as the server logs them
         self.serving_version = 1  # staged before the server started
         self.last_staged = 1  # version numbers only grow, even past a failed load
+        self.failed_in_a_row = 0  # swaps whose version failed to load, since the last load
 
     def event(self, kind: str, version: int | None = None, detail: str = "") -> None:
         self.events.append(Event(time.time(), self.clock.swap, kind, version, detail))
 
     def wait_first_version(self) -> None:
-        """Version 1 (staged before the server started) becomes AVAILABLE."""
-        self._wait(lambda vs: _state(vs, 1) in ("AVAILABLE", "END"), "version 1 to load")
-        status = self.poller.versions()[1]
-        if status.state == "END":
-            raise ServerDied(f"version 1 failed to load: {status.error_message}")
+        """Version 1 (staged before the server started) becomes AVAILABLE.
+
+        A failed load is known from the server's log line at once (TF Serving
+        retries it for minutes before the status API or the exit says so).
+        """
+        try:
+            self._wait(
+                lambda vs: _state(vs, 1) in ("AVAILABLE", "END") or bool(self._log_failure(1)),
+                "version 1 to load",
+            )
+        except ServerDied as exc:
+            logged = self._log_failure(1)
+            if logged:
+                raise FirstLoadFailed(f"version 1 failed to load: {logged}") from None
+            raise exc from None
+        status = self.poller.versions().get(1)
+        if status is not None and status.state == "AVAILABLE":
+            return
+        message = self._log_failure(1) or (status.error_message if status else "")
+        self.event(EventKind.LOAD_FAILED, 1, message)
+        raise FirstLoadFailed(f"version 1 failed to load: {message}")
+
+    def _log_failure(self, version: int) -> str | None:
+        """The server's log line about a failed load of `version` (or a failed start)."""
+        if self.server_log is None:
+            return None
+        return self.server_log.load_failure(version) or (
+            self.server_log.start_failure if version == 1 else None
+        )
 
     def baseline(self) -> float:
         """Warm traffic is on; wait for memory to settle: the baseline (swap 0), bytes."""
@@ -99,14 +136,27 @@ class SwapDriver:
             lambda vs: (
                 _state(vs, new) == "END"
                 or (_state(vs, new) == "AVAILABLE" and _state(vs, old) in ("END", None))
+                or (_state(vs, new) != "AVAILABLE" and self._log_failure(new) is not None)
             ),
             f"version {new} to replace {old}",
         )
-        status = self.poller.versions()[new]
-        if status.state == "END":  # failed load: the old version keeps serving
+        status = self.poller.versions().get(new)
+        if status is None or status.state != "AVAILABLE":
+            # failed load: the old version keeps serving; unstaging the new one also stops
+            # the server's retries (it is no longer aspired)
+            message = self._log_failure(new) or (status.error_message if status else "")
+            if status is None or not status.failed:
+                self.event(EventKind.LOAD_FAILED, new, message)
             self.stager.remove(new)
+            self.failed_in_a_row += 1
+            if self.failed_in_a_row >= max(2, len(self.stager.sources)):
+                raise NoVersionLoads(
+                    f"{self.failed_in_a_row} versions in a row failed to load, the last: "
+                    f"version {new}: {message}"
+                )
             settled = self.wait_settled(time.time())
-            return SwapOutcome(index, new, False, settled, status.error_message)
+            return SwapOutcome(index, new, False, settled, message)
+        self.failed_in_a_row = 0
         self.serving_version = new
         self.stager.remove(old)
         return SwapOutcome(index, new, True, self.wait_settled(time.time()))

@@ -1,7 +1,9 @@
 """Append-only CSV logs that flush at least once a second.
 
 Several sampler threads write while the run goes; a crash or a kill loses at
-most the last second of rows (SPEC §3).
+most the last second of rows (SPEC §3). A row is flushed by the next append
+that comes a second or more after the last flush, or by the flusher thread
+(one for all logs) when no append comes: rare rows (events) are not held back.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import csv
 import threading
 import time
+import weakref
 from dataclasses import astuple
 from pathlib import Path
 
@@ -32,6 +35,8 @@ class CsvLog:
             self._writer.writerow(self._names)
             self._file.flush()
         self._last_flush = time.monotonic()
+        self._dirty = False
+        _Flusher.register(self)
 
     def append(self, record) -> None:
         values = dict(zip(self._all_names, astuple(record), strict=True))
@@ -40,13 +45,47 @@ class CsvLog:
             if self._file.closed:
                 return
             self._writer.writerow(row)
-            now = time.monotonic()
-            if now - self._last_flush >= FLUSH_INTERVAL_S:
-                self._file.flush()
-                self._last_flush = now
+            self._dirty = True
+            self._flush_if_due(time.monotonic())
+
+    def _flush_if_due(self, now: float) -> None:
+        """With the lock held."""
+        if self._dirty and now - self._last_flush >= FLUSH_INTERVAL_S and not self._file.closed:
+            self._file.flush()
+            self._last_flush = now
+            self._dirty = False
+
+    def flush_if_due(self) -> None:
+        with self._lock:
+            self._flush_if_due(time.monotonic())
 
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:
                 self._file.flush()
                 self._file.close()
+
+
+class _Flusher:
+    """One daemon thread that flushes logs whose rows waited a second (weakly held)."""
+
+    _logs: weakref.WeakSet[CsvLog] = weakref.WeakSet()
+    _lock = threading.Lock()
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def register(cls, log: CsvLog) -> None:
+        with cls._lock:
+            cls._logs.add(log)
+            if cls._thread is None or not cls._thread.is_alive():
+                cls._thread = threading.Thread(target=cls._run, name="soak-csv-flush", daemon=True)
+                cls._thread.start()
+
+    @classmethod
+    def _run(cls) -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL_S / 4)
+            with cls._lock:
+                logs = list(cls._logs)
+            for log in logs:
+                log.flush_if_due()

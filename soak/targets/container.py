@@ -28,6 +28,7 @@ import docker.errors
 import psutil
 from docker.models.containers import Container
 
+from soak import interrupts
 from soak.errors import EnvironmentFailure
 from soak.procfs import (
     cgroup_memory,
@@ -96,6 +97,8 @@ class ContainerTarget(Target):
         self._log_thread: threading.Thread | None = None
         self._log_error: Exception | None = None
         self._final_state: dict | None = None
+        self._stopping = False  # stop() was called: an exit from now on is ours
+        self._started = False  # a container was created (it may be gone since)
 
     @property
     def server_pid(self) -> int | None:
@@ -133,26 +136,27 @@ class ContainerTarget(Target):
         try:
             # Never containers.run(): it pulls a missing image, and there is no registry.
             self.client.images.get(self.image)
-            container = self.client.containers.create(
-                self.image,
-                command=self.server_args(),
-                name=_container_name(self.run_id, self.spec.variant),
-                network_mode="host",
-                environment=self.environment(),
-                volumes={
-                    str(Path(self.spec.base_path).resolve()): {
-                        "bind": self.container_model_path,
-                        "mode": "ro",
-                    }
-                },
-                labels=labels,
-                mem_limit=self.memory_limit_bytes,
-                # no swap: a container at its limit is OOM-killed, as in production
-                memswap_limit=self.memory_limit_bytes,
-                cpuset_cpus=self.cpuset_cpus,
-            )
-            self.container = container
-            container.start()
+            with interrupts.shielded():  # a container created is a container known, to remove
+                self.container = self.client.containers.create(
+                    self.image,
+                    command=self.server_args(),
+                    name=_container_name(self.run_id, self.spec.variant),
+                    network_mode="host",
+                    environment=self.environment(),
+                    volumes={
+                        str(Path(self.spec.base_path).resolve()): {
+                            "bind": self.container_model_path,
+                            "mode": "ro",
+                        }
+                    },
+                    labels=labels,
+                    mem_limit=self.memory_limit_bytes,
+                    # no swap: a container at its limit is OOM-killed, as in production
+                    memswap_limit=self.memory_limit_bytes,
+                    cpuset_cpus=self.cpuset_cpus,
+                )
+                self._started = True
+                self.container.start()
         except docker.errors.ImageNotFound:
             raise EnvironmentFailure(
                 f"image {self.image} not found locally (no registry reachable); "
@@ -191,38 +195,47 @@ class ContainerTarget(Target):
         return paths_in_maps(result.output.decode(errors="replace"))
 
     def exit_reason(self) -> str | None:
-        if self.container is None and self._final_state is None:
-            return None  # not started
+        if not self._started:
+            return None
         if self._server is not None and _running(self._server):
             return None  # cheap: no API call at the samplers' rate
         state = self._state()
         if state is None:
-            return "container removed"
+            return "container removed from outside (docker rm?) while it ran"
         if state.get("Running"):
             return None
-        return _describe_exit(state)
+        return _describe_exit(state, stopped_by_us=self._stopping)
 
     def stop(self) -> None:
-        """Stop and remove the container, its log written to spec.log_path; idempotent."""
-        container, self.container = self.container, None
+        """Stop and remove the container, its log written to spec.log_path; idempotent.
+
+        SIGTERM to the server (and to pid 1), up to STOP_TIMEOUT_S for it to exit
+        (none when the stop is forced), then removal with force. A container that
+        someone else removed meanwhile is fine.
+        """
+        container = self.container
         if container is None:
             return
-        if self._server is not None:
-            # `docker stop` signals pid 1 only; tensorflow/serving's entrypoint is a
-            # bash that does not pass SIGTERM on, which would cost the full timeout.
-            with contextlib.suppress(psutil.NoSuchProcess):
-                self._server.send_signal(signal.SIGTERM)  # psutil checks the pid is not reused
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            container.stop(timeout=STOP_TIMEOUT_S)
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            container.reload()
-            self._final_state = container.attrs.get("State")
+        self._stopping = True
+        if not interrupts.forced():
+            if self._server is not None:
+                # `docker stop` signals pid 1 only; tensorflow/serving's entrypoint is a bash
+                # that does not pass SIGTERM on, which would cost the full timeout.
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    self._server.send_signal(signal.SIGTERM)  # psutil checks pid reuse
+            with contextlib.suppress(docker.errors.APIError):
+                container.kill(signal="SIGTERM")
+            interrupts.wait_until(
+                lambda: not (self._safe_state() or {}).get("Running"), STOP_TIMEOUT_S, poll_s=0.2
+            )
+        final = self._safe_state()
+        self.container = None
+        self._final_state = final or self._final_state
         if self._log_thread is not None:
-            self._log_thread.join(LOG_FLUSH_JOIN_S)
+            self._log_thread.join(0 if interrupts.forced() else LOG_FLUSH_JOIN_S)
             if self._log_thread.is_alive() or self._log_error is not None:
                 self._dump_logs(container)
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+        _remove(container)
         self._server = None
 
     def describe(self) -> dict:
@@ -252,13 +265,25 @@ class ContainerTarget(Target):
         return self.container
 
     def _state(self) -> dict | None:
-        if self.container is None:
+        """The container's state; None once it is gone (or being removed by someone)."""
+        container = self.container
+        if container is None:
             return self._final_state
         try:
-            self.container.reload()
+            container.reload()
         except docker.errors.NotFound:
             return None
-        return self.container.attrs.get("State")
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # removal in progress
+                return None
+            raise
+        return container.attrs.get("State")
+
+    def _safe_state(self) -> dict | None:
+        try:
+            return self._state()
+        except docker.errors.APIError:
+            return None
 
     def _wait_for_server(self) -> psutil.Process | None:
         """The server behind the entrypoint, seen from the host; None if it exited first."""
@@ -312,9 +337,9 @@ class ContainerTarget(Target):
 
     def _remove_quietly(self) -> None:
         container, self.container = self.container, None
+        self._started = False
         if container is not None:
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
+            _remove(container)
 
     def _dump_logs(self, container: Container) -> None:
         if self.spec.log_path is None:
@@ -351,9 +376,21 @@ def _running(process: psutil.Process) -> bool:
         return False
 
 
-def _describe_exit(state: dict) -> str:
+def _remove(container: Container) -> None:
+    """Remove with force; gone already, or being removed by someone else, is fine."""
+    with contextlib.suppress(docker.errors.NotFound):
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: "removal ... is already in progress"
+                raise
+
+
+def _describe_exit(state: dict, stopped_by_us: bool = False) -> str:
     code = state.get("ExitCode")
     if state.get("OOMKilled"):
         return f"OOMKilled (exit {code})"
     error = state.get("Error")
+    if code == 137 and not stopped_by_us and not error:
+        return "killed by SIGKILL from outside (exit 137: docker kill, docker rm -f?)"
     return f"exited with code {code}" + (f": {error}" if error else "")

@@ -1,29 +1,25 @@
 """The Docker engine: connecting, what it is, and removing what dead runs left behind.
 
 Every container soak starts carries labels naming its run and the orchestrator
-process that owns it (pid and that process's start time, so a recycled pid is
-not mistaken for the owner, and the host, so a shared engine does not judge
-another machine's pids). A new run removes the containers whose owner is gone.
+process that owns it (`soak.owner.Owner`: pid and start time, host, machine,
+boot, pid namespace, session). A new run removes the containers whose owner
+is provably dead, and a run removes its own; nothing else is touched.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import docker
 import docker.errors
 
 from soak.errors import EnvironmentFailure
-from soak.procfs import process_start_ticks
+from soak.owner import LABEL_RUN, Owner
 
-LABEL_RUN = "soak.run"
 LABEL_VARIANT = "soak.variant"
-LABEL_PID = "soak.pid"
-LABEL_PID_START = "soak.pid_start"
-LABEL_HOST = "soak.host"
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 CONNECT_TIMEOUT_S = 30
@@ -60,34 +56,55 @@ def is_local(client: docker.DockerClient) -> bool:
 
 def owner_labels(run_id: str) -> dict[str, str]:
     """The labels that tie a container to this run and this orchestrator process."""
-    pid = os.getpid()
-    return {
-        LABEL_RUN: run_id,
-        LABEL_PID: str(pid),
-        LABEL_PID_START: str(process_start_ticks(pid)),
-        LABEL_HOST: socket.gethostname(),
-    }
+    return Owner.current(run_id).labels()
 
 
-def remove_dead_run_containers(
-    client: docker.DockerClient, alive_run_ids: Iterable[str] = ()
-) -> list[str]:
-    """Remove this host's soak containers whose orchestrator has died; their names.
+@dataclass(frozen=True)
+class RemovedContainer:
+    name: str
+    owner: Owner | None
 
-    Containers of `alive_run_ids`, of live orchestrators and of other hosts are kept.
+    def describe(self) -> str:
+        return f"container {self.name}" + (f" of {self.owner.describe()}" if self.owner else "")
+
+
+def remove_dead_run_containers(client: docker.DockerClient) -> list[RemovedContainer]:
+    """Remove soak containers whose orchestrator is provably dead (soak.owner); those removed.
+
+    Containers of live orchestrators, of other hosts or pid namespaces, and
+    containers with no owner recorded are kept.
     """
-    keep_runs = set(alive_run_ids)
-    host = socket.gethostname()
+    return _remove_where(client, {"label": LABEL_RUN}, lambda owner: owner.is_dead())
+
+
+def remove_run_containers(client: docker.DockerClient, run_id: str) -> list[RemovedContainer]:
+    """Remove whatever is left of one run's containers (the run's own teardown)."""
+    return _remove_where(
+        client, {"label": f"{LABEL_RUN}={run_id}"}, lambda owner: owner.run_id == run_id
+    )
+
+
+def _remove_where(
+    client: docker.DockerClient, filters: dict, predicate: Callable[[Owner], bool]
+) -> list[RemovedContainer]:
     removed = []
-    for container in client.containers.list(all=True, filters={"label": LABEL_RUN}):
-        labels = container.labels
-        if labels.get(LABEL_RUN) in keep_runs or labels.get(LABEL_HOST, host) != host:
+    try:
+        containers = client.containers.list(all=True, filters=filters)
+    except docker.errors.APIError:
+        return []
+    for container in containers:
+        owner = Owner.from_labels(container.labels)
+        if owner is None or not predicate(owner):
             continue
-        if _owner_alive(labels.get(LABEL_PID), labels.get(LABEL_PID_START)):
-            continue
-        with contextlib.suppress(docker.errors.NotFound):
+        try:
             container.remove(force=True)
-            removed.append(container.name)
+        except docker.errors.NotFound:
+            continue  # gone meanwhile
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # "removal already in progress": someone else's doing
+                continue
+            raise
+        removed.append(RemovedContainer(container.name, owner))
     return removed
 
 
@@ -108,14 +125,3 @@ def engine_facts(client: docker.DockerClient) -> dict:
         "cpus": info.get("NCPU"),
         "memory_bytes": info.get("MemTotal"),
     }
-
-
-def _owner_alive(pid_label: str | None, start_label: str | None) -> bool:
-    try:
-        pid = int(pid_label or "")
-    except ValueError:
-        return False  # no owner recorded: nothing will ever clean it up but us
-    start = process_start_ticks(pid)
-    if start is None:
-        return False
-    return start_label in (None, "None", str(start))

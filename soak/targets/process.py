@@ -9,7 +9,9 @@ import signal
 import subprocess
 from typing import BinaryIO
 
+from soak import interrupts
 from soak.errors import EnvironmentFailure
+from soak.owner import OWNER_ENV, Owner
 from soak.procfs import read_mapped_paths, read_proc_memory
 from soak.store.records import PROCESS_MEMORY_COLUMNS
 from soak.targets.base import LaunchSpec, Target
@@ -21,10 +23,17 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 class ProcessTarget(Target):
     """`--server-binary` with TF Serving's flags, in its own process group."""
 
-    def __init__(self, spec: LaunchSpec, binary: str, cpus: set[int] | None = None):
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        binary: str,
+        cpus: set[int] | None = None,
+        owner: Owner | None = None,
+    ):
         self.spec = spec
         self.binary = binary
         self.cpus = cpus  # pin the server (and its threads) to these CPUs
+        self.owner = owner  # marked in the server's environment (soak.owner)
         self.rest_url = f"http://127.0.0.1:{spec.rest_port}"
         self._proc: subprocess.Popen | None = None
         self._log: BinaryIO | None = None
@@ -38,24 +47,28 @@ class ProcessTarget(Target):
 
     def start(self) -> None:
         env = {**os.environ, **self.spec.env}
-        log = open(self.spec.log_path or os.devnull, "ab")  # noqa: SIM115 (closed in stop)
-        self._log = log
-        try:
-            self._proc = subprocess.Popen(
-                self.command(),
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=self._in_child,
-            )
-        except OSError as exc:
-            log.close()
-            raise EnvironmentFailure(f"cannot start {self.binary}: {exc.strerror}") from None
+        if self.owner is not None:
+            env[OWNER_ENV] = self.owner.marker()
+        parent = os.getpid()
+        with interrupts.shielded():  # a server started is a server known, to be stopped
+            log = open(self.spec.log_path or os.devnull, "ab")  # noqa: SIM115 (closed in stop)
+            self._log = log
+            try:
+                self._proc = subprocess.Popen(
+                    self.command(),
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=lambda: self._in_child(parent),
+                )
+            except OSError as exc:
+                log.close()
+                raise EnvironmentFailure(f"cannot start {self.binary}: {exc.strerror}") from None
 
-    def _in_child(self) -> None:
-        _die_with_parent()
+    def _in_child(self, parent: int) -> None:
+        _die_with_parent(parent)
         if self.cpus:
             os.sched_setaffinity(0, self.cpus)
 
@@ -82,14 +95,15 @@ class ProcessTarget(Target):
         return f"exited with code {code}"
 
     def stop(self) -> None:
-        """SIGTERM the process group, SIGKILL after a grace period."""
-        if self._proc and self._proc.poll() is None:
-            _signal_group(self._proc.pid, signal.SIGTERM)
-            try:
-                self._proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                _signal_group(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
+        """SIGTERM the process group, SIGKILL after a grace period (at once when forced)."""
+        proc = self._proc
+        if proc and proc.poll() is None:
+            if not interrupts.forced():
+                _signal_group(proc.pid, signal.SIGTERM)
+                interrupts.wait_until(lambda: proc.poll() is not None, STOP_TIMEOUT_S)
+            if proc.poll() is None:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
         if self._proc:
             # children the server may have left in its group
             _signal_group(self._proc.pid, signal.SIGKILL)
@@ -106,10 +120,15 @@ class ProcessTarget(Target):
         }
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGKILL it if soak itself is killed, so no server outlives a run."""
+def _die_with_parent(parent: int) -> None:
+    """In the child: SIGKILL it if soak itself is killed, so no server outlives a run.
+
+    If soak died between fork and prctl, the child was already reparented: exit.
+    """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -1,16 +1,19 @@
 """The real Docker engine (started by scripts/ensure-docker), the stand-in image, a demo model.
 
-The session checks on the way out that the tests left no soak container and
-created no network besides the engine's host/none.
+The engine is shared (other soaks, other test sessions). The session checks on
+the way out that its own tests (label soak.session, see tests/conftest.py) left
+no container, and removes those only; it also checks that no network was created.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import docker.errors
 import pytest
 import requests
 
@@ -22,7 +25,8 @@ AVAILABLE_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="session")
-def docker_client():
+def docker_client(test_session):
+    from soak.owner import LABEL_SESSION
     from soak.targets.docker_engine import connect
 
     result = subprocess.run(
@@ -32,9 +36,11 @@ def docker_client():
     client = connect()
     networks_before = {n.name for n in client.networks.list()}
     yield client
-    leftovers = client.containers.list(all=True, filters={"label": "soak.run"})
+    ours = {"label": f"{LABEL_SESSION}={test_session}"}
+    leftovers = client.containers.list(all=True, filters=ours)
     for container in leftovers:
-        container.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
     networks_after = {n.name for n in client.networks.list()}
     assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
     assert networks_after == networks_before, f"networks created: {networks_after}"
@@ -65,7 +71,12 @@ def tf_serving_like_image(docker_client, standin_image, tmp_path_factory):
     (context / "Dockerfile").write_text(TF_SERVING_LIKE_DOCKERFILE)
     tag = f"soak-test-tf-serving-like:{standin_image.split(':')[1]}"
     docker_client.images.build(
-        path=str(context), tag=tag, buildargs={"BASE": standin_image}, network_mode="none"
+        path=str(context),
+        tag=tag,
+        buildargs={"BASE": standin_image},
+        network_mode="none",
+        rm=True,  # no intermediate container left behind (docker-py keeps them by default)
+        forcerm=True,
     )
     yield tag
     docker_client.images.remove(tag, force=True)

@@ -14,19 +14,24 @@ import psutil
 import pytest
 
 from soak.errors import EnvironmentFailure
+from soak.owner import (
+    LABEL_BOOT,
+    LABEL_HOST,
+    LABEL_PID,
+    LABEL_PID_START,
+    LABEL_PIDNS,
+    LABEL_RUN,
+)
 from soak.procfs import process_start_ticks
 from soak.store.records import MIB
 from soak.targets.allocators import container_library, verify
 from soak.targets.container import ContainerTarget
 from soak.targets.docker_engine import (
-    LABEL_HOST,
-    LABEL_PID,
-    LABEL_PID_START,
-    LABEL_RUN,
     connect,
     engine_facts,
     owner_labels,
     remove_dead_run_containers,
+    remove_run_containers,
 )
 
 pytestmark = pytest.mark.docker
@@ -122,17 +127,18 @@ def test_unknown_image_is_an_environment_failure(docker_client, launch_spec):
     target.stop()
 
 
-def test_containers_of_dead_runs_are_removed(docker_client, standin_image):
+def test_only_containers_of_provably_dead_owners_are_removed(docker_client, standin_image):
     dead = subprocess.Popen(["true"])
     dead.wait()
     mine = owner_labels("live-run")
     labels = {
         "dead-owner": {**mine, LABEL_RUN: "dead-run", LABEL_PID: str(dead.pid)},
         "recycled-pid": {**mine, LABEL_RUN: "recycled", LABEL_PID_START: "1"},
-        "no-owner": {LABEL_RUN: "manual"},
+        "other-boot": {**mine, LABEL_RUN: "rebooted", LABEL_BOOT: "another-boot"},
+        "no-owner": {LABEL_RUN: "manual"},  # nobody recorded: not ours to judge
         "live-owner": mine,
-        "kept-run": {**mine, LABEL_RUN: "kept-run", LABEL_PID: str(dead.pid)},
         "other-host": {**mine, LABEL_RUN: "elsewhere", LABEL_HOST: "another-host"},
+        "other-pidns": {**mine, LABEL_RUN: "in-a-container", LABEL_PIDNS: "pid:[1]"},
     }
     suffix = uuid.uuid4().hex[:6]
     created = {
@@ -142,12 +148,18 @@ def test_containers_of_dead_runs_are_removed(docker_client, standin_image):
         for name, value in labels.items()
     }
     try:
-        removed = remove_dead_run_containers(docker_client, alive_run_ids=["kept-run"])
-        assert sorted(removed) == sorted(
-            f"soak-test-{name}-{suffix}" for name in ("dead-owner", "recycled-pid", "no-owner")
-        )
+        removed = {c.name for c in remove_dead_run_containers(docker_client)}
+        mine_removed = {n for n in removed if n.endswith(suffix)}  # others' dead runs may go too
+        assert mine_removed == {
+            f"soak-test-{name}-{suffix}" for name in ("dead-owner", "recycled-pid", "other-boot")
+        }
         left = {c.name for c in docker_client.containers.list(all=True)}
-        assert {f"soak-test-{n}-{suffix}" for n in ("live-owner", "kept-run", "other-host")} <= left
+        kept = ("no-owner", "live-owner", "other-host", "other-pidns")
+        assert {f"soak-test-{n}-{suffix}" for n in kept} <= left
+        # a run's own teardown touches its own run id only
+        assert [c.name for c in remove_run_containers(docker_client, "live-run")] == [
+            f"soak-test-live-owner-{suffix}"
+        ]
     finally:
         for container in created.values():
             with contextlib.suppress(docker.errors.NotFound):

@@ -9,6 +9,8 @@ import sys
 import pandas as pd
 import pytest
 
+from soak.owner import LABEL_SESSION
+
 pytestmark = pytest.mark.docker
 
 
@@ -24,8 +26,13 @@ def docker_run(model, out, *extra: str) -> subprocess.CompletedProcess:
     return soak(*base, "--out", str(out), "--quiet", *extra)
 
 
+def ours(session: str) -> dict:
+    """Containers of this test session (never other soaks on the shared engine)."""
+    return {"label": f"{LABEL_SESSION}={session}"}
+
+
 def test_docker_run_soaks_glibc_and_jemalloc_containers(
-    docker_client, standin_image, demo_model, tmp_path, assert_spec_summary
+    docker_client, standin_image, demo_model, tmp_path, assert_spec_summary, test_session
 ):
     out = tmp_path / "run"
     result = docker_run(
@@ -47,11 +54,11 @@ def test_docker_run_soaks_glibc_and_jemalloc_containers(
         assert "Successfully loaded servable version" in log
     env = json.loads((out / "environment.json").read_text())
     assert env["docker"] and env["image"].startswith("soak-standin:")
-    assert not docker_client.containers.list(all=True, filters={"label": "soak.run"})
+    assert not docker_client.containers.list(all=True, filters=ours(test_session))
 
 
 def test_oom_at_the_memory_limit_fails_the_variant_and_the_next_still_runs(
-    docker_client, standin_image, demo_model, tmp_path
+    docker_client, standin_image, demo_model, tmp_path, test_session
 ):
     out = tmp_path / "run"
     result = docker_run(demo_model, out, "--swaps", "2", "--rps", "5", "--memory-limit", "200m")
@@ -62,7 +69,7 @@ def test_oom_at_the_memory_limit_fails_the_variant_and_the_next_still_runs(
     for variant in summary["variants"]:  # the second variant ran after the first failed
         assert variant["status"] == "failed"
         assert "OOMKilled" in variant["reason"], variant["reason"]
-    assert not docker_client.containers.list(all=True, filters={"label": "soak.run"})
+    assert not docker_client.containers.list(all=True, filters=ours(test_session))
 
 
 def test_unknown_image_is_exit_3_with_one_line(docker_client, tmp_path, demo_model):

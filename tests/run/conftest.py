@@ -2,6 +2,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -49,13 +50,14 @@ def processes_mentioning():
 class BackgroundRun:
     """`soak run` in a child process, to be stopped mid-way by a test."""
 
-    def __init__(self, out: Path, args: list[str]):
+    def __init__(self, out: Path, args: list[str], **popen: Any):
         self.out = out
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "soak", "run", "--out", str(out), "--quiet", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            **popen,
         )
 
     def wait_settled(self, variant: str, count: int, timeout_s: float = 300) -> None:
@@ -74,8 +76,8 @@ class BackgroundRun:
 def background_run():
     runs = []
 
-    def start(out: Path, *args: str) -> BackgroundRun:
-        runs.append(BackgroundRun(out, list(args)))
+    def start(out: Path, *args: str, **popen: Any) -> BackgroundRun:
+        runs.append(BackgroundRun(out, list(args), **popen))
         return runs[-1]
 
     yield start
