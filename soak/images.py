@@ -17,6 +17,7 @@ hash of its recipe and reused while that tag exists:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import re
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -60,6 +62,8 @@ IMAGE_PLATFORMS = (
     "manylinux2010_x86_64",
     "manylinux1_x86_64",
 )
+# Marks the first stage of a stand-in build, removed after the build (docker/standin/Dockerfile).
+BUILD_STAGE_LABEL = "soak.build-stage"
 # Needed only to build the project's wheel inside the image (pyproject's build-system).
 BUILD_REQUIREMENTS = ("setuptools>=68", "wheel")
 
@@ -79,17 +83,21 @@ def ensure_standin_image(client: docker.DockerClient, *, progress: Progress = pr
     base = ensure_base_image(client, progress=progress)
     started = time.monotonic()
     progress(f"building {tag} (stand-in server on {base}; a few minutes the first time)")
+    build_id = uuid.uuid4().hex
     with tempfile.TemporaryDirectory(prefix="soak-standin-") as tmp:
         context = Path(tmp)
         _assemble_standin_context(context, requirements, progress)
-        _build(
-            client,
-            context,
-            tag,
-            buildargs={"BASE_IMAGE": base},
-            labels={"soak.image": "standin", "soak.base": base},
-            progress=progress,
-        )
+        try:
+            _build(
+                client,
+                context,
+                tag,
+                buildargs={"BASE_IMAGE": base, "SOAK_BUILD_ID": build_id},
+                labels={"soak.image": "standin", "soak.base": base},
+                progress=progress,
+            )
+        finally:
+            _remove_build_stages(client, build_id)
     progress(f"built {tag} in {time.monotonic() - started:.0f} s")
     return tag
 
@@ -307,6 +315,15 @@ def _build(
                     progress(f"  {line}")
     except docker.errors.APIError as exc:
         raise EnvironmentFailure(f"building {tag} failed: {exc.explanation or exc}") from None
+
+
+def _remove_build_stages(client: docker.DockerClient, build_id: str) -> None:
+    """Remove the untagged image of a multi-stage build's first stage: only this build's."""
+    stage = {"label": f"{BUILD_STAGE_LABEL}={build_id}", "dangling": True}
+    with contextlib.suppress(docker.errors.APIError):
+        for image in client.images.list(filters=stage):
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(image.id)
 
 
 def _context_note(output: list[str]) -> str:

@@ -27,10 +27,11 @@ from soak.targets.base import LaunchSpec, Target
 
 @pytest.fixture
 def model(tmp_path) -> Path:
-    """A base path with one version that looks like a SavedModel (nothing loads it here)."""
+    """A base path with one version that parses as a SavedModel (nothing loads it here):
+    one meta graph (field 2) holding an empty graph (its field 2)."""
     version = tmp_path / "model" / "1"
     version.mkdir(parents=True)
-    (version / "saved_model.pb").write_bytes(b"")
+    (version / "saved_model.pb").write_bytes(b"\x12\x02\x12\x00")
     return version.parent
 
 
