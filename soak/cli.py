@@ -165,8 +165,8 @@ def _raise_interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     # `soak run` installs its own handlers (soak.interrupts); the other commands just stop.
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # even if ignored at start (interrupts.py)
+        signal.signal(signum, _raise_interrupt)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

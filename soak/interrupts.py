@@ -9,9 +9,11 @@ cleanup is never cut in half. A second signal forces the stop: `forced()` turns
 true, so cleanup stops waiting (servers are killed, containers removed at once),
 and it raises in `forcible()` regions too (the analysis after the run).
 
-SIGINT that was ignored when the process started (a job started with `nohup` or
-`&` from a script) stays ignored, as POSIX asks of programs; SIGTERM still works.
-Off the main thread (soak used as a library from a thread) nothing is installed.
+Both are handled even when they were ignored at start (a job started with `&`
+from a script or by a scheduler has SIGINT ignored, and Python then raises no
+KeyboardInterrupt): a scheduler that cancels with SIGINT (as CI runners do)
+must stop the run cleanly, not leave it running. Off the main thread (soak
+used as a library from a thread) nothing is installed.
 """
 
 from __future__ import annotations
@@ -110,15 +112,12 @@ def handling() -> Iterator[None]:
     if _state.active or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {}
-    for signum in SIGNALS:
-        current = signal.getsignal(signum)
-        if signum == signal.SIGINT and current is signal.SIG_IGN:
-            continue  # ignored at start: keep it so
-        previous[signum] = current
-        signal.signal(signum, _handle)
     _state.reset()
     _state.active = True
+    previous = {}
+    for signum in SIGNALS:
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, _handle)
     try:
         yield
     finally:
