@@ -199,6 +199,7 @@ class _VariantSession:
         self.logs: list[CsvLog] = []
         self.stager = VersionStager(orch.plan.model.versions, vdir.models)
         self.memory: MemorySampler | None = None
+        self.serving = False  # the first version became available
 
     def soak(self) -> None:
         config, progress = self.config, self.orch.progress
@@ -239,6 +240,7 @@ class _VariantSession:
             server_log=ServerLogWatcher(self.vdir.server_log, config.model_name),
         )
         driver.wait_first_version()
+        self.serving = True
         self._verify_allocator(self.target)
 
         body = (
@@ -344,7 +346,9 @@ class _VariantSession:
         if target is None:
             return
         reason = target.exit_reason()
-        target.stop()
+        # A server that never served has nothing to finish: no grace period (a load in
+        # progress cannot be interrupted, and would hold an interrupted run for seconds).
+        target.stop(graceful=self.serving)
         if reason is None:
             self.events.append(Event(time.time(), self.clock.swap, EventKind.STOPPED))
 

@@ -57,8 +57,12 @@ class Target(ABC):
         """None while the server runs; else why it stopped (exit code, OOMKilled...)."""
 
     @abstractmethod
-    def stop(self) -> None:
-        """Stop the server and remove what was started; safe to call twice."""
+    def stop(self, graceful: bool = True) -> None:
+        """Stop the server and remove what was started; safe to call twice.
+
+        `graceful`: SIGTERM and a grace period first; False (a server that never
+        served, or a forced stop) kills it at once.
+        """
 
     def describe(self) -> dict:
         """Facts for environment.json (binary, image, flags)."""

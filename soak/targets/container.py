@@ -44,6 +44,7 @@ from soak.targets.docker_engine import LABEL_VARIANT, is_local, owner_labels
 
 CONTAINER_MODELS_DIR = "/models"
 STOP_TIMEOUT_S = 10
+SIGTERM_REPEAT_S = 1.0
 LOG_FLUSH_JOIN_S = 5.0
 # How long start() waits for the server process to appear behind the entrypoint.
 SERVER_PROCESS_WAIT_S = 15.0
@@ -206,35 +207,39 @@ class ContainerTarget(Target):
             return None
         return _describe_exit(state, stopped_by_us=self._stopping)
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
         """Stop and remove the container, its log written to spec.log_path; idempotent.
 
         SIGTERM to the server (and to pid 1), up to STOP_TIMEOUT_S for it to exit
-        (none when the stop is forced), then removal with force. A container that
+        (none when not graceful or forced), then SIGKILL, then removal. A container that
         someone else removed meanwhile is fine.
         """
         container = self.container
         if container is None:
             return
         self._stopping = True
-        if not interrupts.forced():
-            if self._server is not None:
-                # `docker stop` signals pid 1 only; tensorflow/serving's entrypoint is a bash
-                # that does not pass SIGTERM on, which would cost the full timeout.
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    self._server.send_signal(signal.SIGTERM)  # psutil checks pid reuse
+        deadline = time.monotonic() + (STOP_TIMEOUT_S if graceful else 0)
+        while not interrupts.forced() and time.monotonic() < deadline:
+            # Again every second: a server still starting may not handle SIGTERM yet (as
+            # pid 1 of its container, a signal without a handler is dropped, not fatal).
+            self._send_sigterm(container)
+            if interrupts.wait_until(
+                lambda: not (self._safe_state() or {}).get("Running"),
+                min(SIGTERM_REPEAT_S, max(0.0, deadline - time.monotonic())),
+                poll_s=0.2,
+            ):
+                break
+        if (self._safe_state() or {}).get("Running"):
             with contextlib.suppress(docker.errors.APIError):
-                container.kill(signal="SIGTERM")
-            interrupts.wait_until(
-                lambda: not (self._safe_state() or {}).get("Running"), STOP_TIMEOUT_S, poll_s=0.2
-            )
+                container.kill()  # SIGKILL: its output stream ends, the log thread with it
+            interrupts.wait_until(lambda: not (self._safe_state() or {}).get("Running"), 2.0)
         final = self._safe_state()
         self.container = None
         self._final_state = final or self._final_state
         if self._log_thread is not None:
             self._log_thread.join(0 if interrupts.forced() else LOG_FLUSH_JOIN_S)
-            if self._log_thread.is_alive() or self._log_error is not None:
-                self._dump_logs(container)
+        if self._log_thread is None or self._log_thread.is_alive() or self._log_error:
+            self._dump_logs(container)  # stopped before the log was followed, or it failed
         _remove(container)
         self._server = None
 
@@ -248,6 +253,7 @@ class ContainerTarget(Target):
             "memory_limit_bytes": self.memory_limit_bytes,
             "cpuset_cpus": self.cpuset_cpus,
             "memory_source": "proc+cgroup" if self.local else "docker stats API",
+            "container_id": self.container.id if self.container is not None else None,
         }
         with contextlib.suppress(docker.errors.APIError):
             facts["image_id"] = self.client.images.get(self.image).id
@@ -278,6 +284,15 @@ class ContainerTarget(Target):
                 return None
             raise
         return container.attrs.get("State")
+
+    def _send_sigterm(self, container: Container) -> None:
+        if self._server is not None:
+            # `docker stop` signals pid 1 only; tensorflow/serving's entrypoint is a bash
+            # that does not pass SIGTERM on, which would cost the full timeout.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self._server.send_signal(signal.SIGTERM)  # psutil checks pid reuse
+        with contextlib.suppress(docker.errors.APIError):
+            container.kill(signal="SIGTERM")
 
     def _safe_state(self) -> dict | None:
         try:

@@ -94,11 +94,11 @@ class ProcessTarget(Target):
             return f"killed by {signal.Signals(-code).name}"
         return f"exited with code {code}"
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
         """SIGTERM the process group, SIGKILL after a grace period (at once when forced)."""
         proc = self._proc
         if proc and proc.poll() is None:
-            if not interrupts.forced():
+            if graceful and not interrupts.forced():
                 _signal_group(proc.pid, signal.SIGTERM)
                 interrupts.wait_until(lambda: proc.poll() is not None, STOP_TIMEOUT_S)
             if proc.poll() is None:

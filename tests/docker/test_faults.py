@@ -141,3 +141,52 @@ def test_kill_9_leaves_a_container_that_the_next_run_removes_and_names(
     assert nxt.returncode == 0, stderr
     assert f"removed a leftover of a dead run: container {left.name}" in stderr
     assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_PID}={run.pid}"})
+
+
+def test_soak_as_pid_1_of_a_container_stops_on_sigterm(
+    docker_client, standin_image, demo_model, tmp_path, test_session
+):
+    """PID 1 gets no default signal actions from the kernel: soak's own handlers do the job."""
+    out = tmp_path / "out"
+    out.mkdir()
+    container = docker_client.containers.create(
+        standin_image,
+        entrypoint=["/opt/soak/bin/soak"],
+        command=[
+            "run",
+            "--model",
+            "/model",
+            "--allocators",
+            "jemalloc",
+            "--swaps",
+            "50",
+            "--rps",
+            "5",
+            "--steady",
+            "1",
+            "--out",
+            "/out/run",
+            "--quiet",
+        ],  # fmt: skip
+        volumes={
+            str(demo_model): {"bind": "/model", "mode": "ro"},
+            str(out): {"bind": "/out", "mode": "rw"},
+        },
+        network_mode="none",  # loopback only
+        labels={LABEL_SESSION: test_session, "soak.test": "pid1"},
+    )
+    try:
+        container.start()
+        events = out / "run" / "jemalloc" / "events.csv"
+        deadline = time.time() + WAIT_S
+        while not (events.exists() and ",settled," in events.read_text()):
+            container.reload()
+            assert container.status == "running", container.logs().decode()[-2000:]
+            assert time.time() < deadline
+            time.sleep(0.5)
+        container.kill(signal="SIGTERM")
+        code = container.wait(timeout=120)["StatusCode"]
+        assert code == 143, container.logs().decode()[-2000:]
+        assert summary(out / "run")["status"] == "interrupted"
+    finally:
+        container.remove(force=True)

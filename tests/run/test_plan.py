@@ -160,7 +160,7 @@ class UnreadableTarget(Target):
     def exit_reason(self) -> str | None:
         return None
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
         pass
 
 

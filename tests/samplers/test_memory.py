@@ -167,7 +167,7 @@ class ChildProcessTarget(Target):
         code = self.process.poll()
         return None if code is None else f"exit code {code}"
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
         self.process.kill()
         self.process.wait()
 
