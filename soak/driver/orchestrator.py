@@ -91,11 +91,16 @@ class Orchestrator:
                     continue
                 result = self.run_variant(variant)
                 results.append(result)
+                if result.status == "interrupted":
+                    break  # (a plain Ctrl-C too, when no handlers are installed)
                 if result.model_failed:
                     model_failure = f"not tried: in variant {variant.name}, {result.reason}"
         finally:
             self._remove_own_leftovers()
-        if (signum := interrupts.pending()) is not None:
+        signum = interrupts.pending()
+        if signum is None and any(r.status == "interrupted" for r in results):
+            signum = signal.SIGINT
+        if signum is not None:
             raise RunInterrupted(results, signum)
         return results
 
