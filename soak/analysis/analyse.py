@@ -116,9 +116,7 @@ def _measure(v: VariantInputs, settings: RunSettings) -> _Measured:
     window_latency = swap_window_latency(requests, timeline)
     steady_latency = steady_window_latency(requests, timeline)
     swaps = tuple(
-        dataclasses.replace(
-            s, p99_ms=p99, errors=errors, steady_p99_ms=steady_latency.get(s.index)
-        )
+        dataclasses.replace(s, p99_ms=p99, errors=errors, steady_p99_ms=steady_latency.get(s.index))
         for s in swap_memory(series, timeline)
         for p99, errors in [window_latency.get(s.index, (None, 0))]
     )

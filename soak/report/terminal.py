@@ -1,9 +1,20 @@
-"""The verdict table printed at the end of `soak run` and by `soak report`."""
+"""The verdict table printed at the end of `soak run` and by `soak report`; `soak history`."""
 
 from __future__ import annotations
 
+import datetime as dt
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from soak.analysis.result import RunResult, VariantResult
 from soak.report.format import number
+from soak.store.records import MIB
+from soak.store.run_dir import RunDir
+
+if TYPE_CHECKING:
+    from soak.history import RecordedRun, RecordedVariant, Trend
 
 COLUMNS = (
     "variant", "allocator", "status", "swaps", "baseline MiB", "retained MiB", "level MiB",
@@ -39,8 +50,8 @@ def summary_table(result: RunResult) -> str:
         lines.append(f"retained vs the control ({control}): {others}")
     if result.comparison.recommendation:
         lines.append(f"recommendation: {result.comparison.recommendation}")
-    lines.append(
-        f"run {result.status}: {result.run_dir} "
+    lines.append(  # where the run went: its report, in its run dir
+        f"run {result.status}: {RunDir(Path(result.run_dir)).report_html} "
         f"(metric {result.metric}, threshold {result.threshold_mb:.1f} MiB per swap)"
     )
     return "\n".join(lines)
@@ -63,3 +74,103 @@ def _row(v: VariantResult) -> tuple[str, ...]:
         number(latency.swap_p99_ms, ".1f", suffix=" ms", missing="-"),
         str(latency.errors),
     )
+
+
+# --- soak history ------------------------------------------------------------------------
+
+HISTORY_COLUMNS = (
+    "started (UTC)", "status", "verdict", "retained", "level", "MiB/swap", "steady p99",
+    "swap p99", "errors", "swaps", "run dir",
+)  # fmt: skip
+SPARKS = "▁▂▃▄▅▆▇█"
+TREND_FIGURES = (  # (RecordedVariant field, label, format, unit)
+    ("retained_mb", "retained", "+.1f", " MiB"),
+    ("retained_mb_per_swap", "MiB/swap", ".2f", ""),
+    ("steady_p99_ms", "steady p99", ".1f", " ms"),
+    ("swap_p99_ms", "swap p99", ".0f", " ms"),
+)
+
+
+def history_table(runs: Sequence[RecordedRun], path: Path, last: int | None = None) -> str:
+    """`soak history`: per variant, config and model, its runs (oldest first) and the trend."""
+    from soak.history import trends
+
+    groups = trends(runs, last)
+    if not groups:
+        return f"{path}: no runs recorded (that match)"
+    models = sorted({r.model_name for r in runs})
+    lines = [f"{path}: {len(runs)} runs, model {', '.join(models)}"]
+    for trend in groups:
+        size = trend.model_size_bytes
+        size_text = f" ({size / MIB:.1f} MiB)" if size else ""
+        lines += [
+            "",
+            f"{trend.variant}  model {trend.model_name}{size_text}  config {trend.config_hash}  "
+            f"{len(trend.points)} runs",
+        ]
+        rows = [HISTORY_COLUMNS] + [_history_row(run, v) for run, v in trend.points]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(HISTORY_COLUMNS))]
+        for n, row in enumerate(rows):
+            cells = [
+                cell.ljust(w) if i in (0, 1, 2, 10) or n == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ]
+            lines.append("  " + "  ".join(cells).rstrip())
+        lines.append("  trend: " + "  ".join(_trend(trend, *f) for f in TREND_FIGURES))
+        lines.append("  " + _last_vs_before(trend))
+    return "\n".join(lines)
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """One block character per value, scaled over the values and zero."""
+    if not values:
+        return ""
+    lo, hi = min(0.0, *values), max(0.0, *values)  # from zero: small changes stay small
+    if hi - lo < 1e-9:
+        return SPARKS[0] * len(values)
+    return "".join(SPARKS[round((v - lo) / (hi - lo) * (len(SPARKS) - 1))] for v in values)
+
+
+def _history_row(run: RecordedRun, v: RecordedVariant) -> tuple[str, ...]:
+    return (
+        _utc(run.started_t),
+        v.status,
+        v.verdict,
+        number(v.retained_mb, "+.1f", missing="-"),
+        number(v.level_mb, "+.1f", missing="-"),
+        number(v.retained_mb_per_swap, ".2f", missing="-"),
+        number(v.steady_p99_ms, ".1f", suffix=" ms", missing="-"),
+        number(v.swap_p99_ms, ".0f", suffix=" ms", missing="-"),
+        str(v.errors),
+        str(v.swaps_completed),
+        run.run_dir,
+    )
+
+
+def _trend(trend: Trend, name: str, label: str, spec: str, unit: str) -> str:
+    values = trend.values(name)
+    if not values:
+        return f"{label} -"
+    return f"{label} {sparkline(values)} {format(values[-1], spec)}{unit}"
+
+
+def _last_vs_before(trend: Trend) -> str:
+    """The newest completed run against the median of the completed ones before it."""
+    done = [(run, v) for run, v in trend.points if v.status == "completed"]
+    if len(done) < 2:
+        return "last vs before: needs 2 completed runs"
+    before, (_, newest) = done[:-1], done[-1]
+    parts = []
+    for name, label, spec, unit in TREND_FIGURES:
+        previous = [x for _, v in before if (x := getattr(v, name)) is not None]
+        now = getattr(newest, name)
+        if now is None or not previous:
+            continue
+        median = statistics.median(previous)
+        parts.append(f"{label} {format(now, spec)} vs {format(median, spec)}{unit}")
+    runs = "run" if len(before) == 1 else f"{len(before)} runs"
+    return f"last vs the median of the {runs} before: " + ", ".join(parts)
+
+
+def _utc(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M")
