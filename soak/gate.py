@@ -146,13 +146,13 @@ def history_references(
 ) -> tuple[dict[str, Reference], list[str]]:
     """Per variant, the last `n` comparable runs of the history; and notes on what is missing.
 
-    Comparable: the same variant name, config hash and model (name and size),
-    completed. A variant without any is not compared (a note says so): the
-    first runs of a schedule have no history to regress from.
+    Comparable: the same variant name, config hash and model (name, and --model as
+    given or the demo model's size), completed. A variant without any is not
+    compared (a note says so): the first runs of a schedule have no history.
     """
     from soak import history
 
-    hashes = history.variant_config_hashes(run_dir)
+    hashes, model_path = history.variant_config_hashes(run_dir)
     references: dict[str, Reference] = {}
     notes: list[str] = []
     for v in variants:
@@ -163,7 +163,7 @@ def history_references(
                 v.name,
                 config_hash,
                 result.model.name,
-                result.model.size_bytes,
+                model_path,
                 n,
                 run_dir=run_dir,
             )
@@ -173,7 +173,7 @@ def history_references(
         if not found:
             notes.append(
                 f"{v.name}: no comparable run in {history_path} (config {config_hash or '?'}, "
-                f"model {result.model.name}): not compared"
+                f"model {result.model.name}, {model_path}): not compared"
             )
             continue
         runs = (

@@ -29,7 +29,7 @@ from typing import Any
 from soak.analysis.result import RunResult, VariantResult
 from soak.errors import UsageError
 from soak.regression import COMPARED, Measured, measured
-from soak.settings import RunConfig, config_from_run_toml
+from soak.settings import RunConfig, VariantSpec, config_from_run_toml
 from soak.store.run_dir import RunDir
 
 SCHEMA_VERSION = 1
@@ -46,6 +46,8 @@ class RecordedVariant:
     allocator_verified: bool
     status: str
     config_hash: str
+    server_args: str  # JSON list: the variant's own server flags (after the run's)
+    env: str  # JSON object: the variant's environment
     verdict: str
     reason: str
     swaps_completed: int
@@ -88,6 +90,7 @@ class RecordedRun:
     model_path: str  # --model as given, or "demo model, N MiB"
     image: str | None  # the Docker image (docker backend)
     server_binary: str | None  # the server (process backend)
+    server_args: str  # JSON list: the run's server flags
     config_hash: str
     soak_version: str
     metric: str
@@ -159,9 +162,6 @@ def recorded_run(result: RunResult, run: RunDir) -> RecordedRun:
     env = _read_json(run.environment_json)
     specs = {v.name: v for v in config.variants}
     docker = env.get("docker") if isinstance(env.get("docker"), dict) else {}
-    model_path = (
-        config.model if config.model is not None else f"demo model, {config.demo_size_mb:g} MiB"
-    )
     return RecordedRun(
         run_dir=str(run.path.resolve()),
         started_t=result.started_t
@@ -173,9 +173,10 @@ def recorded_run(result: RunResult, run: RunDir) -> RecordedRun:
         backend=result.backend,
         model_name=result.model.name,
         model_size_bytes=result.model.size_bytes,
-        model_path=model_path,
+        model_path=config.model_identity,
         image=env.get("image") or (config.image if config.backend == "docker" else None),
         server_binary=env.get("server_binary"),
+        server_args=json.dumps(list(config.server_args)),
         config_hash=config.config_hash(),
         soak_version=result.soak_version,
         metric=result.metric,
@@ -191,9 +192,7 @@ def recorded_run(result: RunResult, run: RunDir) -> RecordedRun:
         tensorflow=env.get("tensorflow"),
         docker_version=(docker or {}).get("version") if docker else None,
         variants=tuple(
-            _recorded_variant(v, config.variant_config_hash(specs[v.name]))
-            if v.name in specs
-            else _recorded_variant(v, config.config_hash())
+            _recorded_variant(v, config, specs.get(v.name) or VariantSpec(v.name, v.allocator))
             for v in result.variants
         ),
     )
@@ -215,13 +214,13 @@ def read_config(run: RunDir) -> RunConfig:
         raise UsageError(f"{run.run_toml}: bad value: {exc}") from None
 
 
-def variant_config_hashes(run_dir: Path) -> dict[str, str]:
-    """Each variant's config hash, from the run's run.toml."""
+def variant_config_hashes(run_dir: Path) -> tuple[dict[str, str], str]:
+    """Each variant's config hash, and the model's identity, from the run's run.toml."""
     config = read_config(RunDir(Path(run_dir)))
-    return {v.name: config.variant_config_hash(v) for v in config.variants}
+    return {v.name: config.variant_config_hash(v) for v in config.variants}, config.model_identity
 
 
-def _recorded_variant(v: VariantResult, config_hash: str) -> RecordedVariant:
+def _recorded_variant(v: VariantResult, config: RunConfig, spec: VariantSpec) -> RecordedVariant:
     m, verdict, lat = v.memory, v.memory.verdict, v.latency
     noise = measured(v)
     return RecordedVariant(
@@ -230,7 +229,9 @@ def _recorded_variant(v: VariantResult, config_hash: str) -> RecordedVariant:
         library=v.library,
         allocator_verified=v.allocator_verified,
         status=v.status,
-        config_hash=config_hash,
+        config_hash=config.variant_config_hash(spec),
+        server_args=json.dumps(list(spec.server_args)),
+        env=json.dumps(dict(spec.env), sort_keys=True),
         verdict=verdict.verdict,
         reason=verdict.reason,
         swaps_completed=v.swaps_completed,
@@ -297,13 +298,13 @@ def comparable(
     variant: str,
     config_hash: str,
     model_name: str,
-    model_size_bytes: int | None,
+    model_path: str,
     n: int,
     run_dir: Path | str | None = None,
 ) -> list[tuple[RecordedRun, RecordedVariant]]:
     """The last `n` runs comparable with a variant of `run_dir`: the same variant name,
-    config hash and model (name and size), completed with the allocator verified;
-    oldest first.
+    config hash and model (name, and --model as given or the demo model's size),
+    completed with the allocator verified; oldest first.
 
     `run_dir` itself is left out, and so are runs that started after it (when
     it is recorded, else when its environment.json was written).
@@ -316,7 +317,7 @@ def comparable(
     found = []
     for run in recorded:
         v = run.variant(variant)
-        if v is None or v.config_hash != config_hash or run.model_size_bytes != model_size_bytes:
+        if v is None or v.config_hash != config_hash or run.model_path != model_path:
             continue
         if v.status != "completed" or not v.allocator_verified or run.run_dir == own:
             continue
@@ -333,8 +334,13 @@ class Trend:
     variant: str
     config_hash: str
     model_name: str
-    model_size_bytes: int | None
+    model_path: str
     points: tuple[tuple[RecordedRun, RecordedVariant], ...]  # oldest first
+
+    @property
+    def model_size_bytes(self) -> int | None:
+        """The newest run's model size."""
+        return self.points[-1][0].model_size_bytes if self.points else None
 
     def values(self, name: str, completed_only: bool = False) -> list[float]:
         """A figure (a RecordedVariant field) over the runs that have it."""
@@ -349,11 +355,10 @@ class Trend:
 def trends(runs: Sequence[RecordedRun], last: int | None = None) -> list[Trend]:
     """The runs grouped by variant, config hash and model, in order of first appearance;
     each group's last `last` runs."""
-    groups: dict[tuple[str, str, str, int | None], list[tuple[RecordedRun, RecordedVariant]]]
-    groups = {}
+    groups: dict[tuple[str, str, str, str], list[tuple[RecordedRun, RecordedVariant]]] = {}
     for run in runs:
         for v in run.variants:
-            key = (v.name, v.config_hash, run.model_name, run.model_size_bytes)
+            key = (v.name, v.config_hash, run.model_name, run.model_path)
             groups.setdefault(key, []).append((run, v))
     return [
         Trend(*key, points=tuple(points[-last:] if last else points))

@@ -66,8 +66,11 @@ class Setting:
     cli: bool = True  # a flag of `soak run` (else TOML and keywords only)
     stored: bool = True  # written to run.toml
     per_variant: bool = False  # a [[variants]] table may set it too (VariantSpec field)
-    # Part of the config hash: runs that differ in it measure different things and are not
-    # compared (`soak check --against-history`). Off for where output goes and how it is shown.
+    # Part of the config hash: how soak measures (traffic, swaps, settling, judging, the
+    # variant's allocator). Runs that differ in it are not compared (`soak check
+    # --against-history`). Off for where output goes and how it is shown, and for what is
+    # under test (model, image, server and its flags): their changes are what a comparison
+    # with earlier runs is for (the model is compared on its own).
     in_config_hash: bool = True
 
 
@@ -363,9 +366,13 @@ class VariantSpec:
         "", "the variant's name (its directory in the run dir)", pattern=NAME_PATTERN
     )
     allocator: str = setting("glibc", "the malloc to preload", choices=tuple(ALLOCATORS))
-    server_args: tuple[str, ...] = setting((), "server flags after the run's `server_args`")
+    server_args: tuple[str, ...] = setting(
+        (), "server flags after the run's `server_args`", in_config_hash=False
+    )
     env: Mapping[str, str] = setting({}, "environment of the server (e.g. MALLOC_CONF)")
-    library: str | None = setting(None, "the allocator's library (else found on the system)")
+    library: str | None = setting(
+        None, "the allocator's library (else found on the system)", in_config_hash=False
+    )
 
 
 def parse_variants(raw: Any, check: bool = True) -> tuple[VariantSpec, ...]:
@@ -410,9 +417,14 @@ class RunConfig:
         "a SavedModel dir or a base path of numeric versions",
         metavar="PATH",
         default_text="the generated demo model",
+        in_config_hash=False,  # the model is compared on its own
     )
     model_name: str = setting(
-        "model", "the model's name on the server", pattern=NAME_PATTERN, metavar="NAME"
+        "model",
+        "the model's name on the server",
+        pattern=NAME_PATTERN,
+        metavar="NAME",
+        in_config_hash=False,
     )
     backend: str = setting("process", "where the server runs", choices=BACKENDS)
     allocators: tuple[str, ...] = setting(
@@ -456,7 +468,10 @@ class RunConfig:
         default_text="built from the model's metadata",
     )
     server_binary: str = setting(
-        DEFAULT_SERVER_BINARY, "the server to run (process backend)", metavar="PATH"
+        DEFAULT_SERVER_BINARY,
+        "the server to run (process backend)",
+        metavar="PATH",
+        in_config_hash=False,  # under test
     )
     server_args: tuple[str, ...] = setting(
         (),
@@ -465,9 +480,12 @@ class RunConfig:
         metavar="ARG",
         repeat=True,
         per_variant=True,
+        in_config_hash=False,  # under test
     )
     image: str = setting(
-        "tensorflow/serving", "Docker image ('standin': the stand-in, built if missing)"
+        "tensorflow/serving",
+        "Docker image ('standin': the stand-in, built if missing)",
+        in_config_hash=False,  # under test
     )
     memory_limit_bytes: int | None = setting(
         None,
@@ -533,7 +551,11 @@ class RunConfig:
         in_config_hash=False,
     )
     demo_size_mb: float = setting(
-        128.0, "size of the generated demo model (MiB)", above=0, metavar="MB"
+        128.0,
+        "size of the generated demo model (MiB)",
+        above=0,
+        metavar="MB",
+        in_config_hash=False,  # the model is compared on its own
     )
     quiet: bool = setting(
         False,
@@ -553,12 +575,19 @@ class RunConfig:
         return default_history_path(Path(self.out or DEFAULT_RUNS_DIR))
 
     def config_hash(self) -> str:
-        """A short hash of the settings that shape what the run measures (all variants)."""
+        """A short hash of how the run measures (all variants): the settings declared
+        `in_config_hash` that differ from their defaults."""
         return _hash(_hashed(self))
 
+    @property
+    def model_identity(self) -> str:
+        """The model as a comparison knows it: --model as given, or the demo model's size."""
+        return self.model if self.model is not None else f"demo model, {self.demo_size_mb:g} MiB"
+
     def variant_config_hash(self, variant: VariantSpec) -> str:
-        """The hash of what shapes one variant's figures: the run's settings but the
-        variant list, and that variant's own table. Runs with equal hashes are comparable."""
+        """The hash of how one variant is measured: the run's settings but the variant
+        list, and that variant's own (name, allocator, env). Runs with equal hashes (and
+        the same model) are compared by `soak check --against-history`."""
         run = {k: v for k, v in _hashed(self).items() if k not in ("variants", "allocators")}
         return _hash({**run, "variant": _hashed(variant)})
 

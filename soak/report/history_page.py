@@ -6,6 +6,7 @@ page, figures as SVG data URIs.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pathlib import Path
 from soak.history import RecordedRun, Trend, trends
 from soak.report import plots
 from soak.report.html import _ENV
+
+_ENV.filters.setdefault("fromjson", json.loads)
 
 
 @dataclass(frozen=True)

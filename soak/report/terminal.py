@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,17 +103,23 @@ def history_table(runs: Sequence[RecordedRun], path: Path, last: int | None = No
     lines = [f"{path}: {len(runs)} runs, model {', '.join(models)}"]
     for trend in groups:
         size = trend.model_size_bytes
-        size_text = f" ({size / MIB:.1f} MiB)" if size else ""
+        size_text = f", {size / MIB:.1f} MiB" if size else ""
         lines += [
             "",
-            f"{trend.variant}  model {trend.model_name}{size_text}  config {trend.config_hash}  "
-            f"{len(trend.points)} runs",
+            f"{trend.variant}  model {trend.model_name} ({trend.model_path}{size_text})  "
+            f"config {trend.config_hash}  {len(trend.points)} runs",
         ]
-        rows = [HISTORY_COLUMNS] + [_history_row(run, v) for run, v in trend.points]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(HISTORY_COLUMNS))]
+        columns: tuple[str, ...] = HISTORY_COLUMNS
+        rows: list[tuple[str, ...]] = [_history_row(run, v) for run, v in trend.points]
+        args = [_server_args(run, v) for run, v in trend.points]
+        if any(args):
+            columns = (*columns, "server args")
+            rows = [(*row, a) for row, a in zip(rows, args, strict=True)]
+        rows = [columns, *rows]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
         for n, row in enumerate(rows):
             cells = [
-                cell.ljust(w) if i in (0, 1, 2, 10) or n == 0 else cell.rjust(w)
+                cell.ljust(w) if i in (0, 1, 2) or i >= 10 or n == 0 else cell.rjust(w)
                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))
             ]
             lines.append("  " + "  ".join(cells).rstrip())
@@ -145,6 +152,11 @@ def _history_row(run: RecordedRun, v: RecordedVariant) -> tuple[str, ...]:
         str(v.swaps_completed),
         run.run_dir,
     )
+
+
+def _server_args(run: RecordedRun, v: RecordedVariant) -> str:
+    """The server flags a run gave this variant (the run's, then the variant's own)."""
+    return " ".join(json.loads(run.server_args or "[]") + json.loads(v.server_args or "[]"))
 
 
 def _trend(trend: Trend, name: str, label: str, spec: str, unit: str) -> str:

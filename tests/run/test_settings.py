@@ -260,8 +260,18 @@ def test_the_config_hash_is_what_shapes_the_figures(tmp_path):
     alone = from_keywords(allocators=["jemalloc"], swaps=6)
     assert alone.variant_config_hash(alone.variants[0]) == base.variant_config_hash(je)
     assert base.variant_config_hash(base.variants[0]) != base.variant_config_hash(je)
-    flagged = from_keywords(allocators=["jemalloc"], swaps=6, server_args=["--x=1"])
-    assert flagged.variant_config_hash(flagged.variants[0]) != base.variant_config_hash(je)
+    # what is under test (model, image, server flags) is compared, not a different setup
+    subject = from_keywords(
+        allocators=["jemalloc"], swaps=6, server_args=["--x=1"], image="mine:2", model_name="m"
+    )
+    assert subject.variant_config_hash(subject.variants[0]) == base.variant_config_hash(je)
+    plain = from_keywords(variants=[{"name": "jemalloc", "allocator": "jemalloc"}])
+    tuned = from_keywords(
+        variants=[{"name": "jemalloc", "allocator": "jemalloc", "env": {"MALLOC_CONF": "x"}}]
+    )
+    assert tuned.variant_config_hash(tuned.variants[0]) != plain.variant_config_hash(
+        plain.variants[0]
+    )
 
 
 def test_the_config_hash_reads_back_from_run_toml(tmp_path):
