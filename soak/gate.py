@@ -152,7 +152,7 @@ def history_references(
     """
     from soak import history
 
-    hashes, model_path = history.variant_config_hashes(run_dir)
+    hashes, model_path = history.variant_config_hashes(run_dir, result)
     references: dict[str, Reference] = {}
     notes: list[str] = []
     for v in variants:

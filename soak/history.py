@@ -160,7 +160,6 @@ def recorded_run(result: RunResult, run: RunDir) -> RecordedRun:
     """What the history keeps of a run: its result, configuration and host."""
     config = read_config(run)
     env = _read_json(run.environment_json)
-    specs = {v.name: v for v in config.variants}
     docker = env.get("docker") if isinstance(env.get("docker"), dict) else {}
     return RecordedRun(
         run_dir=str(run.path.resolve()),
@@ -192,7 +191,7 @@ def recorded_run(result: RunResult, run: RunDir) -> RecordedRun:
         tensorflow=env.get("tensorflow"),
         docker_version=(docker or {}).get("version") if docker else None,
         variants=tuple(
-            _recorded_variant(v, config, specs.get(v.name) or VariantSpec(v.name, v.allocator))
+            _recorded_variant(v, config, variant_spec(config, v.name, v.allocator))
             for v in result.variants
         ),
     )
@@ -214,10 +213,19 @@ def read_config(run: RunDir) -> RunConfig:
         raise UsageError(f"{run.run_toml}: bad value: {exc}") from None
 
 
-def variant_config_hashes(run_dir: Path) -> tuple[dict[str, str], str]:
+def variant_config_hashes(run_dir: Path, result: RunResult) -> tuple[dict[str, str], str]:
     """Each variant's config hash, and the model's identity, from the run's run.toml."""
     config = read_config(RunDir(Path(run_dir)))
-    return {v.name: config.variant_config_hash(v) for v in config.variants}, config.model_identity
+    hashes = {
+        v.name: config.variant_config_hash(variant_spec(config, v.name, v.allocator))
+        for v in result.variants
+    }
+    return hashes, config.model_identity
+
+
+def variant_spec(config: RunConfig, name: str, allocator: str) -> VariantSpec:
+    """The variant's table in the config (a run.toml without one: just its allocator)."""
+    return next((v for v in config.variants if v.name == name), VariantSpec(name, allocator))
 
 
 def _recorded_variant(v: VariantResult, config: RunConfig, spec: VariantSpec) -> RecordedVariant:

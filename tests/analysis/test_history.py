@@ -117,7 +117,7 @@ def test_comparable_runs_are_the_same_setup_and_model_completed(finished, sim_va
     )
     for run in (*clean, other_rps, other_model, failed, flags):
         history.record(db, analyse_run(run), run)
-    hashes, model = history.variant_config_hashes(flags)
+    hashes, model = history.variant_config_hashes(flags, analyse_run(flags))
     found = history.comparable(db, "je", hashes["je"], "ranker", model, 5, run_dir=flags)
     assert [Path(run.run_dir) for run, _ in found] == [c.resolve() for c in clean]
     assert len(history.comparable(db, "je", hashes["je"], "ranker", model, 2, run_dir=flags)) == 2
