@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         metavar="RUN_DIR",
-        help="record a run dir first (a run that was killed, after soak report; repeatable)",
+        help="record a run dir first (a run that was killed, after soak report; repeatable) "
+        "(default: none)",
     )
     history.set_defaults(func=cmd_history)
 
@@ -137,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MB",
         help="size of each version in MiB (default: 128)",
     )
-    demo.add_argument("--no-warmup", action="store_true", help="no warmup requests file")
+    demo.add_argument(
+        "--no-warmup", action="store_true", help="no warmup requests file (default: off)"
+    )
     demo.add_argument(
         "--seed", type=int, default=0, metavar="N", help="random seed of the weights (default: 0)"
     )
