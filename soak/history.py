@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,8 @@ def recorded_run(result: RunResult, run: RunDir) -> RecordedRun:
     """What the history keeps of a run: its result, configuration and host."""
     config = read_config(run)
     env = _read_json(run.environment_json)
-    docker = env.get("docker") if isinstance(env.get("docker"), dict) else {}
+    docker = env.get("docker")
+    docker = docker if isinstance(docker, dict) else {}
     return RecordedRun(
         run_dir=str(run.path.resolve()),
         started_t=result.started_t
@@ -189,7 +191,7 @@ def recorded_run(result: RunResult, run: RunDir) -> RecordedRun:
         glibc_version=env.get("glibc_version"),
         python=env.get("python"),
         tensorflow=env.get("tensorflow"),
-        docker_version=(docker or {}).get("version") if docker else None,
+        docker_version=docker.get("engine_version"),
         variants=tuple(
             _recorded_variant(v, config, variant_spec(config, v.name, v.allocator))
             for v in result.variants
@@ -199,8 +201,6 @@ def recorded_run(result: RunResult, run: RunDir) -> RecordedRun:
 
 def read_config(run: RunDir) -> RunConfig:
     """The run's configuration from its run.toml (defaults if it has none)."""
-    import tomllib
-
     try:
         data = tomllib.loads(run.run_toml.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -350,14 +350,9 @@ class Trend:
         """The newest run's model size."""
         return self.points[-1][0].model_size_bytes if self.points else None
 
-    def values(self, name: str, completed_only: bool = False) -> list[float]:
+    def values(self, name: str) -> list[float]:
         """A figure (a RecordedVariant field) over the runs that have it."""
-        return [
-            value
-            for _, v in self.points
-            if (value := getattr(v, name)) is not None
-            and (not completed_only or v.status == "completed")
-        ]
+        return [value for _, v in self.points if (value := getattr(v, name)) is not None]
 
 
 def trends(runs: Sequence[RecordedRun], last: int | None = None) -> list[Trend]:
@@ -381,8 +376,6 @@ def _variant_row(row: Sequence[Any]) -> RecordedVariant:
 
 
 def _with_variants(run: RecordedRun, variants: list[RecordedVariant]) -> RecordedRun:
-    from dataclasses import replace
-
     return replace(run, variants=tuple(variants))
 
 
