@@ -350,10 +350,6 @@ class Trend:
         """The newest run's model size."""
         return self.points[-1][0].model_size_bytes if self.points else None
 
-    def values(self, name: str) -> list[float]:
-        """A figure (a RecordedVariant field) over the runs that have it."""
-        return [value for _, v in self.points if (value := getattr(v, name)) is not None]
-
 
 def trends(runs: Sequence[RecordedRun], last: int | None = None) -> list[Trend]:
     """The runs grouped by variant, config hash and model, in order of first appearance;

@@ -3,14 +3,14 @@
 
 A figure regresses when
 
-    new - ref > allowed = max(P % of |ref|, floor, Z * sqrt(u_new^2 + u_ref^2 + d^2), Z * s_runs)
+    new - ref > allowed = max(P % of |ref|, floor, Z * sqrt(u_new^2 + r^2))
 
 - `ref`: the reference: the baseline run's figure, or the median over the
   last N comparable runs of the history;
 - `P`: the allowed worsening in percent (`--max-regression`, default 10);
 - `floor`: the variant's threshold (MiB per swap, max(1 MiB, 1 % of the model)) for
   memory figures, 1 ms for latency: below it no change is a finding;
-- `u`: a run's own noise in that figure, from the scatter of its per-swap values:
+- `u_new`: the run's own noise in that figure, from the scatter of its per-swap values:
   - `retained_mb` (the last swap's level): how far settled memory scatters around
     its trend over the swaps judged: the larger of the verdict's `noise_mb` and
     the standard deviation of the residuals (jemalloc's settled memory wanders
@@ -19,17 +19,20 @@ A figure regresses when
     (the slope's standard error);
   - `steady_p99_ms`, `swap_p99_ms`: the standard deviation of the p99s of the
     run's windows, one per swap (how far a p99 moves from window to window);
-  `u_new` is the run's, `u_ref` the median of the reference runs';
-- `s_runs`: the standard deviation of the figure over the reference runs when
-  there are 3 or more: the run-to-run spread that no single run shows (the
-  machine's load at the time, where an allocator happened to settle);
-- `d`: with fewer than 3 reference runs, the drift of latency between runs that
-  no single run can show: LATENCY_DRIFT (20 %) of the reference's p99. Measured
-  on this 2-core shared machine, six identical default runs (jemalloc) had
-  steady p99s of 7.9 to 14.0 ms and swap p99s of 195 to 318 ms, a standard
-  deviation of 18 % and 17 % of their median; the p50 moved with them (the
-  machine's load), while each run's windows scattered by 1-3 ms only. Memory
-  has no such term: each run's own scatter covers its run-to-run spread;
+- `r`: how uncertain the reference is:
+  - with 3 or more reference runs, their measured spread: the standard
+    deviation of the figure over them (it holds each run's own noise, and
+    what no single run shows: the machine's load at the time, where an
+    allocator happened to settle);
+  - with fewer, the reference's own noise `u_ref` (as `u_new`, the median over
+    the reference runs) and, for latency, its drift `d` between runs, which
+    no single run can show: LATENCY_DRIFT (20 %) of the reference's p99.
+    Measured on this 2-core shared machine, six identical default runs
+    (jemalloc) had steady p99s of 7.9 to 14.0 ms and swap p99s of 195 to 318
+    ms, a standard deviation of 18 % and 17 % of their median; the p50 moved
+    with them (the machine's load), while each run's windows scattered by 1-3
+    ms only. Memory has no such term: a run's own scatter covers its
+    run-to-run spread;
 - `Z` = 3.
 
 Two identical runs thus never differ by more than their noise allows; a
@@ -139,15 +142,24 @@ class Regression:
     new: float | None
     ref: float | None
     pct: float
-    pct_part: float  # P % of |ref|
     floor: float
-    noise: float  # Z * sqrt(u_new^2 + u_ref^2 + d^2)
-    spread: float | None  # Z * s_runs (None: fewer than MIN_RUNS_FOR_SPREAD runs)
-    drift: float = 0.0  # d: the assumed run-to-run drift (latency, spread unmeasured)
+    u_new: float  # the run's own noise in the figure (0: unknown)
+    r: float  # the reference's uncertainty: the runs' spread, else u_ref and the drift
+    runs: int  # reference runs with the figure
+    spread_measured: bool  # r is the reference runs' spread (3 runs or more)
+    drift: float = 0.0  # d: latency's assumed run-to-run drift (spread unmeasured)
+
+    @property
+    def pct_part(self) -> float:
+        return abs(self.ref) * self.pct / 100 if self.ref is not None else 0.0
+
+    @property
+    def noise(self) -> float:
+        return NOISE_Z * math.hypot(self.u_new, self.r)
 
     @property
     def allowed(self) -> float:
-        return max(self.pct_part, self.floor, self.noise, self.spread or 0.0)
+        return max(self.pct_part, self.floor, self.noise)
 
     @property
     def regressed(self) -> bool:
@@ -164,12 +176,16 @@ class Regression:
         if self.unknown:
             return f"{self.variant}: {f.name} unknown, cannot be compared with {reference} in {run}"
         assert self.new is not None and self.ref is not None
-        noise = f"noise {NOISE_Z:g} x {_n(self.noise / NOISE_Z)}"
-        if self.drift:
-            noise += f" (with {LATENCY_DRIFT:.0%} drift)"
+        if self.spread_measured:
+            why = f"the {self.runs} runs' spread {_n(self.r)}"
+        else:
+            why = "the reference's own " + _n(self.r)
+            if self.drift:
+                why += f" with {LATENCY_DRIFT:.0%} drift"
+        noise = (
+            f"noise {NOISE_Z:g} x {_n(self.noise / NOISE_Z)} (this run's {_n(self.u_new)}, {why})"
+        )
         parts = [f"{self.pct:g} % of it {_n(self.pct_part)}", f"floor {_n(self.floor)}", noise]
-        if self.spread is not None:
-            parts.append(f"run-to-run spread {NOISE_Z:g} x {_n(self.spread / NOISE_Z)}")
         return (
             f"{self.variant}: {f.name} {_n(self.new)}{u} regressed from {_n(self.ref)}{u}: "
             f"{_n(self.new - self.ref, '+')}{u} > {_n(self.allowed)}{u} allowed "
@@ -187,16 +203,18 @@ def compare(
     new = measured(v)
     out = []
     for f in figures:
-        values = [r[f.name].value for r in reference_runs if f.name in r]
-        known = [x for x in values if x is not None]
+        known = [x for r in reference_runs if (x := r[f.name].value) is not None]
         ref = statistics.median(known) if known else None
-        ref_noises = [r[f.name].noise for r in reference_runs if f.name in r]
-        u_ref = statistics.median([n for n in ref_noises if n is not None] or [0.0])
-        u_new = new[f.name].noise or 0.0
-        measured_spread = len(known) >= MIN_RUNS_FOR_SPREAD
-        spread = NOISE_Z * statistics.stdev(known) if measured_spread else None
-        assumed = ref is not None and not f.memory and not measured_spread
-        drift = LATENCY_DRIFT * abs(ref) if assumed and ref is not None else 0.0
+        spread_measured = len(known) >= MIN_RUNS_FOR_SPREAD
+        drift = 0.0
+        if spread_measured:
+            r = statistics.stdev(known)
+        else:
+            noises = [n for run in reference_runs if (n := run[f.name].noise) is not None]
+            u_ref = statistics.median(noises) if noises else 0.0
+            if ref is not None and not f.memory:
+                drift = LATENCY_DRIFT * abs(ref)
+            r = math.hypot(u_ref, drift)
         out.append(
             Regression(
                 variant=v.name,
@@ -204,10 +222,11 @@ def compare(
                 new=new[f.name].value,
                 ref=ref,
                 pct=pct,
-                pct_part=abs(ref) * pct / 100 if ref is not None else 0.0,
                 floor=v.memory.threshold_mb if f.memory else LATENCY_FLOOR_MS,
-                noise=NOISE_Z * math.hypot(u_new, u_ref, drift),
-                spread=spread,
+                u_new=new[f.name].noise or 0.0,
+                r=r,
+                runs=len(known),
+                spread_measured=spread_measured,
                 drift=drift,
             )
         )

@@ -246,6 +246,9 @@ def history_latency(
     for n, (label, values) in enumerate(series):
         line_color = HISTORY_COLORS[n % len(HISTORY_COLORS)]
         ax.plot(x, _array_or_nan(values), "o-", color=line_color, lw=1.0, ms=4, label=label)
+    known = [v for _, values in series for v in values if v is not None and v > 0]
+    if known and max(known) > 20 * min(known):  # steady p99 next to swap p99: a log scale
+        ax.set_yscale("log")
     _date_axis(fig, ax)
     ax.set_ylabel("ms")
     ax.legend(loc="upper left", fontsize=8, ncols=4, frameon=False)

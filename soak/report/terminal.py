@@ -128,14 +128,12 @@ def history_table(runs: Sequence[RecordedRun], path: Path, last: int | None = No
     return "\n".join(lines)
 
 
-def sparkline(values: Sequence[float]) -> str:
-    """One block character per value, scaled over the values and zero."""
-    if not values:
-        return ""
-    lo, hi = min(0.0, *values), max(0.0, *values)  # from zero: small changes stay small
-    if hi - lo < 1e-9:
-        return SPARKS[0] * len(values)
-    return "".join(SPARKS[round((v - lo) / (hi - lo) * (len(SPARKS) - 1))] for v in values)
+def sparkline(values: Sequence[float | None]) -> str:
+    """One block character per value (a space for none), scaled over the values and zero."""
+    known = [v for v in values if v is not None]
+    lo, hi = min(0.0, *known), max(0.0, *known)  # from zero: small changes stay small
+    scale = (len(SPARKS) - 1) / (hi - lo) if hi - lo > 1e-9 else 0.0
+    return "".join(" " if v is None else SPARKS[round((v - lo) * scale)] for v in values)
 
 
 def _history_row(run: RecordedRun, v: RecordedVariant) -> tuple[str, ...]:
@@ -160,10 +158,11 @@ def _server_args(run: RecordedRun, v: RecordedVariant) -> str:
 
 
 def _trend(trend: Trend, name: str, label: str, spec: str, unit: str) -> str:
-    values = trend.values(name)
-    if not values:
+    values = [getattr(v, name) for _, v in trend.points]
+    known = [x for x in values if x is not None]
+    if not known:
         return f"{label} -"
-    return f"{label} {sparkline(values)} {format(values[-1], spec)}{unit}"
+    return f"{label} {sparkline(values)} {format(known[-1], spec)}{unit}"
 
 
 def _last_vs_before(trend: Trend) -> str:

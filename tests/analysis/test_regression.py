@@ -48,15 +48,17 @@ def wandering(k):
     return [0.0, 11.4, 1.4, 10.6, 11.4, 11.6, 6.6, 9.4, 11.7, 16.5][k]
 
 
-def test_allowed_is_the_largest_of_percentage_floor_noise_and_spread():
-    r = Regression("je", RETAINED_MB, 20.0, 10.0, 10, 1.0, 1.28, 6.0, None)
-    assert r.allowed == 6.0 and r.regressed  # +10 > 6
-    assert replace(r, spread=12.0).allowed == 12.0 and not replace(r, spread=12.0).regressed
-    assert replace(r, pct_part=11.0).allowed == 11.0
+def test_allowed_is_the_largest_of_percentage_floor_and_noise():
+    r = Regression("je", RETAINED_MB, 20.0, 10.0, 10, 1.28, 1.2, 1.6, 1, False)
+    assert r.noise == pytest.approx(NOISE_Z * 2.0)  # 3 * sqrt(1.2^2 + 1.6^2)
+    assert r.allowed == pytest.approx(6.0) and r.regressed  # +10 > 6
+    assert replace(r, r=4.0).allowed == pytest.approx(NOISE_Z * (1.2**2 + 16) ** 0.5)
+    assert replace(r, pct=110).allowed == pytest.approx(11.0)
+    assert replace(r, floor=12.0).allowed == 12.0 and not replace(r, floor=12.0).regressed
     assert not replace(r, new=None).regressed and replace(r, new=None).unknown
 
 
-def test_noise_and_spread_from_the_runs(make_run, sim_variant):
+def test_noise_from_the_run_and_spread_from_the_reference_runs(make_run, sim_variant):
     run = make_run([sim_variant("je", "jemalloc", wandering, swaps=9)])
     v = analyse_run(run).variants[0]
     scatter = memory_scatter(v)
@@ -65,14 +67,18 @@ def test_noise_and_spread_from_the_runs(make_run, sim_variant):
     assert figures["retained_mb"].noise == scatter
     assert figures["retained_mb_per_swap"].noise < scatter  # the slope's standard error
     assert figures["swap_p99_ms"].noise is not None
-    # Against itself: the noise is both runs' in quadrature; no spread from one run.
-    (slope, *_) = compare(v, [figures])
-    assert slope.noise == pytest.approx(NOISE_Z * 2**0.5 * figures["retained_mb_per_swap"].noise)
-    assert slope.spread is None and not slope.regressed
-    # From 3 reference runs on, their spread counts too.
-    runs = [{**figures, "retained_mb_per_swap": Measured(x, 0.0)} for x in (0.0, 1.0, 2.0)]
-    (slope, *_) = compare(v, runs)
-    assert slope.ref == 1.0 and slope.spread == pytest.approx(NOISE_Z * 1.0)
+    # Against itself: both runs' noise; latency adds the drift one run cannot show.
+    slope, _, steady, _ = compare(v, [figures])
+    u = figures["retained_mb_per_swap"].noise
+    assert slope.noise == pytest.approx(NOISE_Z * 2**0.5 * u) and not slope.regressed
+    assert not slope.spread_measured and slope.drift == 0.0
+    assert steady.drift == pytest.approx(0.2 * steady.ref)
+    # From 3 reference runs on, their measured spread is the reference's uncertainty.
+    runs = [{**figures, "retained_mb_per_swap": Measured(x, 99.0)} for x in (0.0, 1.0, 2.0)]
+    slope, _, steady, _ = compare(v, runs)
+    assert slope.ref == 1.0 and slope.spread_measured and slope.r == pytest.approx(1.0)
+    assert slope.noise == pytest.approx(NOISE_Z * (u**2 + 1.0) ** 0.5)
+    assert steady.drift == 0.0 and steady.r == 0.0  # three equal p99s: no spread
 
 
 def test_a_planted_leak_regresses_against_a_clean_run(make_run, sim_variant, capsys):
@@ -82,7 +88,10 @@ def test_a_planted_leak_regresses_against_a_clean_run(make_run, sim_variant, cap
     assert [line.split()[1] for line in lines] == ["retained_mb_per_swap", "retained_mb"]
     slope = lines[0]
     assert slope.startswith("jemalloc: retained_mb_per_swap 16 MiB regressed from ")
-    assert " MiB allowed (the largest of 10 % of it " in slope and ", noise 3 x " in slope
+    assert " MiB allowed (the largest of 10 % of it " in slope
+    assert (
+        ", noise 3 x " in slope and " (this run's " in slope and ", the reference's own " in slope
+    )
     assert slope.endswith(f" in {leak} vs the baseline run {clean}")
     # ... and the clean run does not regress against the leak (it is better)
     assert check(analyse_run(clean), Limits(baseline_dir=leak), analyse_run(leak)) == []
