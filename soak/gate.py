@@ -115,8 +115,8 @@ def baseline_references(variants: list[VariantResult], baseline: RunResult) -> d
     before = {v.name: v for v in baseline.variants}
     common = [v for v in variants if v.name in before]
     if not common:
-        run = variants[0].name if variants else "?"
-        raise UsageError(f"no variant of the run ({run}, ...) is in the baseline run {other}")
+        names = ", ".join(v.name for v in variants) or "none"
+        raise UsageError(f"no variant of the run ({names}) is in the baseline run {other}")
     return {
         v.name: Reference(f"the baseline run {other}", (measured(before[v.name]),)) for v in common
     }
@@ -156,31 +156,20 @@ def history_references(
     references: dict[str, Reference] = {}
     notes: list[str] = []
     for v in variants:
-        config_hash = hashes.get(v.name)
-        found = (
-            history.comparable(
-                history_path,
-                v.name,
-                config_hash,
-                result.model.name,
-                model_path,
-                n,
-                run_dir=run_dir,
-            )
-            if config_hash is not None
-            else []
+        config_hash = hashes[v.name]
+        found = history.comparable(
+            history_path, v.name, config_hash, result.model.name, model_path, n, run_dir=run_dir
         )
         if not found:
             notes.append(
-                f"{v.name}: no comparable run in {history_path} (config {config_hash or '?'}, "
+                f"{v.name}: no comparable run in {history_path} (config {config_hash}, "
                 f"model {result.model.name}, {model_path}): not compared"
             )
             continue
-        runs = (
-            "the last comparable run"
-            if len(found) == 1
-            else (f"the median of the last {len(found)} comparable runs")
-        )
+        if len(found) == 1:
+            runs = "the last comparable run"
+        else:
+            runs = f"the median of the last {len(found)} comparable runs"
         references[v.name] = Reference(
             f"{runs} in {history_path}",
             tuple(recorded.measured() for _, recorded in found),
