@@ -18,6 +18,7 @@ from soak.analysis.verdict import default_threshold_mb
 from soak.driver.orchestrator import Interrupted, Orchestrator, VariantResult
 from soak.driver.plan import prepare
 from soak.environment import collect
+from soak.errors import SoakError
 from soak.progress import Progress
 from soak.settings import RunConfig
 from soak.store.run_dir import RunDir
@@ -32,6 +33,8 @@ class RunOutcome:
     result: RunResult
     variants: list[VariantResult] = field(default_factory=list)
     interrupted: bool = False
+    history: Path | None = None  # where the run was recorded (None: it could not be)
+    history_error: str | None = None  # why not
 
     @property
     def failed_variants(self) -> list[VariantResult]:
@@ -61,7 +64,22 @@ def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
         results = orchestrator.run()
     except Interrupted as exc:
         results, interrupted = exc.args[0], True
+    return conclude(config, run_dir.path, results, interrupted)
+
+
+def conclude(
+    config: RunConfig, run_dir: Path, variants: list[VariantResult], interrupted: bool
+) -> RunOutcome:
+    """After the variants ran (or were stopped): the analysis once, summary.json and
+    report.html from it, then the run recorded in the history."""
+    from soak import history
     from soak.report.outputs import write_outputs
 
-    result = write_outputs(run_dir.path)  # summary.json and report.html
-    return RunOutcome(run_dir.path, result, results, interrupted)
+    result = write_outputs(run_dir)
+    outcome = RunOutcome(run_dir, result, variants, interrupted)
+    try:
+        history.record(config.history_path, result, run_dir)
+        outcome.history = config.history_path
+    except (SoakError, OSError) as exc:  # the run is on disk: `soak history --add` later
+        outcome.history_error = str(exc)
+    return outcome

@@ -38,6 +38,9 @@ class SwapResult:
     cgroup_working_set_settled_mb: float | None
     p99_ms: float | None = None  # successful requests in the swap's latency window
     errors: int = 0  # failed requests in that window
+    # successful requests in the steady window after it (until the next staging or the stop):
+    # how far a steady p99 moves from one window to the next
+    steady_p99_ms: float | None = None
 
 
 @dataclass(frozen=True)
