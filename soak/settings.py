@@ -40,6 +40,7 @@ from soak.allocator_specs import ALLOCATORS
 from soak.procfs import parse_cpu_list
 
 BACKENDS = ("process", "docker")
+PROTOCOLS = ("rest", "grpc")
 METRICS = ("anon_bytes", "rss_bytes", "cgroup_anon_bytes", "cgroup_working_set_bytes")
 DEFAULT_SERVER_BINARY = "soak-model-server"  # the stand-in, from the `standin` extra
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
@@ -460,6 +461,12 @@ class RunConfig:
         minimum=1,
         maximum=64,
         metavar="N",
+    )
+    protocol: str = setting(
+        "rest",
+        "how the prober sends predicts and the poller reads model status: TF Serving's REST "
+        "API or its gRPC API (the server's --port)",
+        choices=PROTOCOLS,
     )
     request_file: str | None = setting(
         None,

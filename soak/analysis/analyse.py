@@ -154,7 +154,7 @@ def analyse_variant(
             total_final_mb=total_mb,
             settle_timeouts=sum(s.settle_timed_out for s in swaps),
         ),
-        latency=latency_figures(requests, timeline),
+        latency=latency_figures(requests, timeline, settings.protocol),
         swaps=swaps,
         library=v.library,
         reason=v.reason,

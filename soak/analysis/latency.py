@@ -92,7 +92,9 @@ def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[tuple[fl
     return firsts
 
 
-def latency_figures(series: LatencySeries, timeline: Timeline) -> LatencyFigures:
+def latency_figures(
+    series: LatencySeries, timeline: Timeline, protocol: str = "rest"
+) -> LatencyFigures:
     labels = window_labels(series, timeline)
     latency, ok = series.latency_ms, series.ok
     steady, swap = labels == STEADY, labels == SWAP
@@ -114,6 +116,7 @@ def latency_figures(series: LatencySeries, timeline: Timeline) -> LatencyFigures
         first_after_swap_ms=float(np.median(firsts)) if firsts else None,
         first_after_swap_max_ms=max(firsts) if firsts else None,
         late_sends=int(np.sum(late & counted)),
+        protocol=protocol,
     )
 
 

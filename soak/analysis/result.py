@@ -84,6 +84,7 @@ class LatencyFigures:
     first_after_swap_ms: float | None  # median over swaps (see first_after_swap)
     first_after_swap_max_ms: float | None
     late_sends: int  # sent more than LATE_SEND_MS after the intended time
+    protocol: str = "rest"  # how the requests went: "rest" or "grpc" (--protocol)
 
 
 @dataclass(frozen=True)
