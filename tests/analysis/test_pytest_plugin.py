@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import soak.runner
+from soak.demo_model import write_demo_model
 from soak.runner import conclude
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
@@ -183,12 +184,18 @@ def test_leak_against_a_baseline_run(soak_run):
     )
 
 
-@pytest.mark.slow
-def test_a_real_planted_leak_fails_with_variant_figure_limit_and_run_dir(pytester, tmp_path):
-    """One tiny real run (8 MiB model, 5 swaps): the user's test fails on the planted leak."""
-    from soak.demo_model import write_demo_model
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built before `pytester` starts (a wider scope comes first): pytester drops the modules
+    first imported during its test from sys.modules, and TensorFlow's cannot be imported
+    twice in one process (a later test importing them again aborts)."""
+    return write_demo_model(tmp_path_factory.mktemp("tiny") / "model", versions=2, size_mb=8)
 
-    model = write_demo_model(tmp_path / "model", versions=2, size_mb=8)
+
+@pytest.mark.slow
+def test_a_real_planted_leak_fails_with_variant_figure_limit_and_run_dir(pytester, tiny_model):
+    """One tiny real run (8 MiB model, 5 swaps): the user's test fails on the planted leak."""
+    model = tiny_model
     pytester.makepyfile(
         test_user=f"""
 def test_hot_reload_releases_memory(soak_run):
@@ -207,7 +214,9 @@ def test_hot_reload_releases_memory(soak_run):
 """
     )
     out = pytester.path / "runs"
-    result = pytester.runpytest("--soak", f"--soak-out={out}")
+    # in a subprocess, as a user runs pytest (an in-process run would import TensorFlow's
+    # modules inside pytester, which drops them afterwards; see tiny_model)
+    result = pytester.runpytest_subprocess("--soak", f"--soak-out={out}")
     result.assert_outcomes(failed=1)
     (run_dir,) = out.glob("test_hot_reload_releases_memory-*")
     result.stdout.fnmatch_lines(
