@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
@@ -115,14 +116,7 @@ def settled_per_swap(
         )
     if warmup_swaps:
         ax.axvspan(0.5, warmup_swaps + 0.5, color="#eeeeee", label="warmup swaps")
-    ax.axhspan(
-        -threshold_mb,
-        threshold_mb,
-        color="#d5f5e3",
-        alpha=0.6,
-        label=f"within threshold ({threshold_mb:.1f} MiB)",
-    )
-    ax.axhline(0, color="black", lw=0.6)
+    _threshold_band(ax, threshold_mb)
     ax.set_xlim(0.5, last + 0.5)
     ax.set_xlabel("swap")
     ax.set_ylabel("retained MiB (settled - baseline)")
@@ -221,14 +215,9 @@ def history_memory(
             if chosen.any():
                 ax.scatter(x[chosen], first[chosen], s=30, color=c, zorder=3, label=verdict)
     if threshold_mb:
-        ax.axhspan(
-            -threshold_mb,
-            threshold_mb,
-            color="#d5f5e3",
-            alpha=0.6,
-            label=f"within threshold ({threshold_mb:.1f} MiB)",
-        )
-    ax.axhline(0, color="black", lw=0.6)
+        _threshold_band(ax, threshold_mb)
+    else:
+        ax.axhline(0, color="black", lw=0.6)
     _date_axis(fig, ax)
     ax.set_ylabel("MiB")
     ax.legend(loc="upper left", fontsize=8, ncols=4, frameon=False)
@@ -286,3 +275,15 @@ def _data_uri(fig: Figure) -> str:
         fig.savefig(buffer, format="svg", dpi=150, metadata={"Date": None})
     encoded = base64.b64encode(buffer.getvalue().encode("utf-8")).decode("ascii")
     return f"data:image/svg+xml;base64,{encoded}"
+
+
+def _threshold_band(ax: Axes, threshold_mb: float) -> None:
+    """The band of ± the threshold around zero (no growth), and the zero line."""
+    ax.axhspan(
+        -threshold_mb,
+        threshold_mb,
+        color="#d5f5e3",
+        alpha=0.6,
+        label=f"within threshold ({threshold_mb:.1f} MiB)",
+    )
+    ax.axhline(0, color="black", lw=0.6)
