@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from soak.errors import UsageError
-from soak.settings import RunConfig, VariantSpec, option_by_key, options
+from soak.settings import DEFAULT_RUNS_DIR, RunConfig, VariantSpec, option_by_key, options
 
 __all__ = ["RunConfig", "VariantSpec", "from_keywords", "load_toml", "resolve"]
 
@@ -68,7 +68,7 @@ def resolve(file_values: Mapping[str, Any], flag_values: Mapping[str, Any]) -> R
     if problems:
         raise UsageError("invalid configuration: " + "; ".join(problems))
     if not values.get("out"):
-        values["out"] = str(Path("soak-runs") / time.strftime("%Y%m%d-%H%M%S"))
+        values["out"] = str(DEFAULT_RUNS_DIR / time.strftime("%Y%m%d-%H%M%S"))
     return RunConfig(**values)
 
 

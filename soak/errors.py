@@ -1,11 +1,11 @@
-"""Errors that map to soak's exit codes (SPEC §2)."""
+"""Errors that map to soak's exit codes (README: exit codes)."""
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
-EXIT_INTERRUPTED = 130  # 128 + SIGINT
-EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM (a scheduler stopping the run)
 
 
 class SoakError(Exception):

@@ -1,21 +1,23 @@
-"""`soak check`: the gate for schedulers and CI (SPEC §2).
+"""`soak check`: the gate for schedulers and CI.
 
 One line per crossed limit, naming the variant, the figure, the limit and the
-run dir; exit 1 if there is any. The gate fails closed: a limit on a figure the
-run could not measure (too few swaps, no successful request) is crossed, and
-so is a variant that failed. With no limit given, the gate is the verdict:
-memory never given back (`leak` or `plateau`) fails, `released` passes, and
-`inconclusive` fails with its reason unless allowed (`--allow-inconclusive`).
+run dir; exit 1 (once) if there is any. The gate fails closed: a limit on a
+figure the run could not measure (too few swaps, no successful request) is
+crossed, and so is a variant that failed. With no limit given, the gate is the
+verdict: memory never given back (`leak` or `plateau`) fails, `released`
+passes, and `inconclusive` fails with its reason unless allowed
+(`--allow-inconclusive`).
 
-Regression against a baseline run: a figure regresses when it is worse by more
-than the given percentage *and* by more than a floor (the verdict threshold for
-memory, 1 ms for latency), so 0.01 -> 0.02 MiB per swap is not a 100 % failure.
+Regression: against a baseline run (`--baseline RUN_DIR`) or the median of the
+last N comparable runs of the history (`--against-history N`), a figure
+regresses only when it is worse by more than the given percentage *and* the
+floor *and* the noise the runs measured (soak/regression.py has the formula),
+so two identical runs never regress against each other.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -24,9 +26,29 @@ from soak.analysis.analyse import analyse_run
 from soak.analysis.result import RunResult, VariantResult
 from soak.analysis.verdict import FLAGGED, INCONCLUSIVE
 from soak.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
+from soak.regression import (
+    DEFAULT_REGRESSION_PCT,
+    ERRORS,
+    RETAINED_MB,
+    RETAINED_MB_PER_SWAP,
+    STEADY_P99_MS,
+    SWAP_P99_MS,
+    Figure,
+    Reference,
+    compare,
+    measured,
+)
 
-DEFAULT_REGRESSION_PCT = 10.0
-LATENCY_FLOOR_MS = 1.0
+__all__ = [
+    "ERRORS",
+    "RETAINED_MB",
+    "RETAINED_MB_PER_SWAP",
+    "STEADY_P99_MS",
+    "SWAP_P99_MS",
+    "Figure",
+    "Limits",
+    "check",
+]
 
 
 @dataclass(frozen=True)
@@ -37,45 +59,22 @@ class Limits:
     max_errors: int | None = None
     variant: str | None = None  # check only this variant
     baseline_dir: Path | None = None
+    against_history: int | None = None  # the last N comparable runs of the history
     max_regression_pct: float | None = None
     allow_inconclusive: bool = False  # with no limit: an undecided verdict passes
+    history: Path | None = None  # the history file (default: beside the run dir)
 
     def any_limit(self) -> bool:
         return any(
             getattr(self, f.name) is not None
             for f in fields(self)
-            if f.name not in ("variant", "allow_inconclusive")
+            if f.name not in ("variant", "allow_inconclusive", "history")
         )
 
-
-@dataclass(frozen=True)
-class Figure:
-    """A figure a limit applies to: its summary.json name, unit, and where it is."""
-
-    name: str
-    unit: str
-    memory: bool  # a memory figure (else latency)
-    of: Callable[[VariantResult], float | None]
-
-
-RETAINED_MB_PER_SWAP = Figure(
-    "retained_mb_per_swap", "MiB", True, lambda v: v.memory.retained_mb_per_swap
-)
-RETAINED_MB = Figure("retained_mb", "MiB", True, lambda v: v.memory.retained_mb)
-STEADY_P99_MS = Figure("steady_p99_ms", "ms", False, lambda v: v.latency.steady_p99_ms)
-SWAP_P99_MS = Figure("swap_p99_ms", "ms", False, lambda v: v.latency.swap_p99_ms)
-ERRORS = Figure("errors", "", False, lambda v: v.latency.errors)
 
 # The absolute limits: the Limits field (and option) name -> the figure it limits.
 MEMORY_LIMITS = {"max_retained_mb_per_swap": RETAINED_MB_PER_SWAP, "max_retained_mb": RETAINED_MB}
 LATENCY_LIMITS = {"max_swap_p99_ms": SWAP_P99_MS, "max_errors": ERRORS}
-# (figure, floor: None = the run's threshold_mb)
-_REGRESSION: tuple[tuple[Figure, float | None], ...] = (
-    (RETAINED_MB_PER_SWAP, None),
-    (RETAINED_MB, None),
-    (STEADY_P99_MS, LATENCY_FLOOR_MS),
-    (SWAP_P99_MS, LATENCY_FLOOR_MS),
-)
 
 
 def check(
@@ -83,9 +82,12 @@ def check(
     limits: Limits,
     baseline: RunResult | None = None,
     run_dir: Path | str | None = None,
+    references: dict[str, Reference] | None = None,
 ) -> list[str]:
     """One line per crossed limit; an empty list means the run passes.
 
+    `baseline` is a run to compare with; `references` per variant name what else
+    to compare with (the history's comparable runs: `history_references`).
     Lines name the run as `run_dir`, else as the result's own `run_dir`.
     """
     run = str(run_dir) if run_dir is not None else result.run_dir
@@ -98,11 +100,81 @@ def check(
         lines += limit_lines(v, limits, {**MEMORY_LIMITS, **LATENCY_LIMITS}, run)
         if not limits.any_limit():
             lines += verdict_lines(v, run, limits.allow_inconclusive)
+    pct = limits.max_regression_pct
+    pct = DEFAULT_REGRESSION_PCT if pct is None else pct
     if baseline is not None:
-        pct = limits.max_regression_pct
-        pct = DEFAULT_REGRESSION_PCT if pct is None else pct
-        lines += _regressions(result, run, variants, baseline, pct)
+        lines += regression_lines(variants, baseline_references(variants, baseline), pct, run)
+    if references:
+        lines += regression_lines(variants, references, pct, run)
     return lines
+
+
+def baseline_references(variants: list[VariantResult], baseline: RunResult) -> dict[str, Reference]:
+    """Each variant's reference in a baseline run (UsageError if they share none)."""
+    other = baseline.run_dir or "?"
+    before = {v.name: v for v in baseline.variants}
+    common = [v for v in variants if v.name in before]
+    if not common:
+        names = ", ".join(v.name for v in variants) or "none"
+        raise UsageError(f"no variant of the run ({names}) is in the baseline run {other}")
+    return {
+        v.name: Reference(f"the baseline run {other}", (measured(before[v.name]),)) for v in common
+    }
+
+
+def regression_lines(
+    variants: list[VariantResult], references: dict[str, Reference], pct: float, run: str
+) -> list[str]:
+    """One line per figure that regressed against (or cannot be compared with) its reference."""
+    lines = []
+    for v in variants:
+        reference = references.get(v.name)
+        if reference is None or not reference.runs or v.status == "failed":
+            continue
+        for r in compare(v, reference.runs, pct):
+            if r.regressed or r.unknown:
+                lines.append(r.line(run, reference.description))
+    return lines
+
+
+def history_references(
+    result: RunResult,
+    run_dir: Path,
+    variants: list[VariantResult],
+    n: int,
+    history_path: Path,
+) -> tuple[dict[str, Reference], list[str]]:
+    """Per variant, the last `n` comparable runs of the history; and notes on what is missing.
+
+    Comparable: the same variant name, config hash and model (name, and --model as
+    given or the demo model's size), completed. A variant without any is not
+    compared (a note says so): the first runs of a schedule have no history.
+    """
+    from soak import history
+
+    hashes, model_path = history.variant_config_hashes(run_dir, result)
+    references: dict[str, Reference] = {}
+    notes: list[str] = []
+    for v in variants:
+        config_hash = hashes[v.name]
+        found = history.comparable(
+            history_path, v.name, config_hash, result.model.name, model_path, n, run_dir=run_dir
+        )
+        if not found:
+            notes.append(
+                f"{v.name}: no comparable run in {history_path} (config {config_hash}, "
+                f"model {result.model.name}, {model_path}): not compared"
+            )
+            continue
+        if len(found) == 1:
+            runs = "the last comparable run"
+        else:
+            runs = f"the median of the last {len(found)} comparable runs"
+        references[v.name] = Reference(
+            f"{runs} in {history_path}",
+            tuple(recorded.measured() for _, recorded in found),
+        )
+    return references, notes
 
 
 def failed_line(v: VariantResult, run: str) -> str:
@@ -146,30 +218,6 @@ def limit_lines(
     return lines
 
 
-def _regressions(
-    result: RunResult, run: str, variants: list[VariantResult], baseline: RunResult, pct: float
-) -> list[str]:
-    other = baseline.run_dir or "?"
-    before = {v.name: v for v in baseline.variants}
-    common = [v for v in variants if v.name in before]
-    if not common:
-        raise UsageError(f"no variant of {run} is in the baseline run {other}: cannot compare")
-    lines = []
-    for v in common:
-        for figure, floor in _REGRESSION:
-            new, old = figure.of(v), figure.of(before[v.name])
-            if new is None or old is None:
-                continue
-            floor = result.threshold_mb if floor is None else floor
-            unit = _u(figure.unit)
-            if new - old > floor and new > old + abs(old) * pct / 100:
-                lines.append(
-                    f"{v.name}: {figure.name} {new:g}{unit} regressed from {old:g}{unit} "
-                    f"(> {pct:g} % and > {floor:g}{unit} worse) in {run} vs {other}"
-                )
-    return lines
-
-
 def load_result(run_dir: Path) -> RunResult:
     """RUN_DIR/summary.json if it is there and sound, else a fresh analysis of the raw data."""
     try:
@@ -185,47 +233,75 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-retained-mb-per-swap",
         type=float,
         metavar="MIB",
-        help="fail if a variant keeps more than this per swap (the fitted slope)",
+        help="fail if a variant keeps more than this per swap (the fitted slope) (default: none)",
     )
     parser.add_argument(
         "--max-retained-mb",
         type=float,
         metavar="MIB",
-        help="fail if a variant ends more than this above its baseline",
+        help="fail if a variant ends more than this above its baseline (default: none)",
     )
     parser.add_argument(
         "--max-swap-p99-ms",
         type=float,
         metavar="MS",
-        help="fail if the p99 latency during swaps is above this",
+        help="fail if the p99 latency during swaps is above this (default: none)",
     )
     parser.add_argument(
-        "--max-errors", type=int, metavar="N", help="fail if more than N requests got no 200"
+        "--max-errors",
+        type=int,
+        metavar="N",
+        help="fail if more than N requests got no 200 (default: none)",
     )
-    parser.add_argument("--variant", metavar="NAME", help="check only this variant")
+    parser.add_argument("--variant", metavar="NAME", help="check only this variant (default: all)")
     parser.add_argument(
-        "--baseline", type=Path, metavar="OTHER_RUN_DIR", help="compare with an earlier run"
+        "--baseline",
+        type=Path,
+        metavar="OTHER_RUN_DIR",
+        help="fail a figure that regressed against an earlier run (default: none)",
+    )
+    parser.add_argument(
+        "--against-history",
+        type=int,
+        metavar="N",
+        help="fail a figure that regressed against the median of the last N comparable runs "
+        "of the history: same variant, config hash and model (default: none)",
+    )
+    parser.add_argument(
+        "--history",
+        type=Path,
+        metavar="FILE",
+        help="the history file of --against-history (default: history.sqlite beside RUN_DIR)",
     )
     parser.add_argument(
         "--max-regression",
         type=float,
         metavar="PCT",
-        help=f"with --baseline: allowed worsening in percent (default {DEFAULT_REGRESSION_PCT:g})",
+        help="allowed worsening in percent, on top of the runs' measured noise "
+        f"(default: {DEFAULT_REGRESSION_PCT:g})",
     )
     parser.add_argument(
         "--allow-inconclusive",
         action="store_true",
-        help="with no limit: pass a variant whose verdict is inconclusive",
+        help="with no limit: pass a variant whose verdict is inconclusive (default: off)",
     )
     parser.epilog = (
-        "With no limit, the gate fails a variant whose verdict is leak or plateau (memory "
-        "never given back) or inconclusive (unless --allow-inconclusive), and passes released."
+        "Exit 0 within limits; 1 if any limit is crossed (once, with one line per crossed "
+        "limit); 2 bad usage or input. With no limit, the gate fails a variant whose verdict "
+        "is leak or plateau (memory never given back) or inconclusive (unless "
+        "--allow-inconclusive), and passes released. A figure regresses only when it is "
+        "worse than its reference by more than --max-regression percent, the floor (the "
+        "variant's threshold for memory, 1 ms for latency) and 3 times the noise the runs "
+        "measured (their swap-to-swap scatter and, from 3 history runs on, the spread "
+        "between runs)."
     )
 
 
 def limits_from_args(args: argparse.Namespace) -> Limits:
-    if args.max_regression is not None and args.baseline is None:
-        raise UsageError("--max-regression needs --baseline OTHER_RUN_DIR")
+    if args.max_regression is not None and args.baseline is None and args.against_history is None:
+        raise UsageError("--max-regression needs --baseline OTHER_RUN_DIR or --against-history N")
+    if args.history is not None and args.against_history is None:
+        raise UsageError("--history needs --against-history N")
     for option in (
         "max_retained_mb_per_swap",
         "max_retained_mb",
@@ -236,6 +312,8 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
         value = getattr(args, option)
         if value is not None and value < 0:
             raise UsageError(f"--{option.replace('_', '-')} must be >= 0, not {value:g}")
+    if args.against_history is not None and args.against_history < 1:
+        raise UsageError(f"--against-history must be >= 1, not {args.against_history}")
     return Limits(
         max_retained_mb_per_swap=args.max_retained_mb_per_swap,
         max_retained_mb=args.max_retained_mb,
@@ -243,8 +321,10 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
         max_errors=args.max_errors,
         variant=args.variant,
         baseline_dir=args.baseline,
+        against_history=args.against_history,
         max_regression_pct=args.max_regression,
         allow_inconclusive=args.allow_inconclusive,
+        history=args.history,
     )
 
 
@@ -253,7 +333,22 @@ def run_check(args: argparse.Namespace) -> int:
     limits = limits_from_args(args)
     result = load_result(args.run_dir)
     baseline = load_result(limits.baseline_dir) if limits.baseline_dir is not None else None
-    lines = check(result, limits, baseline)
+    references: dict[str, Reference] | None = None
+    notes: list[str] = []
+    if limits.against_history is not None:
+        from soak.settings import default_history_path
+
+        path = limits.history or default_history_path(Path(args.run_dir))
+        references, notes = history_references(
+            result,
+            Path(args.run_dir),
+            selected(result, limits.variant),
+            limits.against_history,
+            path,
+        )
+    lines = check(result, limits, baseline, references=references)
+    for note in notes:
+        print(f"soak check: note: {note}")
     for line in lines:
         print(line)
     if lines:

@@ -19,6 +19,7 @@ from soak.analysis.verdict import default_threshold_mb
 from soak.driver.orchestrator import Orchestrator, RunInterrupted, VariantResult
 from soak.driver.plan import prepare
 from soak.environment import collect
+from soak.errors import SoakError
 from soak.progress import Progress
 from soak.settings import RunConfig
 from soak.store.run_dir import RunDir
@@ -32,11 +33,10 @@ class RunOutcome:
     run_dir: Path
     result: RunResult
     variants: list[VariantResult] = field(default_factory=list)
-    signal: int | None = None  # the signal that interrupted the run
-
-    @property
-    def interrupted(self) -> bool:
-        return self.signal is not None
+    interrupted: bool = False
+    signal: int | None = None  # the signal that interrupted the run (exit 128 + it)
+    history: Path | None = None  # where the run was recorded (None: it could not be)
+    history_error: str | None = None  # why not
 
     @property
     def failed_variants(self) -> list[VariantResult]:
@@ -72,14 +72,32 @@ def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
                 config.warmup_swaps,
             ),
         )
-
         signum = None
         try:
             results = orchestrator.run()
         except RunInterrupted as exc:
             results, signum = exc.results, exc.signum
-        from soak.report.outputs import write_outputs
-
         with interrupts.forcible():  # a second signal skips the analysis
-            result = write_outputs(run_dir.path)  # summary.json and report.html
-        return RunOutcome(run_dir.path, result, results, signum)
+            return conclude(config, run_dir.path, results, signum is not None, signum)
+
+
+def conclude(
+    config: RunConfig,
+    run_dir: Path,
+    variants: list[VariantResult],
+    interrupted: bool,
+    signal: int | None = None,
+) -> RunOutcome:
+    """After the variants ran (or were stopped): the analysis once, summary.json and
+    report.html from it, then the run recorded in the history."""
+    from soak import history
+    from soak.report.outputs import write_outputs
+
+    result = write_outputs(run_dir)
+    outcome = RunOutcome(run_dir, result, variants, interrupted, signal)
+    try:
+        history.record(config.history_path, result, run_dir)
+        outcome.history = config.history_path
+    except (SoakError, OSError) as exc:  # the run is on disk: `soak history --add` later
+        outcome.history_error = str(exc)
+    return outcome

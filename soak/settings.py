@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import hashlib
+import json
 import math
 import operator
 import os
@@ -28,6 +30,7 @@ import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any
 
@@ -37,6 +40,7 @@ from soak.allocator_specs import ALLOCATORS
 from soak.procfs import parse_cpu_list
 
 BACKENDS = ("process", "docker")
+PROTOCOLS = ("rest", "grpc")
 METRICS = ("anon_bytes", "rss_bytes", "cgroup_anon_bytes", "cgroup_working_set_bytes")
 DEFAULT_SERVER_BINARY = "soak-model-server"  # the stand-in, from the `standin` extra
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
@@ -63,6 +67,12 @@ class Setting:
     cli: bool = True  # a flag of `soak run` (else TOML and keywords only)
     stored: bool = True  # written to run.toml
     per_variant: bool = False  # a [[variants]] table may set it too (VariantSpec field)
+    # Part of the config hash: how soak measures (traffic, swaps, settling, judging, the
+    # variant's allocator). Runs that differ in it are not compared (`soak check
+    # --against-history`). Off for where output goes and how it is shown, and for what is
+    # under test (model, image, server and its flags): their changes are what a comparison
+    # with earlier runs is for (the model is compared on its own).
+    in_config_hash: bool = True
 
 
 def setting(default: Any, help: str, **declaration: Any) -> Any:
@@ -357,9 +367,13 @@ class VariantSpec:
         "", "the variant's name (its directory in the run dir)", pattern=NAME_PATTERN
     )
     allocator: str = setting("glibc", "the malloc to preload", choices=tuple(ALLOCATORS))
-    server_args: tuple[str, ...] = setting((), "server flags after the run's `server_args`")
+    server_args: tuple[str, ...] = setting(
+        (), "server flags after the run's `server_args`", in_config_hash=False
+    )
     env: Mapping[str, str] = setting({}, "environment of the server (e.g. MALLOC_CONF)")
-    library: str | None = setting(None, "the allocator's library (else found on the system)")
+    library: str | None = setting(
+        None, "the allocator's library (else found on the system)", in_config_hash=False
+    )
 
 
 def parse_variants(raw: Any, check: bool = True) -> tuple[VariantSpec, ...]:
@@ -404,9 +418,14 @@ class RunConfig:
         "a SavedModel dir or a base path of numeric versions",
         metavar="PATH",
         default_text="the generated demo model",
+        in_config_hash=False,  # the model is compared on its own
     )
     model_name: str = setting(
-        "model", "the model's name on the server", pattern=NAME_PATTERN, metavar="NAME"
+        "model",
+        "the model's name on the server",
+        pattern=NAME_PATTERN,
+        metavar="NAME",
+        in_config_hash=False,
     )
     backend: str = setting("process", "where the server runs", choices=BACKENDS)
     allocators: tuple[str, ...] = setting(
@@ -415,6 +434,7 @@ class RunConfig:
         choices=tuple(ALLOCATORS),
         metavar="LIST",
         stored=False,  # run.toml records the variants
+        in_config_hash=False,  # so does the hash
     )
     variants: tuple[VariantSpec, ...] = setting(
         (),
@@ -442,6 +462,12 @@ class RunConfig:
         maximum=64,
         metavar="N",
     )
+    protocol: str = setting(
+        "rest",
+        "how the prober sends predicts and the poller reads model status: TF Serving's REST "
+        "API or its gRPC API (the server's --port)",
+        choices=PROTOCOLS,
+    )
     request_file: str | None = setting(
         None,
         "a JSON predict body to send",
@@ -449,7 +475,10 @@ class RunConfig:
         default_text="built from the model's metadata",
     )
     server_binary: str = setting(
-        DEFAULT_SERVER_BINARY, "the server to run (process backend)", metavar="PATH"
+        DEFAULT_SERVER_BINARY,
+        "the server to run (process backend)",
+        metavar="PATH",
+        in_config_hash=False,  # under test
     )
     server_args: tuple[str, ...] = setting(
         (),
@@ -458,9 +487,12 @@ class RunConfig:
         metavar="ARG",
         repeat=True,
         per_variant=True,
+        in_config_hash=False,  # under test
     )
     image: str = setting(
-        "tensorflow/serving", "Docker image ('standin': the stand-in, built if missing)"
+        "tensorflow/serving",
+        "Docker image ('standin': the stand-in, built if missing)",
+        in_config_hash=False,  # under test
     )
     memory_limit_bytes: int | None = setting(
         None,
@@ -480,15 +512,33 @@ class RunConfig:
         30.0, "seconds to wait at most for memory to settle after a swap", above=0, metavar="S"
     )
     load_timeout: float = setting(
-        300.0, "seconds to wait at most for a version to load", above=0, metavar="S"
+        300.0,
+        "seconds to wait at most for a version to load",
+        above=0,
+        metavar="S",
+        in_config_hash=False,
     )
     steady_s: float = setting(
         3.0, "seconds of steady traffic between swaps", flag="--steady", minimum=0, metavar="S"
     )
     out: str = setting(
-        "", "the run directory to write", metavar="DIR", default_text="soak-runs/TIME"
+        "",
+        "the run directory to write",
+        metavar="DIR",
+        default_text="soak-runs/TIME",
+        in_config_hash=False,
     )
-    keep_models: bool = setting(False, "keep the private model copies in RUN_DIR/VARIANT/models")
+    history: str | None = setting(
+        None,
+        "the SQLite file every finished run is recorded in (soak history)",
+        metavar="FILE",
+        default_text="history.sqlite beside the run dir",
+        stored=False,
+        in_config_hash=False,
+    )
+    keep_models: bool = setting(
+        False, "keep the private model copies in RUN_DIR/VARIANT/models", in_config_hash=False
+    )
     warmup_swaps: int = setting(
         2, "first swaps left out of the growth slope (one-time costs)", minimum=0, metavar="N"
     )
@@ -501,16 +551,99 @@ class RunConfig:
     )
     metric: str = setting("anon_bytes", "the memory figure the verdict judges", choices=METRICS)
     swaps_per_day: float | None = setting(
-        None, "production's swaps per day, for the projection", above=0, metavar="N"
+        None,
+        "production's swaps per day, for the projection",
+        above=0,
+        metavar="N",
+        in_config_hash=False,
     )
     demo_size_mb: float = setting(
-        128.0, "size of the generated demo model (MiB)", above=0, metavar="MB"
+        128.0,
+        "size of the generated demo model (MiB)",
+        above=0,
+        metavar="MB",
+        in_config_hash=False,  # the model is compared on its own
     )
-    quiet: bool = setting(False, "no progress and no summary table on the terminal")
+    quiet: bool = setting(
+        False,
+        "no progress and no table: print only the run dir (for scripts: RUN=$(soak run --quiet))",
+        in_config_hash=False,
+    )
 
     def to_toml(self) -> str:
         """run.toml: every stored setting that has a value (TOML has no null)."""
         return tomli_w.dumps(_stored(self))
+
+    @property
+    def history_path(self) -> Path:
+        """Where this run is recorded: --history, else history.sqlite beside the run dir."""
+        if self.history:
+            return Path(self.history)
+        return default_history_path(Path(self.out or DEFAULT_RUNS_DIR))
+
+    def config_hash(self) -> str:
+        """A short hash of how the run measures (all variants): the settings declared
+        `in_config_hash` that differ from their defaults."""
+        return _hash(_hashed(self))
+
+    @property
+    def model_identity(self) -> str:
+        """The model as a comparison knows it: --model as given, or the demo model's size."""
+        return self.model if self.model is not None else f"demo model, {self.demo_size_mb:g} MiB"
+
+    def variant_config_hash(self, variant: VariantSpec) -> str:
+        """The hash of how one variant is measured: the run's settings but the variant
+        list, and that variant's own (name, allocator, env). Runs with equal hashes (and
+        the same model) are compared by `soak check --against-history`."""
+        run = {k: v for k, v in _hashed(self).items() if k not in ("variants", "allocators")}
+        return _hash({**run, "variant": _hashed(variant)})
+
+
+DEFAULT_RUNS_DIR = Path("soak-runs")
+HISTORY_FILE = "history.sqlite"
+
+
+def default_history_path(run_dir: Path) -> Path:
+    """The history file of a run dir: history.sqlite in the dir that holds it."""
+    return Path(run_dir).parent / HISTORY_FILE
+
+
+def config_from_run_toml(data: Mapping[str, Any]) -> RunConfig:
+    """The RunConfig a run.toml records (not re-checked: the run has happened)."""
+    values = read_run_toml(data)
+    if "variants" in values:
+        values["allocators"] = tuple(v.allocator for v in values["variants"])
+    return RunConfig(**values)
+
+
+def _hashed(instance: RunConfig | VariantSpec) -> dict[str, Any]:
+    """The settings in the config hash that differ from their defaults, as JSON values.
+
+    Defaults are left out, so that a setting added later (at its default) keeps
+    the hashes of earlier runs.
+    """
+    out: dict[str, Any] = {}
+    for o in options_of(type(instance)):
+        value = getattr(instance, o.name)
+        if not o.setting.in_config_hash or value == o.default:
+            continue
+        out[o.name] = _json_value(value)
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, VariantSpec):
+        return {o.name: _json_value(getattr(value, o.name)) for o in options_of(VariantSpec)}
+    if isinstance(value, tuple | list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in sorted(value.items())}
+    return value
+
+
+def _hash(data: dict[str, Any]) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def _stored(instance: RunConfig | VariantSpec) -> dict[str, Any]:

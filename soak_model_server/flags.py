@@ -47,7 +47,7 @@ class ServerFlags:
     tensorflow_intra_op_parallelism: int
     tensorflow_inter_op_parallelism: int
     saved_model_tags: str
-    debug_retain_mb_per_load: int
+    debug_retain_mb_per_load: float
 
     @property
     def intra_op_threads(self) -> int:
@@ -104,7 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--tensorflow_intra_op_parallelism", type=int, default=0)
     add("--tensorflow_inter_op_parallelism", type=int, default=0)
     add("--saved_model_tags", default="serve")
-    add("--debug_retain_mb_per_load", type=int, default=0, help="planted leak (stand-in only)")
+    add(
+        "--debug_retain_mb_per_load",
+        type=float,
+        default=0.0,
+        help="planted leak: MiB of heap kept per load, may be fractional (stand-in only)",
+    )
     return parser
 
 

@@ -252,6 +252,17 @@ def _parse_iteratively(text: str, pos: int) -> Any:
             at += 1
         return at
 
+    def member_name(at: int) -> int:
+        """An object member's `"name":` at `at` (whitespace skipped before): the key, then
+        the position after the colon."""
+        if at >= length or text[at] != '"':
+            raise fail("Missing a name for object member.", at)
+        keys[-1], at = scanstring(text, at + 1)
+        at = skip(at)
+        if at >= length or text[at] != ":":
+            raise fail("Missing a colon after a name of object member.", at)
+        return at + 1
+
     def add(value: Any) -> Any:
         if not containers:
             return value
@@ -280,13 +291,7 @@ def _parse_iteratively(text: str, pos: int) -> Any:
                     keys.pop()
                     value = container
                 else:
-                    if pos >= length or text[pos] != '"':
-                        raise fail("Missing a name for object member.", pos)
-                    keys[-1], pos = scanstring(text, pos + 1)
-                    pos = skip(pos)
-                    if pos >= length or text[pos] != ":":
-                        raise fail("Missing a colon after a name of object member.", pos)
-                    pos += 1
+                    pos = member_name(pos)
                     continue
             elif pos < length and text[pos] == "]":
                 pos += 1
@@ -324,14 +329,7 @@ def _parse_iteratively(text: str, pos: int) -> Any:
             if pos < length and text[pos] == ",":
                 pos += 1
                 if isinstance(top, dict):
-                    pos = skip(pos)
-                    if pos >= length or text[pos] != '"':
-                        raise fail("Missing a name for object member.", pos)
-                    keys[-1], pos = scanstring(text, pos + 1)
-                    pos = skip(pos)
-                    if pos >= length or text[pos] != ":":
-                        raise fail("Missing a colon after a name of object member.", pos)
-                    pos += 1
+                    pos = member_name(skip(pos))
                 break
             if pos < length and text[pos] == closer:
                 pos += 1

@@ -38,7 +38,7 @@ class LoadOptions:
     enable_warmup: bool
     warmup_iterations: int
     run_timeout_ms: int
-    retain_mb_per_load: int
+    retain_mb_per_load: float
 
 
 def load_servable(version: int, path: Path, options: LoadOptions) -> Servable:
@@ -139,11 +139,11 @@ def run_warmup(servable: Servable, iterations: int) -> None:
     )
 
 
-def retain_heap(mib: int) -> None:
+def retain_heap(mib: float) -> None:
     """Keep `mib` MiB of malloc'ed, written heap forever (--debug_retain_mb_per_load)."""
-    _RETAINED.append(np.ones(mib * 2**20, dtype=np.uint8))  # ones: every page is written
+    _RETAINED.append(np.ones(int(mib * 2**20), dtype=np.uint8))  # ones: every page is written
     log.info(
-        "Retaining %d MiB of heap per load (--debug_retain_mb_per_load); %d MiB retained so far",
+        "Retaining %g MiB of heap per load (--debug_retain_mb_per_load); %.1f MiB retained so far",
         mib,
-        sum(block.nbytes for block in _RETAINED) // 2**20,
+        sum(block.nbytes for block in _RETAINED) / 2**20,
     )

@@ -40,6 +40,11 @@ _HTTP_STATUS = {
 }
 
 
+def http_status(code: str) -> int:
+    """The HTTP status TF Serving's REST API answers for an error code name (500 if unknown)."""
+    return _HTTP_STATUS.get(code, 500)
+
+
 class ServingError(Exception):
     """A request or load failure with TF Serving's error code."""
 
@@ -50,7 +55,7 @@ class ServingError(Exception):
 
     @property
     def http_status(self) -> int:
-        return _HTTP_STATUS.get(self.code, 500)
+        return http_status(self.code)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

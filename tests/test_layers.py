@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("samplers", ("soak.samplers",)),
     ("driver", ("soak.driver", "soak.progress")),
     ("analysis", ("soak.analysis",)),
-    ("report and gate", ("soak.report", "soak.gate")),
+    ("report and gate", ("soak.report", "soak.gate", "soak.regression", "soak.history")),
     (
         "front",
         ("soak.runner", "soak.environment", "soak.cli", "soak.pytest_plugin", "soak.__main__"),

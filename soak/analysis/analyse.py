@@ -17,7 +17,12 @@ from typing import Any, TypeVar
 from soak import __version__
 from soak.analysis.comparison import compare
 from soak.analysis.inputs import RunSettings, VariantInputs, read_run
-from soak.analysis.latency import LatencySeries, latency_figures, swap_window_latency
+from soak.analysis.latency import (
+    LatencySeries,
+    latency_figures,
+    steady_window_latency,
+    swap_window_latency,
+)
 from soak.analysis.memory import MemorySeries, swap_memory
 from soak.analysis.plot_data import variant_timeline
 from soak.analysis.projection import project
@@ -109,8 +114,9 @@ def _measure(v: VariantInputs, settings: RunSettings) -> _Measured:
     series = MemorySeries(v.memory, settings.metric)
     requests = LatencySeries(v.latency)
     window_latency = swap_window_latency(requests, timeline)
+    steady_latency = steady_window_latency(requests, timeline)
     swaps = tuple(
-        dataclasses.replace(s, p99_ms=p99, errors=errors)
+        dataclasses.replace(s, p99_ms=p99, errors=errors, steady_p99_ms=steady_latency.get(s.index))
         for s in swap_memory(series, timeline)
         for p99, errors in [window_latency.get(s.index, (None, 0))]
     )
@@ -148,7 +154,7 @@ def analyse_variant(
             total_final_mb=total_mb,
             settle_timeouts=sum(s.settle_timed_out for s in swaps),
         ),
-        latency=latency_figures(requests, timeline),
+        latency=latency_figures(requests, timeline, settings.protocol),
         swaps=swaps,
         library=v.library,
         reason=v.reason,

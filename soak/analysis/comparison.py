@@ -2,7 +2,8 @@
 
 Memory first (that is what a soak run is for): a variant that releases beats
 one that plateaus, which beats one that leaks; within a verdict, less retained
-memory (per swap, for leaks) wins. Latency second: the lowest p99 during swaps.
+memory (the level it settles at; per swap, for leaks) wins. Latency second:
+the lowest p99 during swaps.
 When every allocator leaks at about the same rate, the growth does not come
 from the allocator, and saying so saves the user a useless change.
 """
@@ -97,16 +98,21 @@ def _grows_alike(judged: list[VariantResult], threshold_mb: float) -> bool:
 
 
 def _memory_key(v: VariantResult) -> tuple[int, float]:
-    figure = _slope(v) if _verdict(v) == LEAK else v.memory.retained_mb
+    """Verdict first; then the slope of a leak, else the level memory settles at.
+
+    The level (median over the swaps), not the last swap's memory: glibc's
+    settled memory jumps by tens of MiB from one swap to the next.
+    """
+    figure = _slope(v) if _verdict(v) == LEAK else v.memory.verdict.level_mb
     return (_RANK[_verdict(v)], figure if figure is not None else float("inf"))
 
 
 def _memory_text(v: VariantResult) -> str:
     if _verdict(v) == LEAK:
         return f"{_slope(v):.1f} MiB per swap"
-    retained = v.memory.retained_mb
-    kept = f"{retained:+.1f} MiB" if retained is not None else "? MiB"
-    return f"{kept} after {v.swaps_completed} swaps"
+    level = v.memory.verdict.level_mb
+    kept = f"{level:+.1f} MiB" if level is not None else "? MiB"
+    return f"settles at {kept} over {v.swaps_completed} swaps"
 
 
 def _why(v: VariantResult) -> str:

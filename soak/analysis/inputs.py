@@ -45,6 +45,7 @@ class RunSettings:
     warmup_swaps: int = _DEFAULTS.warmup_swaps
     threshold_mb: float | None = _DEFAULTS.threshold_mb  # None: max(1 MiB, 1% of the model)
     metric: str = _DEFAULTS.metric
+    protocol: str = _DEFAULTS.protocol  # runs from before --protocol: REST
     memory_limit_bytes: int | None = _DEFAULTS.memory_limit_bytes
     swaps_per_day: float | None = _DEFAULTS.swaps_per_day
     variants: tuple[tuple[str, str], ...] = ()  # (name, allocator) in run order

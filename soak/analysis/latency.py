@@ -29,6 +29,7 @@ from soak.analysis.timeline import SwapTimes, Timeline
 BASELINE, STEADY, SWAP, AFTER = "baseline", "steady", "swap", "after"
 LATE_SEND_MS = 10.0  # the prober sent this much later than planned: it fell behind
 SWAP_TAIL_S = 1.0  # after the version change, a swap's effects (cold paths) still count
+MIN_WINDOW_REQUESTS = 10  # a steady window's p99 from fewer requests is not reported
 
 
 def swap_window(swap: SwapTimes) -> tuple[float, float]:
@@ -91,7 +92,9 @@ def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[tuple[fl
     return firsts
 
 
-def latency_figures(series: LatencySeries, timeline: Timeline) -> LatencyFigures:
+def latency_figures(
+    series: LatencySeries, timeline: Timeline, protocol: str = "rest"
+) -> LatencyFigures:
     labels = window_labels(series, timeline)
     latency, ok = series.latency_ms, series.ok
     steady, swap = labels == STEADY, labels == SWAP
@@ -113,6 +116,7 @@ def latency_figures(series: LatencySeries, timeline: Timeline) -> LatencyFigures
         first_after_swap_ms=float(np.median(firsts)) if firsts else None,
         first_after_swap_max_ms=max(firsts) if firsts else None,
         late_sends=int(np.sum(late & counted)),
+        protocol=protocol,
     )
 
 
@@ -129,6 +133,25 @@ def swap_window_latency(
         ok = series.ok[inside]
         latency = series.latency_ms[inside]
         out[swap.index] = (_percentile(latency[ok], 99), int(np.sum(~ok)))
+    return out
+
+
+def steady_window_latency(series: LatencySeries, timeline: Timeline) -> dict[int, float | None]:
+    """Per swap index: the p99 ms of successful steady requests after its swap window.
+
+    The window runs from the end of the swap's latency window until the next
+    swap was staged (or the server stopped); None with fewer than
+    MIN_WINDOW_REQUESTS requests in it.
+    """
+    labels = window_labels(series, timeline)
+    out: dict[int, float | None] = {}
+    for swap in timeline.swaps:
+        start = swap_window(swap)[1]
+        end = swap.next_staged_t if swap.next_staged_t is not None else timeline.stopped_t
+        inside = series.between(start, np.inf if end is None else end)
+        chosen = (labels[inside] == STEADY) & series.ok[inside]
+        latency = series.latency_ms[inside][chosen]
+        out[swap.index] = _percentile(latency, 99) if len(latency) >= MIN_WINDOW_REQUESTS else None
     return out
 
 

@@ -38,6 +38,9 @@ class SwapResult:
     cgroup_working_set_settled_mb: float | None
     p99_ms: float | None = None  # successful requests in the swap's latency window
     errors: int = 0  # failed requests in that window
+    # successful requests in the steady window after it (until the next staging or the stop):
+    # how far a steady p99 moves from one window to the next
+    steady_p99_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class LatencyFigures:
     first_after_swap_ms: float | None  # median over swaps (see first_after_swap)
     first_after_swap_max_ms: float | None
     late_sends: int  # sent more than LATE_SEND_MS after the intended time
+    protocol: str = "rest"  # how the requests went: "rest" or "grpc" (--protocol)
 
 
 @dataclass(frozen=True)

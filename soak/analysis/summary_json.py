@@ -178,6 +178,7 @@ def from_dict(data: Any) -> RunResult:
 
 def _read_variant(v: dict[str, Any], threshold_mb: float) -> VariantResult:
     m = _dict(v.get("memory"))
+    latency = _dict(v.get("latency"))
     projection = v.get("projection")
     swaps = tuple(
         _read_flat(
@@ -215,7 +216,11 @@ def _read_variant(v: dict[str, Any], threshold_mb: float) -> VariantResult:
             threshold_mb=float(m.get("threshold_mb") or threshold_mb),
             total_basis=str(m.get("total_basis", "rss_bytes")),
         ),
-        latency=_read_flat(LatencyFigures, _dict(v.get("latency"))),
+        latency=_read_flat(
+            LatencyFigures,
+            latency,
+            protocol=str(latency.get("protocol") or "rest"),  # files from before --protocol
+        ),
         swaps=swaps,
         projection=_read_flat(Projection, projection) if isinstance(projection, dict) else None,
         timeline=None,

@@ -140,9 +140,12 @@ def classify_run(
     """Every variant's verdict, with the run's control telling one-time costs apart.
 
     The control is the variant that keeps the least memory among those released
-    on their own: what it keeps, every variant pays (one-time costs), so each
-    other variant's kept memory is counted above it. With no such variant (one
-    variant, or none released) each is judged on its own.
+    on their own: what it keeps, every variant pays (one-time costs), so the
+    others are judged on their level above the control's (`kept_mb`). Except
+    where that leaves a decided verdict undecided: taking off the control's level
+    may explain memory away, but never makes a finding less sure, so the variant
+    keeps the verdict it has on its own. With no control
+    (one variant, or none released) each is judged on its own.
     """
     alone = {
         name: classify(s.swaps, s.retained_mb, threshold_mb, warmup_swaps, s.died)
@@ -158,16 +161,19 @@ def classify_run(
     one_time, control = min(clean)
     if one_time <= 0:
         return alone
-    return {
-        name: (
-            replace(alone[name], control=control, one_time_mb=one_time, kept_mb=0.0)
-            if name == control
-            else classify(
+    verdicts = {}
+    for name, s in series.items():
+        v = alone[name]
+        if name != control:
+            with_control = classify(
                 s.swaps, s.retained_mb, threshold_mb, warmup_swaps, s.died, one_time, control
             )
-        )
-        for name, s in series.items()
-    }
+            if with_control.verdict != INCONCLUSIVE or v.verdict == INCONCLUSIVE:
+                verdicts[name] = with_control
+                continue
+        kept = None if v.level_mb is None else v.level_mb - one_time
+        verdicts[name] = replace(v, control=control, one_time_mb=one_time, kept_mb=kept)
+    return verdicts
 
 
 def classify(

@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,11 +28,16 @@ from soak.driver.swap_driver import FirstLoadFailed, ServerDied, SwapDriver
 from soak.errors import SoakError
 from soak.progress import Progress
 from soak.samplers.clock import SwapClock
-from soak.samplers.latency import LatencyProber
+from soak.samplers.latency import GrpcPredict, LatencyProber, PredictCall
 from soak.samplers.memory import MemorySampler
-from soak.samplers.payload import build_predict_payload, fetch_metadata, load_request_file
+from soak.samplers.payload import (
+    build_predict_payload,
+    fetch_metadata,
+    grpc_inputs,
+    load_request_file,
+)
 from soak.samplers.server_log import ServerLogWatcher
-from soak.samplers.status import StatusPoller
+from soak.samplers.status import GrpcStatus, StatusPoller
 from soak.settings import RunConfig
 from soak.store.csv_log import CsvLog
 from soak.store.records import MIB, Event, EventKind, LatencySample, MemorySample
@@ -228,8 +234,19 @@ class _VariantSession:
         )
         memory = self._thread(MemorySampler(self.target, memory_log, self.clock, self.events))
         self.memory = memory
+        grpc_status = (
+            partial(GrpcStatus, self.variant.grpc_port, config.model_name)
+            if config.protocol == "grpc"
+            else None
+        )
         poller = self._thread(
-            StatusPoller(self.target.rest_url, config.model_name, self.events, self.clock)
+            StatusPoller(
+                self.target.rest_url,
+                config.model_name,
+                self.events,
+                self.clock,
+                fetch=grpc_status,
+            )
         )
         driver = SwapDriver(
             self.target,
@@ -248,14 +265,23 @@ class _VariantSession:
         self.serving = True
         self._verify_allocator(self.target)
 
+        # The request is built from the metadata read over REST (TF Serving always serves
+        # REST next to gRPC as soak starts it); over gRPC the same body goes as tensors.
+        metadata = (
+            fetch_metadata(self.target.rest_url, config.model_name)
+            if config.protocol == "grpc" or not config.request_file
+            else None
+        )
         body = (
             load_request_file(Path(config.request_file))
             if config.request_file
-            else build_predict_payload(
-                fetch_metadata(self.target.rest_url, config.model_name), config.batch
-            )
+            else build_predict_payload(metadata or {}, config.batch)
         )
         url = f"{self.target.rest_url}/v1/models/{config.model_name}:predict"
+        call: PredictCall | None = None
+        if config.protocol == "grpc":
+            signature_name, inputs = grpc_inputs(body, metadata)
+            call = GrpcPredict(self.variant.grpc_port, config.model_name, inputs, signature_name)
         prober = self._thread(
             LatencyProber(
                 url,
@@ -265,6 +291,7 @@ class _VariantSession:
                 self.clock,
                 max_duration_s=_max_duration(config),
                 concurrency=config.concurrency,
+                call=call,
             )
         )
         budget = self.orch.new_budget()

@@ -8,11 +8,13 @@ SVG ids of one figure from clashing with another's.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 from collections.abc import Sequence
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
@@ -114,14 +116,7 @@ def settled_per_swap(
         )
     if warmup_swaps:
         ax.axvspan(0.5, warmup_swaps + 0.5, color="#eeeeee", label="warmup swaps")
-    ax.axhspan(
-        -threshold_mb,
-        threshold_mb,
-        color="#d5f5e3",
-        alpha=0.6,
-        label=f"within threshold ({threshold_mb:.1f} MiB)",
-    )
-    ax.axhline(0, color="black", lw=0.6)
+    _threshold_band(ax, threshold_mb)
     ax.set_xlim(0.5, last + 0.5)
     ax.set_xlabel("swap")
     ax.set_ylabel("retained MiB (settled - baseline)")
@@ -187,6 +182,87 @@ def latency_windows(variants: Sequence[VariantResult]) -> str:
     return _data_uri(fig)
 
 
+HISTORY_COLORS = ("#1f77b4", "#9467bd", "#ff7f0e", "#8c564b")  # not the verdicts' colors
+VERDICT_COLORS = {
+    "leak": "#b03a2e",
+    "plateau": "#b9770e",
+    "released": "#1e8449",
+    "inconclusive": "#7f7f7f",
+}
+
+
+def history_memory(
+    t: Sequence[float],
+    verdicts: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    threshold_mb: float | None,
+) -> str:
+    """Memory figures of one variant over its recorded runs; markers colored by verdict.
+
+    `t` are the runs' start times (epoch s), `series` (label, MiB per run) lines;
+    the first series gets the verdict markers.
+    """
+    fig = Figure(figsize=(WIDTH_IN, 3.2))
+    ax = fig.add_subplot()
+    x = _dates(t)
+    for n, (label, values) in enumerate(series):
+        line_color = HISTORY_COLORS[n % len(HISTORY_COLORS)]
+        ax.plot(x, _array_or_nan(values), "-", color=line_color, lw=1.2, label=label)
+    if series:
+        first = _array_or_nan(series[0][1])
+        for verdict, c in VERDICT_COLORS.items():
+            chosen = np.array([v == verdict for v in verdicts])
+            if chosen.any():
+                ax.scatter(x[chosen], first[chosen], s=30, color=c, zorder=3, label=verdict)
+    if threshold_mb:
+        _threshold_band(ax, threshold_mb)
+    else:
+        ax.axhline(0, color="black", lw=0.6)
+    _date_axis(fig, ax)
+    ax.set_ylabel("MiB")
+    ax.legend(loc="upper left", fontsize=8, ncols=4, frameon=False)
+    ax.grid(alpha=0.3)
+    return _data_uri(fig)
+
+
+def history_latency(
+    t: Sequence[float], series: Sequence[tuple[str, Sequence[float | None]]]
+) -> str:
+    """Latency figures (ms) of one variant over its recorded runs."""
+    fig = Figure(figsize=(WIDTH_IN, 2.8))
+    ax = fig.add_subplot()
+    x = _dates(t)
+    for n, (label, values) in enumerate(series):
+        line_color = HISTORY_COLORS[n % len(HISTORY_COLORS)]
+        ax.plot(x, _array_or_nan(values), "o-", color=line_color, lw=1.0, ms=4, label=label)
+    known = [v for _, values in series for v in values if v is not None and v > 0]
+    if known and max(known) > 20 * min(known):  # steady p99 next to swap p99: a log scale
+        ax.set_yscale("log")
+    _date_axis(fig, ax)
+    ax.set_ylabel("ms")
+    ax.legend(loc="upper left", fontsize=8, ncols=4, frameon=False)
+    ax.grid(alpha=0.3)
+    return _data_uri(fig)
+
+
+def _dates(t: Sequence[float]) -> np.ndarray:
+    """Epoch seconds as matplotlib dates (days), UTC."""
+    return np.asarray(t, dtype=float) / 86400.0
+
+
+def _date_axis(fig: Figure, ax) -> None:
+    from matplotlib import dates
+
+    locator = dates.AutoDateLocator(tz=dt.UTC)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator, tz=dt.UTC))
+    ax.set_xlabel("run started (UTC)")
+
+
+def _array_or_nan(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
 def _array(values: tuple[float, ...]) -> np.ndarray:
     """Plot data as an array (matplotlib converts a tuple point by point)."""
     return np.asarray(values, dtype=float)
@@ -199,3 +275,15 @@ def _data_uri(fig: Figure) -> str:
         fig.savefig(buffer, format="svg", dpi=150, metadata={"Date": None})
     encoded = base64.b64encode(buffer.getvalue().encode("utf-8")).decode("ascii")
     return f"data:image/svg+xml;base64,{encoded}"
+
+
+def _threshold_band(ax: Axes, threshold_mb: float) -> None:
+    """The band of ± the threshold around zero (no growth), and the zero line."""
+    ax.axhspan(
+        -threshold_mb,
+        threshold_mb,
+        color="#d5f5e3",
+        alpha=0.6,
+        label=f"within threshold ({threshold_mb:.1f} MiB)",
+    )
+    ax.axhline(0, color="black", lw=0.6)

@@ -1,9 +1,21 @@
-"""The verdict table printed at the end of `soak run` and by `soak report`."""
+"""The verdict table printed at the end of `soak run` and by `soak report`; `soak history`."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from soak.analysis.result import RunResult, VariantResult
 from soak.report.format import number
+from soak.store.records import MIB
+from soak.store.run_dir import RunDir
+
+if TYPE_CHECKING:
+    from soak.history import RecordedRun, RecordedVariant, Trend
 
 COLUMNS = (
     "variant", "allocator", "status", "swaps", "baseline MiB", "retained MiB", "level MiB",
@@ -39,8 +51,8 @@ def summary_table(result: RunResult) -> str:
         lines.append(f"retained vs the control ({control}): {others}")
     if result.comparison.recommendation:
         lines.append(f"recommendation: {result.comparison.recommendation}")
-    lines.append(
-        f"run {result.status}: {result.run_dir} "
+    lines.append(  # where the run went: its report, in its run dir
+        f"run {result.status}: {RunDir(Path(result.run_dir)).report_html} "
         f"(metric {result.metric}, threshold {result.threshold_mb:.1f} MiB per swap)"
     )
     return "\n".join(lines)
@@ -63,3 +75,113 @@ def _row(v: VariantResult) -> tuple[str, ...]:
         number(latency.swap_p99_ms, ".1f", suffix=" ms", missing="-"),
         str(latency.errors),
     )
+
+
+# --- soak history ------------------------------------------------------------------------
+
+HISTORY_COLUMNS = (
+    "started (UTC)", "status", "verdict", "retained", "level", "MiB/swap", "steady p99",
+    "swap p99", "errors", "swaps", "run dir",
+)  # fmt: skip
+SPARKS = "▁▂▃▄▅▆▇█"
+TREND_FIGURES = (  # (RecordedVariant field, label, format, unit)
+    ("retained_mb", "retained", "+.1f", " MiB"),
+    ("retained_mb_per_swap", "MiB/swap", ".2f", ""),
+    ("steady_p99_ms", "steady p99", ".1f", " ms"),
+    ("swap_p99_ms", "swap p99", ".0f", " ms"),
+)
+
+
+def history_table(runs: Sequence[RecordedRun], path: Path, last: int | None = None) -> str:
+    """`soak history`: per variant, config and model, its runs (oldest first) and the trend."""
+    from soak.history import trends
+
+    groups = trends(runs, last)
+    if not groups:
+        return f"{path}: no runs recorded (that match)"
+    models = sorted({r.model_name for r in runs})
+    lines = [f"{path}: {len(runs)} runs, model {', '.join(models)}"]
+    for trend in groups:
+        size = trend.model_size_bytes
+        size_text = f", {size / MIB:.1f} MiB" if size else ""
+        lines += [
+            "",
+            f"{trend.variant}  model {trend.model_name} ({trend.model_path}{size_text})  "
+            f"config {trend.config_hash}  {len(trend.points)} runs",
+        ]
+        columns: tuple[str, ...] = HISTORY_COLUMNS
+        rows: list[tuple[str, ...]] = [_history_row(run, v) for run, v in trend.points]
+        args = [_server_args(run, v) for run, v in trend.points]
+        if any(args):
+            columns = (*columns, "server args")
+            rows = [(*row, a) for row, a in zip(rows, args, strict=True)]
+        rows = [columns, *rows]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+        for n, row in enumerate(rows):
+            cells = [
+                cell.ljust(w) if i in (0, 1, 2) or i >= 10 or n == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ]
+            lines.append("  " + "  ".join(cells).rstrip())
+        lines.append("  trend: " + "  ".join(_trend(trend, *f) for f in TREND_FIGURES))
+        lines.append("  " + _last_vs_before(trend))
+    return "\n".join(lines)
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """One block character per value (a space for none), scaled over the values and zero."""
+    known = [v for v in values if v is not None]
+    lo, hi = min(0.0, *known), max(0.0, *known)  # from zero: small changes stay small
+    scale = (len(SPARKS) - 1) / (hi - lo) if hi - lo > 1e-9 else 0.0
+    return "".join(" " if v is None else SPARKS[round((v - lo) * scale)] for v in values)
+
+
+def _history_row(run: RecordedRun, v: RecordedVariant) -> tuple[str, ...]:
+    return (
+        _utc(run.started_t),
+        v.status,
+        v.verdict,
+        number(v.retained_mb, "+.1f", missing="-"),
+        number(v.level_mb, "+.1f", missing="-"),
+        number(v.retained_mb_per_swap, ".2f", missing="-"),
+        number(v.steady_p99_ms, ".1f", suffix=" ms", missing="-"),
+        number(v.swap_p99_ms, ".0f", suffix=" ms", missing="-"),
+        str(v.errors),
+        str(v.swaps_completed),
+        run.run_dir,
+    )
+
+
+def _server_args(run: RecordedRun, v: RecordedVariant) -> str:
+    """The server flags a run gave this variant (the run's, then the variant's own)."""
+    return " ".join(json.loads(run.server_args or "[]") + json.loads(v.server_args or "[]"))
+
+
+def _trend(trend: Trend, name: str, label: str, spec: str, unit: str) -> str:
+    values = [getattr(v, name) for _, v in trend.points]
+    known = [x for x in values if x is not None]
+    if not known:
+        return f"{label} -"
+    return f"{label} {sparkline(values)} {format(known[-1], spec)}{unit}"
+
+
+def _last_vs_before(trend: Trend) -> str:
+    """The newest completed run against the median of the completed ones before it."""
+    done = [(run, v) for run, v in trend.points if v.status == "completed"]
+    if len(done) < 2:
+        return "last vs before: needs 2 completed runs"
+    before, (_, newest) = done[:-1], done[-1]
+    parts = []
+    for name, label, spec, unit in TREND_FIGURES:
+        previous = [x for _, v in before if (x := getattr(v, name)) is not None]
+        now = getattr(newest, name)
+        if now is None or not previous:
+            continue
+        median = statistics.median(previous)
+        parts.append(f"{label} {format(now, spec)} vs {format(median, spec)}{unit}")
+    runs = "run" if len(before) == 1 else f"{len(before)} runs"
+    return f"last vs the median of the {runs} before: " + ", ".join(parts)
+
+
+def _utc(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M")

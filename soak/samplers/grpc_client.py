@@ -89,6 +89,18 @@ class GrpcClient:
         plain Python values are typed as tf.make_tensor_proto types them, as clients of the
         official API do: floats as float32, integers as int32 if they fit, str/bytes as
         DT_STRING."""
+        request = self.predict_request(model_name, inputs, signature_name, version)
+        response = self.send_predict(request, timeout_s)
+        return {alias: _array(tensor, self._messages) for alias, tensor in response.outputs.items()}
+
+    def predict_request(
+        self,
+        model_name: str,
+        inputs: Mapping[str, Any],
+        signature_name: str = "",
+        version: int | None = None,
+    ) -> Any:
+        """A PredictRequest, built once and sent many times (the prober's)."""
         m = self._messages
         request = m.PredictRequest()
         request.model_spec.name = model_name
@@ -97,8 +109,11 @@ class GrpcClient:
             request.model_spec.version.value = version
         for alias, value in inputs.items():
             _fill_tensor(request.inputs[alias], _as_array(value), m)
-        response = self._call(self._predict, request, timeout_s)
-        return {alias: _array(tensor, m) for alias, tensor in response.outputs.items()}
+        return request
+
+    def send_predict(self, request: Any, timeout_s: float | None = None) -> Any:
+        """Send a built PredictRequest; the PredictResponse message. GrpcCallError on failure."""
+        return self._call(self._predict, request, timeout_s)
 
     def model_version_status(
         self, model_name: str, version: int | None = None, timeout_s: float | None = None

@@ -10,6 +10,17 @@ so a stalled server does not slow the sending down. When all
 `max_in_flight` workers are busy the send waits, and its latency still counts
 from when it was due. A stall therefore shows up as latency, not as fewer
 requests (no coordinated omission).
+
+Each request goes out through a `PredictCall`: `RestPredict` (POST :predict, one
+keep-alive connection per worker) or `GrpcPredict` (PredictionService/Predict on one
+shared HTTP/2 channel, as a gRPC client does). Both record an HTTP status, so the
+analysis (ok = status 200) does not care which was used: a gRPC error becomes the HTTP
+status TF Serving's REST API answers for the same error code (http_server.cc
+ToHTTPStatusCode: INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE 400; NOT_FOUND 404;
+UNIMPLEMENTED 501; UNAVAILABLE 503; CANCELLED 499; UNKNOWN, INTERNAL, DATA_LOSS 500; ...),
+and 0 when there was no answer from the server, as for REST: the channel could not
+connect or lost its connection (UNAVAILABLE raised by the client), or the client's own
+timeout ran out (DEADLINE_EXCEEDED).
 """
 
 from __future__ import annotations
@@ -20,10 +31,12 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 import requests
 
 from soak.samplers.clock import SwapClock
+from soak.samplers.grpc_client import GrpcCallError, GrpcClient
 from soak.store.csv_log import CsvLog
 from soak.store.records import LatencySample
 
@@ -31,12 +44,114 @@ from soak.store.records import LatencySample
 RECENT_KEEP_S = 120.0
 # How often a dispatcher waiting for a free worker checks for stop.
 STOP_CHECK_S = 0.1
+# Details of an UNAVAILABLE that the gRPC client raises itself (no server answered).
+_NO_CONNECTION = (
+    "connect",  # failed to connect to all addresses, Connection refused, reset, ...
+    "socket closed",
+    "broken pipe",
+    "end of tcp stream",
+    "goaway",
+)
+
+
+class PredictCall(Protocol):
+    """One predict request, sent from any worker thread."""
+
+    protocol: str  # "rest" or "grpc"
+    url: str  # where it goes, for messages
+
+    def __call__(self) -> tuple[int, str | None]:
+        """Send once: (HTTP status, or 0 for no answer; the error text, None if 200)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class RestPredict:
+    """POST a JSON body to TF Serving's REST predict URL; a keep-alive session per thread."""
+
+    protocol = "rest"
+
+    def __init__(self, url: str, body: dict, timeout_s: float = 10.0):
+        self.url = url
+        self.timeout_s = timeout_s
+        self._data = json.dumps(body).encode()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._sessions: list[requests.Session] = []
+
+    def __call__(self) -> tuple[int, str | None]:
+        try:
+            response = self._session().post(self.url, data=self._data, timeout=self.timeout_s)
+        except requests.RequestException as exc:
+            return 0, f"{type(exc).__name__}: {exc}"
+        if response.status_code != 200:
+            return response.status_code, f"HTTP {response.status_code}: {response.text[:200]}"
+        return 200, None
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False  # loopback only, never through a proxy
+            session.headers["Content-Type"] = "application/json"
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+
+def grpc_status(error: GrpcCallError) -> int:
+    """The HTTP status recorded for a failed gRPC call (see the module doc)."""
+    from soak_model_server.status import http_status
+
+    if error.code == "DEADLINE_EXCEEDED":
+        return 0
+    if error.code == "UNAVAILABLE" and any(m in error.details.lower() for m in _NO_CONNECTION):
+        return 0
+    return http_status(error.code)
+
+
+class GrpcPredict:
+    """Send one PredictRequest (built once) over a shared gRPC channel."""
+
+    protocol = "grpc"
+
+    def __init__(
+        self,
+        port: int,
+        model_name: str,
+        inputs: dict[str, Any],
+        signature_name: str = "",
+        timeout_s: float = 10.0,
+        host: str = "127.0.0.1",
+    ):
+        self.client = GrpcClient(port, host=host, timeout_s=timeout_s)
+        self.url = f"grpc://{self.client.target}/{model_name}"
+        self._request = self.client.predict_request(model_name, inputs, signature_name)
+
+    def __call__(self) -> tuple[int, str | None]:
+        try:
+            self.client.send_predict(self._request)
+        except GrpcCallError as error:
+            return grpc_status(error), f"gRPC {error.code}: {error.details[:200]}"
+        return 200, None
+
+    def close(self) -> None:
+        self.client.close()
 
 
 class LatencyProber:
     """POSTs `body` to `url` at `rps` requests per second; one latency.csv row per request.
 
-    `url` is the predict endpoint, e.g. f"{rest_url}/v1/models/{name}:predict".
+    `url` is the predict endpoint, e.g. f"{rest_url}/v1/models/{name}:predict";
+    `call` (e.g. a GrpcPredict) replaces the POST of `body` to `url`.
     Runs until stop() or `max_duration_s`. stop() waits for the requests in
     flight (at most `timeout_s`), so every request sent has its row; requests
     that were due but still waiting for a worker are not sent.
@@ -53,6 +168,7 @@ class LatencyProber:
         max_in_flight: int = 64,
         max_duration_s: float = 24 * 3600,
         concurrency: int = 1,
+        call: PredictCall | None = None,
     ):
         if not rps > 0:
             raise ValueError(f"rps must be positive, got {rps}")
@@ -60,7 +176,9 @@ class LatencyProber:
             raise ValueError(
                 f"concurrency must be within 1..max_in_flight ({max_in_flight}), got {concurrency}"
             )
-        self.url = url
+        self.call: PredictCall = call or RestPredict(url, body, timeout_s)
+        self.url = self.call.url
+        self.protocol = self.call.protocol
         self.rps = rps
         self.log = log
         self.clock = clock
@@ -71,13 +189,10 @@ class LatencyProber:
         self.sent = 0
         self.errors = 0
         self.last_error: str | None = None  # the latest failure, for the user
-        self._data = json.dumps(body).encode()
         self._lock = threading.Lock()
         self._recent: deque[tuple[float, float]] = deque()  # (t_end, latency_ms)
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(max_in_flight)
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
         self._pool: ThreadPoolExecutor | None = None
         self._dispatcher: threading.Thread | None = None
         self._t0_mono = 0.0
@@ -101,10 +216,7 @@ class LatencyProber:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        with self._lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+        self.call.close()
 
     def recent_p99_ms(self, window_s: float = 30) -> float | None:
         """p99 latency of the requests answered in the last `window_s` seconds (nearest rank)."""
@@ -137,17 +249,6 @@ class LatencyProber:
                 pool.submit(self._send, due, swap)
             burst += 1
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False  # loopback only, never through a proxy
-            session.headers["Content-Type"] = "application/json"
-            self._local.session = session
-            with self._lock:
-                self._sessions.append(session)
-        return session
-
     def _send(self, due: float, swap: int) -> None:
         try:
             start, end, status = self._post()
@@ -171,19 +272,10 @@ class LatencyProber:
 
     def _post(self) -> tuple[float, float, int]:
         """One request: (monotonic start, monotonic end, HTTP status or 0 for no response)."""
-        session = self._session()
-        error = None
         with self._lock:
             self.sent += 1
         start = time.monotonic()
-        try:
-            response = session.post(self.url, data=self._data, timeout=self.timeout_s)
-            status = response.status_code
-            if status != 200:
-                error = f"HTTP {status}: {response.text[:200]}"
-        except requests.RequestException as exc:
-            status = 0
-            error = f"{type(exc).__name__}: {exc}"
+        status, error = self.call()
         end = time.monotonic()
         if error is not None:
             with self._lock:

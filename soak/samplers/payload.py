@@ -6,10 +6,13 @@ Generated values are small and valid for typical recommender inputs (ids
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import random
 from pathlib import Path
 
+import numpy as np
 import requests
 
 from soak.errors import EnvironmentFailure, UsageError
@@ -130,3 +133,105 @@ def load_request_file(path: Path) -> dict:
     if not isinstance(body.get("signature_name", ""), str):
         raise UsageError(f"request file {path}: 'signature_name' must be a string")
     return body
+
+
+# --- the same request as gRPC input tensors ------------------------------------------------
+
+_NUMPY_DTYPES = {
+    "DT_FLOAT": "float32",
+    "DT_DOUBLE": "float64",
+    "DT_HALF": "float16",
+    "DT_INT64": "int64",
+    "DT_INT32": "int32",
+    "DT_INT16": "int16",
+    "DT_INT8": "int8",
+    "DT_UINT8": "uint8",
+    "DT_UINT16": "uint16",
+    "DT_UINT32": "uint32",
+    "DT_UINT64": "uint64",
+    "DT_BOOL": "bool",
+}
+
+
+def grpc_inputs(body: dict, metadata: dict | None = None) -> tuple[str, dict[str, np.ndarray]]:
+    """A REST predict body as gRPC input tensors: (signature name, {input: array}).
+
+    The row format (`instances`: one row per item) stacks the rows of each input into one
+    array; the columnar format (`inputs`) takes each input as it is. Unnamed rows or
+    inputs belong to the signature's only input. {"b64": ...} values are decoded to bytes.
+    With the model's metadata, each array gets its input's dtype, as TF Serving's JSON
+    parser gives it (without: floats are float32, integers int64, text DT_STRING); this
+    way both protocols send the same request.
+    """
+    signature_name = str(body.get("signature_name") or "serving_default")
+    signature = _signature(metadata, signature_name) if metadata is not None else {}
+    declared = signature.get("inputs") or {}
+    if "instances" in body:
+        rows = body["instances"]
+        if not isinstance(rows, list) or not rows:
+            raise UsageError("'instances' must be a non-empty list")
+        if all(_named(row) for row in rows):
+            names = list(rows[0])
+            if any(set(row) != set(names) for row in rows):
+                raise UsageError("every instance must name the same inputs")
+            columns = {name: [_decoded(row[name]) for row in rows] for name in names}
+        else:
+            columns = {_only_input(declared, signature_name): [_decoded(r) for r in rows]}
+    else:
+        given = body.get("inputs")
+        if isinstance(given, dict) and _named(given):
+            columns = {name: _decoded(value) for name, value in given.items()}
+        else:
+            columns = {_only_input(declared, signature_name): _decoded(given)}
+    return signature_name, {
+        name: _array_of(name, value, declared.get(name, {}).get("dtype"))
+        for name, value in columns.items()
+    }
+
+
+def _named(value: object) -> bool:
+    """A {input: value} object (not a {"b64": ...} value)."""
+    return isinstance(value, dict) and set(value) != {"b64"}
+
+
+def _decoded(value):
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise UsageError(f"not valid base64: {str(value['b64'])[:40]!r}") from None
+    if isinstance(value, list):
+        return [_decoded(v) for v in value]
+    return value
+
+
+def _only_input(declared: dict, signature_name: str) -> str:
+    if len(declared) != 1:
+        raise UsageError(
+            f"the request does not name its inputs, and signature {signature_name!r} has "
+            f"{len(declared) or 'no known'} inputs: name them in the request file"
+        )
+    return next(iter(declared))
+
+
+def _array_of(name: str, value, dtype: str | None) -> np.ndarray:
+    try:
+        if dtype == "DT_STRING":
+            array = np.array(value, dtype=object)
+            return np.vectorize(_utf8, otypes=[object])(array) if array.size else array
+        if dtype in _NUMPY_DTYPES:
+            return np.array(value, dtype=_NUMPY_DTYPES[dtype])
+        array = np.array(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise UsageError(f"input {name!r} is not a {dtype or 'tensor'}: {exc}") from None
+    if array.dtype.kind == "U":
+        return np.vectorize(_utf8, otypes=[object])(array)
+    if array.dtype == np.float64:
+        return array.astype(np.float32)
+    if array.dtype == object:
+        raise UsageError(f"input {name!r} is ragged or mixed; every row must have one shape")
+    return array
+
+
+def _utf8(item) -> bytes:
+    return item if isinstance(item, bytes) else str(item).encode()

@@ -1,4 +1,8 @@
-"""Model status, polled from the REST API about 10 times a second, as events.
+"""Model status, polled about 10 times a second, as events.
+
+The status comes from TF Serving's REST API (`RestStatus`: GET /v1/models/NAME) or its
+gRPC API (`GrpcStatus`: ModelService/GetModelStatus); both give the same versions, so
+the same events.
 
 Every state change of a version that the poller sees becomes a row of
 events.csv (`loading`, `available`, `unloading`, `end`, or `load_failed` when a
@@ -13,11 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 import requests
 
 from soak.samplers.background import BackgroundLoop
 from soak.samplers.clock import SwapClock
+from soak.samplers.grpc_client import GrpcCallError, GrpcClient
 from soak.samplers.schedule import Ticker
 from soak.store.csv_log import CsvLog
 from soak.store.records import Event, EventKind
@@ -73,12 +79,74 @@ def parse_model_status(body: dict) -> dict[int, VersionStatus]:
     return versions
 
 
-class StatusPoller(BackgroundLoop):
-    """A daemon thread that polls GET {rest_url}/v1/models/{model_name}.
+class StatusUnknown(Exception):
+    """A poll that got no status (server unreachable, or an unexpected answer)."""
 
-    404 (nothing loaded yet) reads as no versions; while the server is
-    unreachable (starting, or dead) the last known versions stay and the
-    failure is kept in `last_error`.
+
+class StatusFetch(Protocol):
+    """One way to read a model's versions; used from the poller's thread only."""
+
+    def __call__(self) -> dict[int, VersionStatus]:
+        """The versions now ({} when none is loaded yet); StatusUnknown if it cannot tell."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class RestStatus:
+    """GET {rest_url}/v1/models/{model_name}; 404 (nothing loaded yet) is no versions."""
+
+    def __init__(self, rest_url: str, model_name: str):
+        self.url = f"{rest_url.rstrip('/')}/v1/models/{model_name}"
+        self._session = requests.Session()
+        self._session.trust_env = False  # never through a proxy: the server is on loopback
+
+    def __call__(self) -> dict[int, VersionStatus]:
+        try:
+            response = self._session.get(self.url, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+            if response.status_code == 404:
+                return {}
+            if response.status_code != 200:
+                raise StatusUnknown(f"HTTP {response.status_code}: {response.text[:200]}")
+            return parse_model_status(response.json())
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            raise StatusUnknown(f"{type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class GrpcStatus:
+    """ModelService/GetModelStatus on the gRPC port; NOT_FOUND (nothing loaded yet) is no
+    versions."""
+
+    def __init__(self, port: int, model_name: str, host: str = "127.0.0.1"):
+        self.client = GrpcClient(port, host=host, timeout_s=CONNECT_TIMEOUT_S + READ_TIMEOUT_S)
+        self.url = f"grpc://{self.client.target}/{model_name}"
+        self.model_name = model_name
+
+    def __call__(self) -> dict[int, VersionStatus]:
+        try:
+            entries = self.client.model_version_status(self.model_name)
+        except GrpcCallError as error:
+            if error.code == "NOT_FOUND":
+                return {}
+            raise StatusUnknown(f"gRPC {error.code}: {error.details[:200]}") from None
+        return {
+            e.version: VersionStatus(e.version, e.state, e.error_code, e.error_message)
+            for e in entries
+        }
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class StatusPoller(BackgroundLoop):
+    """A daemon thread that polls GET {rest_url}/v1/models/{model_name}, or `fetch`.
+
+    No model yet (REST 404, gRPC NOT_FOUND) reads as no versions; while the server is
+    unreachable (starting, or dead) the last known versions stay and the failure is
+    kept in `last_error`.
     """
 
     thread_name = "soak-status"
@@ -90,9 +158,12 @@ class StatusPoller(BackgroundLoop):
         events: CsvLog,
         clock: SwapClock,
         interval_s: float = 0.1,
+        fetch: Callable[[], StatusFetch] | None = None,
     ):
         super().__init__()
         self.url = f"{rest_url.rstrip('/')}/v1/models/{model_name}"
+        # Made in the poller's thread, which alone uses it.
+        self._new_fetch = fetch or partial(RestStatus, rest_url, model_name)
         self.events = events
         self.clock = clock
         self.interval_s = interval_s
@@ -141,25 +212,21 @@ class StatusPoller(BackgroundLoop):
 
     def _run(self) -> None:
         ticker = Ticker(self.interval_s, self._stop)
-        with requests.Session() as session:
-            session.trust_env = False  # never through a proxy: the server is on loopback
+        fetch = self._new_fetch()
+        try:
             while True:
-                self._poll(session)
+                self._poll(fetch)
                 if not ticker.wait():
                     return
+        finally:
+            fetch.close()
 
-    def _poll(self, session: requests.Session) -> None:
+    def _poll(self, fetch: StatusFetch) -> None:
         versions = None
         try:
-            response = session.get(self.url, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
-            if response.status_code == 404:
-                versions = {}
-            elif response.status_code == 200:
-                versions = parse_model_status(response.json())
-            else:
-                self.last_error = f"HTTP {response.status_code}: {response.text[:200]}"
-        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            versions = fetch()
+        except StatusUnknown as exc:
+            self.last_error = str(exc)
         t = time.time()
         with self._cond:
             if versions is not None:

@@ -167,6 +167,7 @@ def test_a_summary_of_an_earlier_version_reads_with_defaults(tmp_path):
     assert glibc.memory.verdict.reason == ""
     assert glibc.memory.threshold_mb == 2.0
     assert glibc.latency.swap_p50_ms is None and glibc.latency.requests == 0
+    assert glibc.latency.protocol == "rest"  # before --protocol, requests went over REST
     swap = glibc.swaps[0]
     assert swap.completed and swap.p99_ms is None and swap.errors == 0
     assert glibc.projection is None and glibc.timeline is None
@@ -190,3 +191,12 @@ def test_what_is_not_a_summary(tmp_path, text):
     (tmp_path / "summary.json").write_text(text, encoding="utf-8")
     with pytest.raises(summary_json.NotASummary):
         summary_json.read(tmp_path)
+
+
+def test_the_latency_figures_say_which_protocol(make_run, sim_variant):
+    sims, _ = cases(sim_variant)["two_variants"]
+    run = make_run(sims, protocol="grpc")
+    summary_json.write(run, analyse_run(run))
+    written = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    assert {v["latency"]["protocol"] for v in written["variants"]} == {"grpc"}
+    assert summary_json.read(run).variants[0].latency.protocol == "grpc"

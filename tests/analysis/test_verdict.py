@@ -266,6 +266,25 @@ def test_recorded_jemalloc_runs_are_released(name):
         assert v.verdict == RELEASED, (n, v.reason)
 
 
+def test_the_control_never_makes_a_finding_less_sure():
+    # A default run (`--swaps auto`): glibc decided plateau on its own after 7 swaps;
+    # taking off jemalloc's +11.4 MiB must not leave it inconclusive.
+    glibc = [3.7, 14.4, 58.2, 15.2, 69.2, 76.9, 120.2]
+    jemalloc = [8.7, 11.2, 20.1, 10.9, 16.5, 7.5, 11.4, 11.3, 12.4]
+    alone = classify(range(1, 8), glibc, RECORDED_T)
+    assert alone.verdict == PLATEAU
+    run = classify_run(
+        {
+            "glibc": SettledSeries(range(1, 8), glibc),
+            "jemalloc": SettledSeries(range(1, 10), jemalloc),
+        },
+        RECORDED_T,
+    )
+    assert run["glibc"].verdict == PLATEAU
+    assert run["glibc"].control == "jemalloc"
+    assert run["glibc"].kept_mb == pytest.approx(alone.level_mb - run["jemalloc"].level_mb)
+
+
 def test_recorded_run_with_control():
     run = classify_run({"glibc": recorded("glibc C"), "jemalloc": recorded("jemalloc C")}, 1.28)
     assert run["glibc"].verdict == PLATEAU

@@ -242,7 +242,7 @@ def test_sigterm_under_pytest_stops_the_soak_run_fixture(
     test_file = tmp_path / "test_user_soak.py"
     test_file.write_text(textwrap.dedent(PYTEST_SOAK.format(model=str(small_model), out=str(out))))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--soak", str(test_file)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -13,7 +13,15 @@ from soak.analysis.inputs import RunSettings, read_settings
 from soak.cli import build_parser
 from soak.config import from_keywords, resolve
 from soak.errors import UsageError
-from soak.settings import Option, RunConfig, VariantSpec, options, options_of, read_run_toml
+from soak.settings import (
+    Option,
+    RunConfig,
+    VariantSpec,
+    config_from_run_toml,
+    options,
+    options_of,
+    read_run_toml,
+)
 
 # A run.toml as soak 0.1 wrote it (before the settings were declared once).
 OLD_RUN_TOML = """\
@@ -82,6 +90,7 @@ def examples(tmp_path: Path) -> dict[str, tuple[list[str], object]]:
         "cpus": (["0"], "0"),
         "swaps": (["auto"], "auto"),
         "out": ([str(tmp_path / "run")], str(tmp_path / "run")),
+        "history": ([str(tmp_path / "h.sqlite")], str(tmp_path / "h.sqlite")),
     }
     for o in options():
         if o.name in by_name or not o.setting.cli:
@@ -231,3 +240,56 @@ def test_swaps_is_a_count_or_auto():
     for bad in ("0", "many", -1, True):
         with pytest.raises(UsageError, match="swaps must be a whole number >= 1 or 'auto'"):
             resolve({"swaps": bad}, {})
+
+
+def test_the_config_hash_is_what_shapes_the_figures(tmp_path):
+    base = from_keywords(allocators=["glibc", "jemalloc"], swaps=6)
+    same = from_keywords(
+        allocators=["glibc", "jemalloc"],
+        swaps=6,
+        out=str(tmp_path / "elsewhere"),
+        quiet=True,
+        history=str(tmp_path / "h.sqlite"),
+        swaps_per_day=24,
+    )
+    assert base.config_hash() == same.config_hash()  # where output goes is no difference
+    assert from_keywords(swaps=8).config_hash() != from_keywords(swaps=6).config_hash()
+    je = base.variants[1]
+    assert base.variant_config_hash(je) == base.variant_config_hash(je)
+    # a variant is the same setup whether or not others ran beside it
+    alone = from_keywords(allocators=["jemalloc"], swaps=6)
+    assert alone.variant_config_hash(alone.variants[0]) == base.variant_config_hash(je)
+    assert base.variant_config_hash(base.variants[0]) != base.variant_config_hash(je)
+    # what is under test (model, image, server flags) is compared, not a different setup
+    subject = from_keywords(
+        allocators=["jemalloc"], swaps=6, server_args=["--x=1"], image="mine:2", model_name="m"
+    )
+    assert subject.variant_config_hash(subject.variants[0]) == base.variant_config_hash(je)
+    plain = from_keywords(variants=[{"name": "jemalloc", "allocator": "jemalloc"}])
+    tuned = from_keywords(
+        variants=[{"name": "jemalloc", "allocator": "jemalloc", "env": {"MALLOC_CONF": "x"}}]
+    )
+    assert tuned.variant_config_hash(tuned.variants[0]) != plain.variant_config_hash(
+        plain.variants[0]
+    )
+
+
+def test_the_config_hash_reads_back_from_run_toml(tmp_path):
+    config = from_keywords(
+        allocators=["jemalloc"], swaps=6, rps=10, demo_size_mb=16, out=str(tmp_path / "r")
+    )
+    again = config_from_run_toml(tomllib.loads(config.to_toml()))
+    assert again.config_hash() == config.config_hash()
+    assert again.variant_config_hash(again.variants[0]) == config.variant_config_hash(
+        config.variants[0]
+    )
+    old = config_from_run_toml(tomllib.loads(OLD_RUN_TOML))  # written before the hash existed
+    assert len(old.variant_config_hash(old.variants[0])) == 12
+
+
+def test_the_history_file_is_beside_the_run_dir_unless_given(tmp_path):
+    assert from_keywords(out=str(tmp_path / "runs" / "a")).history_path == (
+        tmp_path / "runs" / "history.sqlite"
+    )
+    given = from_keywords(history=str(tmp_path / "h.sqlite"))
+    assert given.history_path == tmp_path / "h.sqlite"

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from soak.errors import EnvironmentFailure, UsageError
-from soak.samplers.payload import build_predict_payload, fetch_metadata, load_request_file
+from soak.samplers.payload import (
+    build_predict_payload,
+    fetch_metadata,
+    grpc_inputs,
+    load_request_file,
+)
 
 
 def tensor_info(name: str, dtype: str, *dims: str) -> dict:
@@ -188,3 +194,72 @@ def test_fetch_metadata_reads_the_rest_api(serve, closed_port):
         fetch_metadata(url, "other")
     with pytest.raises(EnvironmentFailure, match="cannot read model metadata"):
         fetch_metadata(f"http://127.0.0.1:{closed_port}", "ranker", timeout_s=2)
+
+
+# --- the same request as gRPC input tensors ------------------------------------------------
+
+
+def test_rows_become_one_stacked_tensor_per_input():
+    body = build_predict_payload(RANKER_METADATA, batch=3)
+    signature, tensors = grpc_inputs(body, RANKER_METADATA)
+    assert signature == "serving_default"
+    assert {n: (t.dtype.name, t.shape) for n, t in tensors.items()} == {
+        "item_ids": ("int64", (3, 3)),
+        "dense": ("float32", (3, 5)),
+        "country": ("object", (3,)),
+        "is_new": ("bool", (3, 1)),
+    }
+    rows = body["instances"]
+    assert tensors["item_ids"].tolist() == [row["item_ids"] for row in rows]
+    assert tensors["country"].tolist() == [row["country"].encode() for row in rows]
+
+
+def test_columns_become_tensors_as_given():
+    body = {
+        "signature_name": "serving_default",
+        "inputs": {
+            "item_ids": [[1, 2, 3]],
+            "dense": [[0.5, 1, 2, 3, 4]],
+            "country": [{"b64": "ZGU="}],  # base64 for b"de"
+            "is_new": [[True]],
+        },
+    }
+    signature, tensors = grpc_inputs(body, RANKER_METADATA)
+    assert signature == "serving_default"
+    assert tensors["dense"].dtype == np.float32 and tensors["dense"].tolist() == [[0.5, 1, 2, 3, 4]]
+    assert tensors["item_ids"].dtype == np.int64
+    assert tensors["country"].tolist() == [b"de"]
+
+
+def test_unnamed_rows_and_columns_go_to_the_only_input():
+    metadata = {
+        "metadata": {
+            "signature_def": {
+                "signature_def": {
+                    "serving_default": {"inputs": {"x": tensor_info("x", "DT_FLOAT", "-1", "1")}}
+                }
+            }
+        }
+    }
+    # TF Serving's quick-start request, as a --request-file
+    _, rows = grpc_inputs({"instances": [1.0, 2.0, 5.0]}, metadata)
+    assert rows["x"].dtype == np.float32 and rows["x"].tolist() == [1.0, 2.0, 5.0]
+    _, columns = grpc_inputs({"inputs": [[1.0], [2.0]]}, metadata)
+    assert columns["x"].tolist() == [[1.0], [2.0]]
+    # without metadata the types are the official client's: floats float32, text DT_STRING
+    _, named = grpc_inputs({"instances": [{"x": 1.5, "w": "a"}]})
+    assert named["x"].dtype == np.float32 and named["w"].tolist() == [b"a"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"instances": [1.0]}, "does not name its inputs"),
+        ({"instances": [{"item_ids": [1]}, {"dense": [1.0]}]}, "same inputs"),
+        ({"inputs": {"item_ids": [[1, 2], [3]]}}, "not a DT_INT64"),
+        ({"inputs": {"country": [{"b64": "%%"}]}}, "not valid base64"),
+    ],
+)
+def test_requests_that_cannot_become_tensors_are_usage_errors(body, message):
+    with pytest.raises(UsageError, match=message):
+        grpc_inputs(body, RANKER_METADATA)

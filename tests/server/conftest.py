@@ -47,22 +47,25 @@ def build_model(version_dir: Path, scale: float) -> Path:
         rows = tf.gather(table, tf.math.floormod(ids, EMBEDDING_ROWS))
         score = tf.reduce_sum(rows * feats * weights, axis=1, name="score")
         norm = tf.norm(rows, axis=1, name="norm")
-        with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
-            builder = v1.saved_model.Builder(str(version_dir))
-            builder.add_meta_graph_and_variables(
-                session,
-                ["serve"],
-                signature_def_map={
-                    "serving_default": v1.saved_model.predict_signature_def(
-                        {"ids": ids, "feats": feats}, {"score": score}
-                    ),
-                    "embed": v1.saved_model.predict_signature_def(
-                        {"ids": ids}, {"embedding": rows, "norm": norm}
-                    ),
-                },
-            )
-            builder.save()
+        signatures = {
+            "serving_default": v1.saved_model.predict_signature_def(
+                {"ids": ids, "feats": feats}, {"score": score}
+            ),
+            "embed": v1.saved_model.predict_signature_def(
+                {"ids": ids}, {"embedding": rows, "norm": norm}
+            ),
+        }
+    return _save(graph, version_dir, signatures)
+
+
+def _save(graph: tf.Graph, version_dir: Path, signatures: dict) -> Path:
+    """A TF1 SavedModel of `graph` (variables initialised) with these signatures, as "serve"."""
+    v1 = tf.compat.v1
+    with graph.as_default(), v1.Session(graph=graph) as session:
+        session.run(v1.global_variables_initializer())
+        builder = v1.saved_model.Builder(str(version_dir))
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map=signatures)
+        builder.save()
     return version_dir
 
 
@@ -84,22 +87,12 @@ def build_half_plus_two(version_dir: Path, b: float = 2.0) -> Path:
         a_var = v1.get_variable("a", initializer=0.5)
         b_var = v1.get_variable("b", initializer=b)
         y = tf.identity(a_var * x + b_var, name="y")
-        with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
-            builder = v1.saved_model.Builder(str(version_dir))
-            builder.add_meta_graph_and_variables(
-                session,
-                ["serve"],
-                signature_def_map={
-                    "serving_default": v1.saved_model.predict_signature_def({"x": x}, {"y": y}),
-                    "regress_x_to_y": v1.saved_model.regression_signature_def(serialized, y),
-                    "classify_x_to_y": v1.saved_model.classification_signature_def(
-                        serialized, None, y
-                    ),
-                },
-            )
-            builder.save()
-    return version_dir
+        signatures = {
+            "serving_default": v1.saved_model.predict_signature_def({"x": x}, {"y": y}),
+            "regress_x_to_y": v1.saved_model.regression_signature_def(serialized, y),
+            "classify_x_to_y": v1.saved_model.classification_signature_def(serialized, None, y),
+        }
+    return _save(graph, version_dir, signatures)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,8 @@ def test_tf_serving_defaults(tmp_path):
     assert (flags.intra_op_threads, flags.inter_op_threads) == (0, 0)
     assert flags.rest_api_timeout_in_ms == 30000
     assert flags.debug_retain_mb_per_load == 0
+    planted = parse_flags([f"--model_base_path={tmp_path}", "--debug_retain_mb_per_load=0.5"])
+    assert planted.debug_retain_mb_per_load == 0.5  # MiB per load may be fractional
     assert flags.tags == ["serve"]
 
 

@@ -1,0 +1,441 @@
+"""The run history: every finished run in an SQLite file, for trends and baselines.
+
+`soak run` records each run it finishes (completed, interrupted or failed) in
+`history.sqlite` beside the run dir (`soak-runs/history.sqlite` for the default
+`soak-runs/TIME`; `--history FILE` elsewhere): one row per run (status, model,
+backend, image, config hash, soak version, host facts) and one per variant
+(verdict and key figures, with each figure's noise for `soak check
+--against-history`). `soak history` lists them; `soak history --add RUN_DIR`
+records a run that could not record itself (killed, or run elsewhere).
+
+Safe to share: each run is written in one transaction (`BEGIN IMMEDIATE`) on a
+WAL journal with a busy timeout, so two runs finishing at once both land, a
+reader never waits for a writer, and a process killed mid-write leaves the file
+as it was before that run (SQLite's journal rolls the half-written transaction
+back). The file is recorded again (replaced) when the same run dir is added twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import tomllib
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from soak.analysis.result import RunResult, VariantResult
+from soak.errors import UsageError
+from soak.regression import COMPARED, Measured, measured
+from soak.settings import RunConfig, VariantSpec, config_from_run_toml
+from soak.store.run_dir import RunDir
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another one
+
+
+@dataclass(frozen=True)
+class RecordedVariant:
+    """One variant of a recorded run: its figures as summary.json has them, and their noise."""
+
+    name: str
+    allocator: str
+    library: str | None
+    allocator_verified: bool
+    status: str
+    config_hash: str
+    server_args: str  # JSON list: the variant's own server flags (after the run's)
+    env: str  # JSON object: the variant's environment
+    verdict: str
+    reason: str
+    swaps_completed: int
+    threshold_mb: float | None
+    baseline_mb: float | None
+    final_mb: float | None
+    retained_mb: float | None
+    level_mb: float | None
+    retained_mb_per_swap: float | None
+    noise_mb: float | None
+    steady_p50_ms: float | None
+    steady_p99_ms: float | None
+    swap_p99_ms: float | None
+    max_ms: float | None
+    first_after_swap_ms: float | None
+    errors: int
+    requests: int
+    retained_mb_noise: float | None
+    retained_mb_per_swap_noise: float | None
+    steady_p99_ms_noise: float | None
+    swap_p99_ms_noise: float | None
+
+    def measured(self) -> dict[str, Measured]:
+        """The compared figures with their noise, as `regression.measured` gives them."""
+        return {
+            f.name: Measured(getattr(self, f.name), getattr(self, f.name + "_noise"))
+            for f in COMPARED
+        }
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    run_dir: str
+    started_t: float
+    finished_t: float
+    status: str
+    backend: str
+    model_name: str
+    model_size_bytes: int | None
+    model_path: str  # --model as given, or "demo model, N MiB"
+    image: str | None  # the Docker image (docker backend)
+    server_binary: str | None  # the server (process backend)
+    server_args: str  # JSON list: the run's server flags
+    config_hash: str
+    soak_version: str
+    metric: str
+    swaps_planned: str  # a count, or "auto"
+    host: str | None
+    os: str | None
+    kernel: str | None
+    cores: int | None
+    usable_cores: int | None
+    memory_total_bytes: int | None
+    glibc_version: str | None
+    python: str | None
+    tensorflow: str | None
+    docker_version: str | None
+    variants: tuple[RecordedVariant, ...] = ()
+
+    def variant(self, name: str) -> RecordedVariant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+
+_RUN_COLUMNS = [f.name for f in fields(RecordedRun) if f.name != "variants"]
+_VARIANT_COLUMNS = [f.name for f in fields(RecordedVariant)]
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    run_dir TEXT NOT NULL UNIQUE,
+    {", ".join(c for c in _RUN_COLUMNS if c != "run_dir")},
+    environment TEXT,
+    recorded_t REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS variants (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    {", ".join(_VARIANT_COLUMNS)},
+    PRIMARY KEY (run_id, name)
+);
+CREATE INDEX IF NOT EXISTS variants_by_config ON variants (config_hash, name);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_t);
+"""
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def record(path: Path, result: RunResult, run_dir: Path | None = None) -> RecordedRun:
+    """Record a finished run (its RunResult, run.toml and environment.json) in the history."""
+    run = RunDir(Path(run_dir if run_dir is not None else result.run_dir))
+    recorded = recorded_run(result, run)
+    environment = _read_json(run.environment_json)
+    with _transaction(Path(path), create=True) as con:
+        con.execute("DELETE FROM runs WHERE run_dir = ?", (recorded.run_dir,))
+        values = [getattr(recorded, c) for c in _RUN_COLUMNS]
+        cursor = con.execute(
+            f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}, environment, recorded_t) "
+            f"VALUES ({', '.join('?' * (len(_RUN_COLUMNS) + 2))})",
+            [*values, json.dumps(environment, default=str), time.time()],
+        )
+        run_id = cursor.lastrowid
+        con.executemany(
+            f"INSERT INTO variants (run_id, {', '.join(_VARIANT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * (len(_VARIANT_COLUMNS) + 1))})",
+            [[run_id, *(getattr(v, c) for c in _VARIANT_COLUMNS)] for v in recorded.variants],
+        )
+    return recorded
+
+
+def recorded_run(result: RunResult, run: RunDir) -> RecordedRun:
+    """What the history keeps of a run: its result, configuration and host."""
+    config = read_config(run)
+    env = _read_json(run.environment_json)
+    docker = env.get("docker")
+    docker = docker if isinstance(docker, dict) else {}
+    return RecordedRun(
+        run_dir=str(run.path.resolve()),
+        started_t=result.started_t
+        or _mtime(run.environment_json)
+        or _mtime(run.run_toml)
+        or time.time(),
+        finished_t=_mtime(run.summary_json) or time.time(),
+        status=result.status,
+        backend=result.backend,
+        model_name=result.model.name,
+        model_size_bytes=result.model.size_bytes,
+        model_path=config.model_identity,
+        image=env.get("image") or (config.image if config.backend == "docker" else None),
+        server_binary=env.get("server_binary"),
+        server_args=json.dumps(list(config.server_args)),
+        config_hash=config.config_hash(),
+        soak_version=result.soak_version,
+        metric=result.metric,
+        swaps_planned=str(config.swaps),
+        host=env.get("host"),
+        os=env.get("os"),
+        kernel=env.get("kernel"),
+        cores=env.get("cores"),
+        usable_cores=env.get("usable_cores"),
+        memory_total_bytes=env.get("memory_total_bytes"),
+        glibc_version=env.get("glibc_version"),
+        python=env.get("python"),
+        tensorflow=env.get("tensorflow"),
+        docker_version=docker.get("engine_version"),
+        variants=tuple(
+            _recorded_variant(v, config, variant_spec(config, v.name, v.allocator))
+            for v in result.variants
+        ),
+    )
+
+
+def read_config(run: RunDir) -> RunConfig:
+    """The run's configuration from its run.toml (defaults if it has none)."""
+    try:
+        data = tomllib.loads(run.run_toml.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return RunConfig()
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read {run.run_toml}: {exc}") from None
+    try:
+        return config_from_run_toml(data)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{run.run_toml}: bad value: {exc}") from None
+
+
+def variant_config_hashes(run_dir: Path, result: RunResult) -> tuple[dict[str, str], str]:
+    """Each variant's config hash, and the model's identity, from the run's run.toml."""
+    config = read_config(RunDir(Path(run_dir)))
+    hashes = {
+        v.name: config.variant_config_hash(variant_spec(config, v.name, v.allocator))
+        for v in result.variants
+    }
+    return hashes, config.model_identity
+
+
+def variant_spec(config: RunConfig, name: str, allocator: str) -> VariantSpec:
+    """The variant's table in the config (a run.toml without one: just its allocator)."""
+    return next((v for v in config.variants if v.name == name), VariantSpec(name, allocator))
+
+
+def _recorded_variant(v: VariantResult, config: RunConfig, spec: VariantSpec) -> RecordedVariant:
+    m, verdict, lat = v.memory, v.memory.verdict, v.latency
+    noise = measured(v)
+    return RecordedVariant(
+        name=v.name,
+        allocator=v.allocator,
+        library=v.library,
+        allocator_verified=v.allocator_verified,
+        status=v.status,
+        config_hash=config.variant_config_hash(spec),
+        server_args=json.dumps(list(spec.server_args)),
+        env=json.dumps(dict(spec.env), sort_keys=True),
+        verdict=verdict.verdict,
+        reason=verdict.reason,
+        swaps_completed=v.swaps_completed,
+        threshold_mb=m.threshold_mb,
+        baseline_mb=m.baseline_mb,
+        final_mb=m.final_mb,
+        retained_mb=m.retained_mb,
+        level_mb=verdict.level_mb,
+        retained_mb_per_swap=m.retained_mb_per_swap,
+        noise_mb=verdict.noise_mb,
+        steady_p50_ms=lat.steady_p50_ms,
+        steady_p99_ms=lat.steady_p99_ms,
+        swap_p99_ms=lat.swap_p99_ms,
+        max_ms=lat.max_ms,
+        first_after_swap_ms=lat.first_after_swap_ms,
+        errors=lat.errors,
+        requests=lat.requests,
+        **{f"{f.name}_noise": noise[f.name].noise for f in COMPARED},
+    )
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def runs(
+    path: Path,
+    model: str | None = None,
+    variant: str | None = None,
+    config_hash: str | None = None,
+) -> list[RecordedRun]:
+    """The recorded runs, oldest first, with their variants (only `variant`'s, if given).
+
+    `config_hash` is a prefix of the run's hash or of a variant's.
+    """
+    with _transaction(Path(path), create=False) as con:
+        where, params = [], []
+        if model is not None:
+            where.append("r.model_name = ?")
+            params.append(model)
+        rows = con.execute(
+            f"SELECT r.id, {', '.join('r.' + c for c in _RUN_COLUMNS)} FROM runs r "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY r.started_t, r.id",
+            params,
+        ).fetchall()
+        variants: dict[int, list[RecordedVariant]] = {}
+        for row in con.execute(
+            f"SELECT run_id, {', '.join(_VARIANT_COLUMNS)} FROM variants ORDER BY rowid"
+        ):
+            variants.setdefault(row[0], []).append(_variant_row(row[1:]))
+    out = []
+    for row in rows:
+        run = RecordedRun(**dict(zip(_RUN_COLUMNS, row[1:], strict=True)))
+        chosen = [v for v in variants.get(row[0], []) if variant is None or v.name == variant]
+        if config_hash is not None and not run.config_hash.startswith(config_hash):
+            chosen = [v for v in chosen if v.config_hash.startswith(config_hash)]
+        if (variant is not None or config_hash is not None) and not chosen:
+            continue
+        out.append(_with_variants(run, chosen))
+    return out
+
+
+def comparable(
+    path: Path,
+    variant: str,
+    config_hash: str,
+    model_name: str,
+    model_path: str,
+    n: int,
+    run_dir: Path | str | None = None,
+) -> list[tuple[RecordedRun, RecordedVariant]]:
+    """The last `n` runs comparable with a variant of `run_dir`: the same variant name,
+    config hash and model (name, and --model as given or the demo model's size),
+    completed with the allocator verified; oldest first.
+
+    `run_dir` itself is left out, and so are runs that started after it (when
+    it is recorded, else when its environment.json was written).
+    """
+    own = str(Path(run_dir).resolve()) if run_dir is not None else None
+    recorded = runs(path, model=model_name, variant=variant)
+    before_t = next((r.started_t for r in recorded if r.run_dir == own), None)
+    if before_t is None and run_dir is not None:
+        before_t = _mtime(RunDir(Path(run_dir)).environment_json)
+    found = []
+    for run in recorded:
+        v = run.variant(variant)
+        if v is None or v.config_hash != config_hash or run.model_path != model_path:
+            continue
+        if v.status != "completed" or not v.allocator_verified or run.run_dir == own:
+            continue
+        if before_t is not None and run.started_t > before_t:
+            continue
+        found.append((run, v))
+    return found[-n:] if n > 0 else []
+
+
+@dataclass(frozen=True)
+class Trend:
+    """One variant's runs with one config hash and model: the series `soak history` draws."""
+
+    variant: str
+    config_hash: str
+    model_name: str
+    model_path: str
+    points: tuple[tuple[RecordedRun, RecordedVariant], ...]  # oldest first
+
+    @property
+    def model_size_bytes(self) -> int | None:
+        """The newest run's model size."""
+        return self.points[-1][0].model_size_bytes if self.points else None
+
+
+def trends(runs: Sequence[RecordedRun], last: int | None = None) -> list[Trend]:
+    """The runs grouped by variant, config hash and model, in order of first appearance;
+    each group's last `last` runs."""
+    groups: dict[tuple[str, str, str, str], list[tuple[RecordedRun, RecordedVariant]]] = {}
+    for run in runs:
+        for v in run.variants:
+            key = (v.name, v.config_hash, run.model_name, run.model_path)
+            groups.setdefault(key, []).append((run, v))
+    return [
+        Trend(*key, points=tuple(points[-last:] if last else points))
+        for key, points in groups.items()
+    ]
+
+
+def _variant_row(row: Sequence[Any]) -> RecordedVariant:
+    values = dict(zip(_VARIANT_COLUMNS, row, strict=True))
+    values["allocator_verified"] = bool(values["allocator_verified"])
+    return RecordedVariant(**values)
+
+
+def _with_variants(run: RecordedRun, variants: list[RecordedVariant]) -> RecordedRun:
+    return replace(run, variants=tuple(variants))
+
+
+# --- the file ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _transaction(path: Path, create: bool) -> Iterator[sqlite3.Connection]:
+    """A connection inside one transaction: committed at the end, else rolled back.
+
+    `create`: a writer (the file and its tables are made if missing; the
+    transaction takes the write lock at once, so two writers queue on the busy
+    timeout instead of failing); else a reader of an existing history.
+    """
+    if not create and not path.is_file():
+        raise UsageError(
+            f"no history at {path} (soak run records every finished run in history.sqlite "
+            "beside its run dir; --history FILE names another)"
+        )
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as con:
+            con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if create:
+                con.execute("PRAGMA journal_mode = WAL")  # kept by the file
+                con.execute("PRAGMA synchronous = FULL")
+            con.execute("PRAGMA foreign_keys = ON")
+            con.execute("BEGIN IMMEDIATE" if create else "BEGIN")
+            try:
+                _ensure_schema(con, path, create)
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"history {path}: {exc}") from None
+
+
+def _ensure_schema(con: sqlite3.Connection, path: Path, create: bool) -> None:
+    version = con.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise UsageError(f"history {path} was written by a newer soak (schema {version})")
+    if version == SCHEMA_VERSION:
+        return
+    if not create:
+        raise UsageError(f"{path} is not a soak history")
+    for statement in _SCHEMA.split(";"):  # not executescript: it would commit first
+        if statement.strip():
+            con.execute(statement)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
