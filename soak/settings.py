@@ -46,6 +46,7 @@ DEFAULT_SERVER_BINARY = "soak-model-server"  # the stand-in, from the `standin` 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _METADATA_KEY = "soak.setting"
+MAX_SPLIT = 64
 
 
 @dataclass(frozen=True)
@@ -374,6 +375,9 @@ class VariantSpec:
     library: str | None = setting(
         None, "the allocator's library (else found on the system)", in_config_hash=False
     )
+    split: int | None = setting(
+        None, "this variant's --split", minimum=1, maximum=MAX_SPLIT, default_text="the run's"
+    )
 
 
 def parse_variants(raw: Any, check: bool = True) -> tuple[VariantSpec, ...]:
@@ -462,11 +466,27 @@ class RunConfig:
         maximum=64,
         metavar="N",
     )
+    split: int = setting(
+        1,
+        "send each request's instances as N parallel sub-requests (about equal parts); the "
+        "latency is the whole request's, until its last part answered",
+        minimum=1,
+        maximum=MAX_SPLIT,
+        metavar="N",
+        per_variant=True,
+    )
     protocol: str = setting(
         "rest",
         "how the prober sends predicts and the poller reads model status: TF Serving's REST "
         "API or its gRPC API (the server's --port)",
         choices=PROTOCOLS,
+    )
+    metrics: bool = setting(
+        False,
+        "scrape TF Serving's Prometheus metrics each second into VARIANT/metrics.csv: the "
+        "server gets a --monitoring_config_file enabling them at the standard path (soak "
+        "writes it, unless --server-arg gives one)",
+        in_config_hash=False,  # what is recorded, not how the server is measured
     )
     request_file: str | None = setting(
         None,

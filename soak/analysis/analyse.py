@@ -34,6 +34,7 @@ from soak.analysis.result import (
     VariantResult,
     VariantTimeline,
 )
+from soak.analysis.tfs_metrics import per_swap_ms
 from soak.analysis.timeline import Timeline, build_timeline
 from soak.analysis.verdict import (
     INCONCLUSIVE,
@@ -115,8 +116,16 @@ def _measure(v: VariantInputs, settings: RunSettings) -> _Measured:
     requests = LatencySeries(v.latency)
     window_latency = swap_window_latency(requests, timeline)
     steady_latency = steady_window_latency(requests, timeline)
+    load_ms, warmup_ms = (per_swap_ms(v.metrics, f) for f in ("tfs_load_ms", "tfs_warmup_ms"))
     swaps = tuple(
-        dataclasses.replace(s, p99_ms=p99, errors=errors, steady_p99_ms=steady_latency.get(s.index))
+        dataclasses.replace(
+            s,
+            p99_ms=p99,
+            errors=errors,
+            steady_p99_ms=steady_latency.get(s.index),
+            tfs_load_ms=load_ms.get(s.index),
+            tfs_warmup_ms=warmup_ms.get(s.index),
+        )
         for s in swap_memory(series, timeline)
         for p99, errors in [window_latency.get(s.index, (None, 0))]
     )
@@ -154,7 +163,9 @@ def analyse_variant(
             total_final_mb=total_mb,
             settle_timeouts=sum(s.settle_timed_out for s in swaps),
         ),
-        latency=latency_figures(requests, timeline, settings.protocol),
+        latency=dataclasses.replace(
+            latency_figures(requests, timeline, settings.protocol), split=v.split
+        ),
         swaps=swaps,
         library=v.library,
         reason=v.reason,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from soak.analysis.tfs_metrics import USED_NAMES
 from soak.errors import UsageError
 from soak.settings import RunConfig, read_run_toml
 from soak.store.records import (
@@ -24,6 +25,7 @@ from soak.store.records import (
     Event,
     LatencySample,
     MemorySample,
+    MetricSample,
     columns,
 )
 from soak.store.run_dir import RunDir, VariantDir
@@ -65,6 +67,9 @@ class VariantInputs:
     memory: pd.DataFrame = field(default_factory=lambda: _empty(columns(MemorySample)))
     latency: pd.DataFrame = field(default_factory=lambda: _empty(columns(LatencySample)))
     events: list[Event] = field(default_factory=list)
+    split: int = 1  # parts per predict request (--split)
+    # the rows of metrics.csv (--metrics) that the analysis uses (tfs_metrics.USED_NAMES)
+    metrics: pd.DataFrame = field(default_factory=lambda: _empty(columns(MetricSample)))
 
 
 @dataclass
@@ -127,7 +132,33 @@ def read_variant(vdir: VariantDir, allocator: str) -> VariantInputs:
         memory=read_csv_frame(vdir.memory_csv, columns(MemorySample)),
         latency=read_csv_frame(vdir.latency_csv, columns(LatencySample)),
         events=read_events(vdir.events_csv),
+        split=int(meta.get("split") or 1),  # runs from before --split: unsplit
+        metrics=read_metrics(vdir.metrics_csv, USED_NAMES),
     )
+
+
+def read_metrics(path: Path, names: frozenset[str]) -> pd.DataFrame:
+    """The rows of metrics.csv whose sample name is one of `names` (none: an empty frame).
+
+    Lines are filtered before parsing: a day of metrics is about a million rows.
+    """
+    lines = _complete_lines(path).splitlines(keepends=True)
+    wanted = [line for line in lines[1:] if any(f",{name}," in line for name in names)]
+    if not lines or not wanted:
+        return _empty(columns(MetricSample))
+    frame = pd.read_csv(
+        io.StringIO(lines[0] + "".join(wanted)),
+        on_bad_lines="skip",
+        dtype={"name": str, "labels": str},
+        keep_default_na=False,
+    )
+    if not set(columns(MetricSample)) <= set(frame.columns):
+        return _empty(columns(MetricSample))
+    for column in ("t", "swap", "value"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame = frame.dropna(subset=["t", "swap", "value"])
+    frame = frame[frame["name"].isin(names)]
+    return frame.sort_values("t", kind="stable").reset_index(drop=True)
 
 
 def read_csv_frame(path: Path, names: list[str]) -> pd.DataFrame:

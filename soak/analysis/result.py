@@ -41,6 +41,10 @@ class SwapResult:
     # successful requests in the steady window after it (until the next staging or the stop):
     # how far a steady p99 moves from one window to the next
     steady_p99_ms: float | None = None
+    # TF Serving's own timing of this swap's load and warmup, from its Prometheus metrics
+    # (--metrics; soak/analysis/tfs_metrics.py); None without them
+    tfs_load_ms: float | None = None
+    tfs_warmup_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class LatencyFigures:
     first_after_swap_max_ms: float | None
     late_sends: int  # sent more than LATE_SEND_MS after the intended time
     protocol: str = "rest"  # how the requests went: "rest" or "grpc" (--protocol)
+    split: int = 1  # each request sent as this many parallel parts (--split)
 
 
 @dataclass(frozen=True)

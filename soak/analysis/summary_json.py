@@ -220,6 +220,7 @@ def _read_variant(v: dict[str, Any], threshold_mb: float) -> VariantResult:
             LatencyFigures,
             latency,
             protocol=str(latency.get("protocol") or "rest"),  # files from before --protocol
+            split=int(latency.get("split") or 1),  # files from before --split
         ),
         swaps=swaps,
         projection=_read_flat(Projection, projection) if isinstance(projection, dict) else None,

@@ -28,8 +28,9 @@ from soak.driver.swap_driver import FirstLoadFailed, ServerDied, SwapDriver
 from soak.errors import SoakError
 from soak.progress import Progress
 from soak.samplers.clock import SwapClock
-from soak.samplers.latency import GrpcPredict, LatencyProber, PredictCall
+from soak.samplers.latency import GrpcPredict, LatencyProber, PredictCall, RestPredict
 from soak.samplers.memory import MemorySampler
+from soak.samplers.metrics import MetricsScraper
 from soak.samplers.payload import (
     build_predict_payload,
     fetch_metadata,
@@ -37,11 +38,20 @@ from soak.samplers.payload import (
     load_request_file,
 )
 from soak.samplers.server_log import ServerLogWatcher
+from soak.samplers.split import SplitPredict, split_body
 from soak.samplers.status import GrpcStatus, StatusPoller
 from soak.settings import RunConfig
 from soak.store.csv_log import CsvLog
-from soak.store.records import MIB, Event, EventKind, LatencySample, MemorySample
+from soak.store.records import (
+    MIB,
+    Event,
+    EventKind,
+    LatencySample,
+    MemorySample,
+    MetricSample,
+)
 from soak.store.run_dir import RunDir, VariantDir
+from soak.targets import monitoring
 from soak.targets.allocators import verify
 from soak.targets.base import Target
 
@@ -139,6 +149,7 @@ class Orchestrator:
             "status": "running",
             "reason": None,
             "model_size_bytes": self.plan.model.size_bytes,
+            "split": variant.split,
         }
 
     def run_variant(self, variant: VariantPlan) -> VariantResult:
@@ -210,12 +221,17 @@ class _VariantSession:
         self.logs: list[CsvLog] = []
         self.stager = VersionStager(orch.plan.model.versions, vdir.models)
         self.memory: MemorySampler | None = None
+        self.metrics: MetricsScraper | None = None
         self.serving = False  # the first version became available
 
     def soak(self) -> None:
         config, progress = self.config, self.orch.progress
+        split = self.variant.split
         spec = self.variant.launch_spec(
-            config.model_name, self.vdir.models.resolve(), self.vdir.server_log
+            config.model_name,
+            self.vdir.models.resolve(),
+            self.vdir.server_log,
+            monitoring_config=self._monitoring_config(),
         )
         self.stager.stage(1)
         self.events.append(
@@ -263,6 +279,12 @@ class _VariantSession:
         )
         driver.wait_first_version()
         self.serving = True
+        if config.metrics:  # counters are cumulative: the first load is in the first scrape
+            path = monitoring.prometheus_path(monitoring.given_config(self.variant.server_args))
+            log = self._log(self.vdir.metrics_csv, MetricSample)
+            self.metrics = self._thread(
+                MetricsScraper(self.variant.rest_port, path, log, self.clock)
+            )
         self._verify_allocator(self.target)
 
         # The request is built from the metadata read over REST (TF Serving always serves
@@ -278,10 +300,8 @@ class _VariantSession:
             else build_predict_payload(metadata or {}, config.batch)
         )
         url = f"{self.target.rest_url}/v1/models/{config.model_name}:predict"
-        call: PredictCall | None = None
-        if config.protocol == "grpc":
-            signature_name, inputs = grpc_inputs(body, metadata)
-            call = GrpcPredict(self.variant.grpc_port, config.model_name, inputs, signature_name)
+        parts = [self._predict_call(url, part, metadata) for part in split_body(body, split)]
+        call = parts[0] if len(parts) == 1 else SplitPredict(parts)
         prober = self._thread(
             LatencyProber(
                 url,
@@ -308,6 +328,20 @@ class _VariantSession:
             driver.hold(config.steady_s)
         driver.event(EventKind.SWAPS_DONE, driver.serving_version, why)
         progress.message(f"[{self.variant.name}] {why}")
+
+    def _monitoring_config(self) -> Path | None:
+        """soak's monitoring config for --metrics (none when the server flags have one)."""
+        if not self.config.metrics or monitoring.given_config(self.variant.server_args):
+            return None
+        return monitoring.write_config(self.vdir.monitoring_config)
+
+    def _predict_call(self, url: str, body: dict, metadata: dict | None) -> PredictCall:
+        """One request (or one part of a split one) over the run's protocol."""
+        if self.config.protocol == "grpc":
+            signature_name, inputs = grpc_inputs(body, metadata)
+            port, name = self.variant.grpc_port, self.config.model_name
+            return GrpcPredict(port, name, inputs, signature_name)
+        return RestPredict(url, body)
 
     def _verify_allocator(self, target: Target) -> None:
         ok, why = verify(self.variant.allocator, target.mapped_paths())
@@ -368,6 +402,8 @@ class _VariantSession:
         self._step(self._stop_target)
         for sampler in reversed(self.threads):
             self._step(sampler.stop)
+        if self.metrics is not None:
+            self.facts["metrics"] = self.metrics.facts()
         for log in self.logs:
             self._step(log.close)
         if not self.config.keep_models:

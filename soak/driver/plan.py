@@ -47,6 +47,7 @@ class VariantPlan:
     server_args: tuple[str, ...]  # the run's, then the variant's
     env: Mapping[str, str]  # the variant's, plus LD_PRELOAD
     purge_delay_s: float  # memory cannot settle sooner (allocator_specs.purge_delay_s)
+    split: int = 1  # parts per predict request: the variant's --split, else the run's
 
     @property
     def name(self) -> str:
@@ -56,7 +57,13 @@ class VariantPlan:
     def allocator(self) -> str:
         return self.spec.allocator
 
-    def launch_spec(self, model_name: str, base_path: Path, log_path: Path) -> LaunchSpec:
+    def launch_spec(
+        self,
+        model_name: str,
+        base_path: Path,
+        log_path: Path,
+        monitoring_config: Path | None = None,
+    ) -> LaunchSpec:
         return LaunchSpec(
             variant=self.name,
             model_name=model_name,
@@ -66,6 +73,7 @@ class VariantPlan:
             server_args=list(self.server_args),
             env=dict(self.env),
             log_path=log_path,
+            monitoring_config=monitoring_config,
         )
 
 
@@ -175,6 +183,7 @@ def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
             server_args=(*config.server_args, *v.server_args),
             env={**v.env, **preload_env(libraries[v.name])},
             purge_delay_s=purge_delay_s(v.allocator, v.env),
+            split=v.split or config.split,
         )
         for v in config.variants
     )

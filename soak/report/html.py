@@ -60,7 +60,10 @@ def write_report(run_dir: Path, result: RunResult) -> Path:
 
 def render(result: RunResult) -> str:
     template = _ENV.get_template("report.html.j2")
-    return template.render(r=result, plots=draw(result), open_rows=OPEN_SWAP_TABLE_ROWS)
+    tfs_metrics = any(s.tfs_load_ms is not None for v in result.variants for s in v.swaps)
+    return template.render(
+        r=result, plots=draw(result), open_rows=OPEN_SWAP_TABLE_ROWS, tfs_metrics=tfs_metrics
+    )
 
 
 def draw(result: RunResult) -> Plots:

@@ -21,18 +21,16 @@ COLUMNS = (
     "variant", "allocator", "status", "swaps", "baseline MiB", "retained MiB", "level MiB",
     "MiB/swap", "verdict", "steady p99", "swap p99", "errors",
 )  # fmt: skip
+# When the variants split requests differently (--split): their latency side by side.
+SPLIT_COLUMNS = ("variant", "split", "steady p50", "steady p99", "swap p99")
 
 
 def summary_table(result: RunResult) -> str:
     """A plain-text table (one row per variant), the reasons, and the recommendation."""
-    rows = [COLUMNS] + [_row(v) for v in result.variants]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = _table(COLUMNS, [_row(v) for v in result.variants])
     lines.append("")
+    if len({v.latency.split for v in result.variants}) > 1:
+        lines += [*_table(SPLIT_COLUMNS, [_split_row(v) for v in result.variants]), ""]
     for v in result.variants:
         lines.append(f"{v.name}: {v.memory.verdict.verdict}: {v.memory.verdict.reason}")
         if v.swaps_done:
@@ -56,6 +54,30 @@ def summary_table(result: RunResult) -> str:
         f"(metric {result.metric}, threshold {result.threshold_mb:.1f} MiB per swap)"
     )
     return "\n".join(lines)
+
+
+def _table(columns: tuple[str, ...], body: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns under a header and a rule."""
+    rows = [columns, *body]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _split_row(v: VariantResult) -> tuple[str, ...]:
+    latency = v.latency
+    return (
+        v.name,
+        str(latency.split),
+        *(
+            number(ms, ".1f", suffix=" ms", missing="-")
+            for ms in (latency.steady_p50_ms, latency.steady_p99_ms, latency.swap_p99_ms)
+        ),
+    )
 
 
 def _row(v: VariantResult) -> tuple[str, ...]:

@@ -47,6 +47,24 @@ class LatencySample:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricSample:
+    """One series of TF Serving's Prometheus page (--metrics), when its value changed.
+
+    `name` is the sample name as the page writes it (e.g.
+    `:tensorflow:cc:saved_model:load_latency`, `..._bucket`, `..._sum`), `labels` the
+    label text between the braces as written (`model_path="/models/m/2"`; "" for none).
+    A series gets a row at the first scrape and then whenever its value changed, so its
+    value at any time is its latest row.
+    """
+
+    t: float
+    swap: int
+    name: str
+    labels: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """A step of the run's timeline: see `EventKind`."""
 

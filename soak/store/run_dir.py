@@ -29,6 +29,11 @@ class VariantDir:
         return self.path / "events.csv"
 
     @property
+    def metrics_csv(self) -> Path:
+        """TF Serving's Prometheus metrics (--metrics)."""
+        return self.path / "metrics.csv"
+
+    @property
     def server_log(self) -> Path:
         return self.path / "server.log"
 
@@ -45,6 +50,11 @@ class VariantDir:
     def models(self) -> Path:
         """The private copy of the model base path that the server watches."""
         return self.path / "models"
+
+    @property
+    def monitoring_config(self) -> Path:
+        """soak's --monitoring_config_file for the server (--metrics)."""
+        return self.path / "monitoring_config.txt"
 
     @property
     def variant_json(self) -> Path:

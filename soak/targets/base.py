@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from soak.targets.monitoring import FLAG as MONITORING_FLAG
+
 
 @dataclass(frozen=True)
 class LaunchSpec:
@@ -19,6 +21,7 @@ class LaunchSpec:
     server_args: list[str] = field(default_factory=list)  # verbatim, after soak's own flags
     env: dict[str, str] = field(default_factory=dict)  # includes LD_PRELOAD for the allocator
     log_path: Path | None = None
+    monitoring_config: Path | None = None  # host path of soak's config for --metrics
 
     def tf_serving_flags(self, model_base_path: str) -> list[str]:
         """The flags TF Serving is driven with; `model_base_path` as the server sees it."""
@@ -27,8 +30,15 @@ class LaunchSpec:
             f"--rest_api_port={self.rest_port}",
             f"--model_name={self.model_name}",
             f"--model_base_path={model_base_path}",
+            *self.monitoring_flags(str(self.monitoring_config)),
             *self.server_args,
         ]
+
+    def monitoring_flags(self, config_path: str) -> list[str]:
+        """--monitoring_config_file when soak gives one; `config_path` as the server sees it."""
+        if self.monitoring_config is None:
+            return []
+        return [f"{MONITORING_FLAG}={config_path}"]
 
 
 class Target(ABC):

@@ -43,6 +43,8 @@ from soak.targets.base import LaunchSpec, Target
 from soak.targets.docker_engine import LABEL_VARIANT, is_local, owner_labels
 
 CONTAINER_MODELS_DIR = "/models"
+# soak's monitoring config (--metrics), mounted read-only beside the models.
+CONTAINER_MONITORING_CONFIG = "/etc/soak/monitoring_config.txt"
 STOP_TIMEOUT_S = 10
 SIGTERM_REPEAT_S = 1.0
 LOG_FLUSH_JOIN_S = 5.0
@@ -119,8 +121,22 @@ class ContainerTarget(Target):
         return [
             f"--port={self.spec.grpc_port}",
             f"--rest_api_port={self.spec.rest_port}",
+            *self.spec.monitoring_flags(CONTAINER_MONITORING_CONFIG),
             *self.spec.server_args,
         ]
+
+    def volumes(self) -> dict[str, dict[str, str]]:
+        """The model base path at /models/NAME, and soak's monitoring config if any."""
+        mounts = {
+            str(Path(self.spec.base_path).resolve()): {
+                "bind": self.container_model_path,
+                "mode": "ro",
+            }
+        }
+        if self.spec.monitoring_config is not None:
+            config = str(Path(self.spec.monitoring_config).resolve())
+            mounts[config] = {"bind": CONTAINER_MONITORING_CONFIG, "mode": "ro"}
+        return mounts
 
     def environment(self) -> dict[str, str]:
         return {
@@ -144,12 +160,7 @@ class ContainerTarget(Target):
                     name=_container_name(self.run_id, self.spec.variant),
                     network_mode="host",
                     environment=self.environment(),
-                    volumes={
-                        str(Path(self.spec.base_path).resolve()): {
-                            "bind": self.container_model_path,
-                            "mode": "ro",
-                        }
-                    },
+                    volumes=self.volumes(),
                     labels=labels,
                     mem_limit=self.memory_limit_bytes,
                     # no swap: a container at its limit is OOM-killed, as in production

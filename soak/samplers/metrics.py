@@ -1,0 +1,145 @@
+"""TF Serving's Prometheus metrics (--metrics), scraped once a second into metrics.csv.
+
+The page is TF Serving's exporter output (util/prometheus_exporter.cc), text format 0.0.4:
+`name{labels} value` lines and `#` comments. soak keeps the label text as written (no need
+to take label values apart to store or sum them), so a small parser does, and the core
+install needs no Prometheus client. A series gets a row at the first scrape and then only
+when its value changed, so a series' value at any time is its latest row. Histograms are
+kept as their `_sum` and `_count` (their mean over any interval); their `_bucket` series are
+left out: a request changes every cumulative bucket above its own, about 30 rows per
+histogram per second, 8 times the rest together (soak measures each request's latency
+itself). So a second of traffic adds about a dozen rows, as memory.csv does. One GET per
+second over a kept-alive connection.
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import time
+from collections.abc import Iterator
+
+from soak.samplers.background import BackgroundLoop
+from soak.samplers.clock import SwapClock
+from soak.samplers.schedule import Ticker
+from soak.store.csv_log import CsvLog
+from soak.store.records import MetricSample
+
+SCRAPE_INTERVAL_S = 1.0
+TIMEOUT_S = 2.0
+
+
+def parse_prometheus_text(text: str) -> Iterator[tuple[str, str, float]]:
+    """(sample name, label text, value) of each sample line; unparsable lines are skipped."""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] == "#":
+            continue
+        brace = line.find("{")
+        if brace < 0:
+            name, _, rest = line.partition(" ")
+            labels = ""
+        else:
+            end = _closing_brace(line, brace)
+            if end < 0:
+                continue
+            name, labels, rest = line[:brace], line[brace + 1 : end], line[end + 1 :]
+        fields = rest.split()
+        if not name or not fields:
+            continue
+        try:
+            value = float(fields[0])  # "+Inf", "NaN" too; a timestamp may follow
+        except ValueError:
+            continue
+        yield name.strip(), labels, value
+
+
+def _closing_brace(line: str, start: int) -> int:
+    """Index of the `}` closing the label set opened at `start` (quotes and escapes kept)."""
+    quoted = False
+    i = start + 1
+    while i < len(line):
+        c = line[i]
+        if c == "\\" and quoted:
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == "}" and not quoted:
+            return i
+        i += 1
+    return -1
+
+
+class MetricsScraper(BackgroundLoop):
+    """GET http://127.0.0.1:PORT{path} every second; changed series -> metrics.csv rows."""
+
+    thread_name = "soak-metrics"
+
+    def __init__(
+        self,
+        port: int,
+        path: str,
+        log: CsvLog,
+        clock: SwapClock,
+        interval_s: float = SCRAPE_INTERVAL_S,
+        host: str = "127.0.0.1",
+    ):
+        super().__init__()
+        self.host, self.port, self.path = host, port, path
+        self.url = f"http://{host}:{port}{path}"
+        self.log = log
+        self.clock = clock
+        self.interval_s = interval_s
+        self.scrapes = 0  # pages read
+        self.failures = 0
+        self.last_error: str | None = None
+        self._values: dict[tuple[str, str], float] = {}
+
+    def facts(self) -> dict[str, object]:
+        """For variant.json: where it scraped, how often it worked, the last failure."""
+        return {
+            "url": self.url,
+            "scrapes": self.scrapes,
+            "failures": self.failures,
+            "last_error": self.last_error,
+        }
+
+    def _run(self) -> None:
+        ticker = Ticker(self.interval_s, self._stop)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S)
+        try:
+            while True:
+                self._scrape(connection)
+                if not ticker.wait():
+                    return
+        finally:
+            connection.close()
+
+    def _scrape(self, connection: http.client.HTTPConnection) -> None:
+        try:
+            connection.request("GET", self.path)
+            response = connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()  # reconnects at the next request
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return
+        if response.status != 200:
+            self._failed(f"HTTP {response.status} from {self.url}")
+            return
+        t, swap = time.time(), self.clock.swap
+        for name, labels, value in parse_prometheus_text(body.decode("utf-8", "replace")):
+            if name.endswith("_bucket"):
+                continue  # see the module doc
+            key = (name, labels)
+            old = self._values.get(key)
+            if old is not None and (old == value or (math.isnan(old) and math.isnan(value))):
+                continue
+            self._values[key] = value
+            self.log.append(MetricSample(t, swap, name, labels, value))
+        self.scrapes += 1
+
+    def _failed(self, why: str) -> None:
+        self.failures += 1
+        self.last_error = why
