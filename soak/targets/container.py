@@ -4,7 +4,8 @@ The container runs the image's own entrypoint (tensorflow/serving's contract:
 MODEL_NAME, MODEL_BASE_PATH, extra arguments appended) with host networking,
 so the REST port is on 127.0.0.1 and no bridge network is needed. The private
 model base path is bind-mounted read-only at /models/NAME: versions staged on
-the host appear inside at once.
+the host appear inside at once. With --metrics, soak's monitoring config is
+bind-mounted read-only too, and the metrics page is on the REST port.
 
 Memory: on a local engine the server process is read from the host's /proc
 and its cgroup, like a process target. When the engine's processes are not in

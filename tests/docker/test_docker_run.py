@@ -87,3 +87,33 @@ def test_unknown_image_is_exit_3_with_one_line(docker_client, tmp_path, demo_mod
     )
     assert result.returncode == 3
     assert "no-such/serving:0" in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_docker_run_over_grpc_with_metrics_and_split(
+    docker_client, standin_image, demo_model, tmp_path, test_session
+):
+    """gRPC on the container's --port and the metrics page on its REST port (host
+    networking), soak's monitoring config mounted in, each request in 2 parts."""
+    out = tmp_path / "run"
+    result = docker_run(
+        demo_model,
+        out,
+        *("--allocators", "glibc", "--swaps", "2", "--rps", "10", "--steady", "1"),
+        *("--protocol", "grpc", "--metrics", "--split", "2", "--batch", "4"),
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    (variant,) = summary["variants"]
+    assert variant["status"] == "completed"
+    assert variant["latency"]["protocol"] == "grpc" and variant["latency"]["split"] == 2
+    vdir = out / "glibc"
+    meta = json.loads((vdir / "variant.json").read_text())
+    flag = "--monitoring_config_file=/etc/soak/monitoring_config.txt"
+    assert flag in meta["target"]["container_args"]
+    assert meta["metrics"]["scrapes"] > 5 and meta["metrics"]["failures"] == 0
+    assert (pd.read_csv(vdir / "latency.csv").status == 200).all()
+    metrics = pd.read_csv(vdir / "metrics.csv", keep_default_na=False)
+    assert set(metrics.swap) == {0, 1, 2}
+    assert metrics.labels.str.contains('model_path="/models/model/').any()  # inside the box
+    assert all(swap["tfs_load_ms"] > 0 for swap in variant["swaps"])
+    assert not docker_client.containers.list(all=True, filters=ours(test_session))

@@ -13,9 +13,9 @@ PAGE = r"""# TYPE :tensorflow:cc:saved_model:load_latency counter
 # TYPE :tensorflow:core:graph_runs counter
 :tensorflow:core:graph_runs 12
 # TYPE :tensorflow:serving:request_latency histogram
-:tensorflow:serving:request_latency_bucket{model_name="m",API="predict",entrypoint="REST",le="10"} 0
-:tensorflow:serving:request_latency_bucket{model_name="m",API="predict",entrypoint="REST",le="+Inf"} 3
-:tensorflow:serving:request_latency_sum{model_name="m",API="predict",entrypoint="REST"} 4.5e+03
+:tensorflow:serving:request_latency_bucket{model_name="m",API="predict",le="10"} 0
+:tensorflow:serving:request_latency_bucket{model_name="m",API="predict",le="+Inf"} 3
+:tensorflow:serving:request_latency_sum{model_name="m",API="predict"} 4.5e+03
 odd{path="a \"quoted\" } brace, comma",x="y"} NaN 1700000000000
 not a sample line
 """
@@ -29,7 +29,7 @@ def test_samples_keep_names_and_label_text_as_written():
         (":tensorflow:core:graph_runs", "", 12.0),
     ]
     by_name = {(n, labels): v for n, labels, v in samples}
-    inf_bucket = 'model_name="m",API="predict",entrypoint="REST",le="+Inf"'
+    inf_bucket = 'model_name="m",API="predict",le="+Inf"'
     assert by_name[(":tensorflow:serving:request_latency_bucket", inf_bucket)] == 3.0
     assert samples[5][2] == 4500.0
     name, labels, value = samples[6]  # quotes, braces and commas inside a label value
