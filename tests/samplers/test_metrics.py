@@ -36,3 +36,9 @@ def test_samples_keep_names_and_label_text_as_written():
     assert (name, labels) == ("odd", r'path="a \"quoted\" } brace, comma",x="y"')
     assert math.isnan(value)
     assert len(samples) == 7  # comments and the broken line are skipped
+
+
+def test_skipped_suffixes_are_left_out():
+    samples = list(parse_prometheus_text(PAGE, skip_suffixes=("_bucket",)))
+    assert [n for n, _, _ in samples if n.endswith("_bucket")] == []
+    assert len(samples) == 5
