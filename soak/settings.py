@@ -475,6 +475,21 @@ class RunConfig:
         metavar="N",
         per_variant=True,
     )
+    memory_interval: float = setting(
+        0.1,
+        "seconds between memory samples of the server",
+        minimum=0.005,
+        maximum=10,
+        metavar="S",
+    )
+    status_interval: float = setting(
+        0.1,
+        "seconds between model status polls while a version loads or unloads (around a "
+        "swap); between swaps the poll slows to once a second",
+        minimum=0.005,
+        maximum=1,
+        metavar="S",
+    )
     protocol: str = setting(
         "rest",
         "how the prober sends predicts and the poller reads model status: TF Serving's REST "

@@ -248,7 +248,15 @@ class _VariantSession:
         memory_log = self._log(
             self.vdir.memory_csv, MemorySample, ["t", *self.target.memory_columns(), "swap"]
         )
-        memory = self._thread(MemorySampler(self.target, memory_log, self.clock, self.events))
+        memory = self._thread(
+            MemorySampler(
+                self.target,
+                memory_log,
+                self.clock,
+                self.events,
+                interval_s=config.memory_interval,
+            )
+        )
         self.memory = memory
         grpc_status = (
             partial(GrpcStatus, self.variant.grpc_port, config.model_name)
@@ -261,6 +269,7 @@ class _VariantSession:
                 config.model_name,
                 self.events,
                 self.clock,
+                interval_s=config.status_interval,
                 fetch=grpc_status,
             )
         )

@@ -3,10 +3,16 @@
 TF Serving polls the base path; if it saw a version dir while it was still
 being copied it would try to load half a model. So a version is copied into a
 non-numeric temp dir (which the server ignores) and then renamed into place.
+
+Files are hard-linked where the source is on the same file system (a model is
+read, never written, by the server): staging a 128 MiB version then costs
+microseconds instead of a copy's CPU second, which would land in soak's own
+overhead at every swap. Across file systems they are copied.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -29,7 +35,7 @@ class VersionStager:
         target = self.base_path / str(version)
         tmp = self.base_path / f"{STAGING_PREFIX}{version}"
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(self.source_for(version), tmp)
+        shutil.copytree(self.source_for(version), tmp, copy_function=_link_or_copy)
         tmp.rename(target)
         return target
 
@@ -39,3 +45,10 @@ class VersionStager:
 
     def remove_all(self) -> None:
         shutil.rmtree(self.base_path, ignore_errors=True)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed there
+        shutil.copy2(source, target)

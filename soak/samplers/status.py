@@ -1,4 +1,10 @@
-"""Model status, polled about 10 times a second, as events.
+"""Model status, polled fast while a change is awaited and slowly otherwise, as events.
+
+Versions change only around a swap, and the swap driver then waits for them
+(`StatusPoller.wait_for`): while anyone waits, the poller polls every
+`interval_s` (0.1 s by default) and at once when a wait begins; otherwise once a
+second, which still notices an unexpected change (a version failing) within a second
+at a tenth of the cost.
 
 The status comes from TF Serving's REST API (`RestStatus`: GET /v1/models/NAME) or its
 gRPC API (`GrpcStatus`: ModelService/GetModelStatus); both give the same versions, so
@@ -24,7 +30,6 @@ import requests
 from soak.samplers.background import BackgroundLoop
 from soak.samplers.clock import SwapClock
 from soak.samplers.grpc_client import GrpcCallError, GrpcClient
-from soak.samplers.schedule import Ticker
 from soak.store.csv_log import CsvLog
 from soak.store.records import Event, EventKind
 
@@ -33,6 +38,8 @@ CONNECT_TIMEOUT_S = 0.5
 READ_TIMEOUT_S = 2.0
 # How often a waiter re-checks its abort condition even when no poll completes.
 ABORT_CHECK_S = 0.5
+# The poll interval while nobody waits for a change.
+SLOW_INTERVAL_S = 1.0
 
 _STATE_EVENTS = {
     "LOADING": EventKind.LOADING,
@@ -142,7 +149,8 @@ class GrpcStatus:
 
 
 class StatusPoller(BackgroundLoop):
-    """A daemon thread that polls GET {rest_url}/v1/models/{model_name}, or `fetch`.
+    """A daemon thread that polls GET {rest_url}/v1/models/{model_name}, or `fetch`:
+    every `interval_s` while a `wait_for` is in progress, every SLOW_INTERVAL_S otherwise.
 
     No model yet (REST 404, gRPC NOT_FOUND) reads as no versions; while the server is
     unreachable (starting, or dead) the last known versions stay and the failure is
@@ -171,7 +179,9 @@ class StatusPoller(BackgroundLoop):
         self._versions: dict[int, VersionStatus] = {}
         self._states: dict[int, str] = {}  # last state seen per version, never forgotten
         self._polls = 0
+        self._waiters = 0
         self._cond = threading.Condition()
+        self._hurry = threading.Event()  # a wait began (or stop): poll now
 
     def versions(self) -> dict[int, VersionStatus]:
         """The latest known status of each version."""
@@ -190,7 +200,21 @@ class StatusPoller(BackgroundLoop):
         when it returns a reason the wait raises WaitAborted(reason), so a dead
         server is not mistaken for a slow one.
         """
-        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._waiters += 1
+        self._hurry.set()
+        try:
+            return self._wait_for(predicate, time.monotonic() + timeout_s, abort)
+        finally:
+            with self._cond:
+                self._waiters -= 1
+
+    def _wait_for(
+        self,
+        predicate: Callable[[dict[int, VersionStatus]], bool],
+        deadline: float,
+        abort: Callable[[], str | None] | None,
+    ) -> bool:
         while True:
             with self._cond:
                 snapshot = dict(self._versions)
@@ -210,14 +234,23 @@ class StatusPoller(BackgroundLoop):
     def _polled_since(self, polls: int) -> bool:
         return self._polls != polls
 
+    def stop(self) -> None:
+        self._stop.set()
+        self._hurry.set()
+        super().stop()
+
     def _run(self) -> None:
-        ticker = Ticker(self.interval_s, self._stop)
         fetch = self._new_fetch()
         try:
-            while True:
+            due = time.monotonic()
+            while not self._stop.is_set():
                 self._poll(fetch)
-                if not ticker.wait():
-                    return
+                self._hurry.clear()
+                with self._cond:
+                    fast = self._waiters > 0
+                due = max(due + (self.interval_s if fast else SLOW_INTERVAL_S), time.monotonic())
+                if self._hurry.wait(due - time.monotonic()):
+                    due = time.monotonic()  # a wait began: poll at once
         finally:
             fetch.close()
 

@@ -1,7 +1,10 @@
 """Atomic staging: a watcher of the base path never sees a half-written version."""
 
+import tempfile
 import threading
 from pathlib import Path
+
+import pytest
 
 from soak.driver.staging import STAGING_PREFIX, VersionStager
 
@@ -54,3 +57,23 @@ def test_versions_cycle_through_sources_with_growing_numbers(tmp_path):
     assert sizes == [11, 12, 11]
     stager.remove(1)
     assert not (tmp_path / "base" / "1").exists()
+
+
+def test_staged_files_are_links_to_the_source_and_removing_them_keeps_it(tmp_path):
+    source = make_version(tmp_path / "src" / "1", files=2, size=1000)
+    stager = VersionStager([source], tmp_path / "base")
+    staged = stager.stage(1) / "variables" / "part-1"
+    assert staged.stat().st_ino == (source / "variables" / "part-1").stat().st_ino
+    stager.remove(1)
+    assert (source / "variables" / "part-1").read_bytes() == bytes([1]) * 1000
+
+
+def test_across_file_systems_the_files_are_copied(tmp_path):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system to stage across")
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        source = make_version(Path(other) / "1", files=2, size=1000)
+        staged = VersionStager([source], tmp_path / "base").stage(1) / "variables" / "part-1"
+        assert staged.read_bytes() == bytes([1]) * 1000
+        assert staged.stat().st_dev != (source / "variables" / "part-1").stat().st_dev

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 
 import pytest
 
@@ -123,6 +124,50 @@ def test_wait_for_times_out_and_aborts(tmp_path, serve):
         with pytest.raises(WaitAborted) as aborted:
             poller.wait_for(lambda v: 2 in v, timeout_s=30, abort=server_died)
         assert aborted.value.reason == "exit code 1"
+    finally:
+        poller.stop()
+        events.close()
+
+
+class CountingModelServer(ScriptedModelServer):
+    """Also counts the status requests."""
+
+    def __init__(self):
+        super().__init__()
+        self.polls = 0
+
+    def __call__(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        self.polls += 1
+        return super().__call__(method, path, body)
+
+
+def test_polls_fast_only_while_a_change_is_awaited(tmp_path, serve):
+    script_server = CountingModelServer()
+    script_server.status = model_status((1, "AVAILABLE"))
+    server = serve(script_server)
+    events = CsvLog(tmp_path / "events.csv", Event)
+    poller = StatusPoller(
+        f"http://127.0.0.1:{server.server_port}", "ranker", events, SwapClock(), 0.05
+    )
+    poller.start()
+    try:
+        time.sleep(2.5)  # nobody waits: about once a second
+        assert 2 <= script_server.polls <= 4
+
+        # A wait begins: a change is seen at once, not after the slow interval.
+        script_server.status = model_status((1, "AVAILABLE"), (2, "LOADING"))
+        started = time.monotonic()
+        assert poller.wait_for(lambda v: 2 in v, timeout_s=5)
+        assert time.monotonic() - started < 0.5
+
+        # While someone waits: every 0.05 s.
+        before = script_server.polls
+        assert not poller.wait_for(lambda v: 3 in v, timeout_s=1.0)
+        assert script_server.polls - before >= 10
+
+        before = script_server.polls
+        time.sleep(2.5)
+        assert script_server.polls - before <= 4
     finally:
         poller.stop()
         events.close()
