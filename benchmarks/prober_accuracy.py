@@ -214,7 +214,8 @@ def main() -> None:
                 print(
                     f"run {run + 1} {rps:5g} rps: achieved {f.achieved_rps:7.2f} rps, "
                     f"lag p50 {f.lag_p50_ms:.3f} p99 {f.lag_p99_ms:.3f} max {f.lag_max_ms:.1f} ms,"
-                    f" late {f.late_pct:.2f} %, cpu {f.cpu_pct:.1f} % of a core",
+                    f" late {f.late_pct:.2f} %, cpu {f.cpu_pct:.1f} % of a core"
+                    f" (load average {os.getloadavg()[0]:.2f})",
                     flush=True,
                 )
         stalls: dict[str, list[StallFigures]] = {"open loop (prober)": [], "closed loop": []}

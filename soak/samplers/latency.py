@@ -4,10 +4,10 @@ Requests are sent in bursts of `concurrency` (default 1): burst b is due at
 t0 + b * concurrency / rps whatever happened to the earlier ones, so the server
 sees `concurrency` requests in flight at once at the same mean rate, as from
 that many concurrent clients (more request threads allocating at once, which is
-what makes glibc open more arenas). A dispatcher thread keeps the schedule and
-hands each request to a pool of worker threads, each with its own connection,
-so a stalled server does not slow the sending down. When all
-`max_in_flight` workers are busy the send waits, and its latency still counts
+what makes glibc open more arenas). Worker threads keep the schedule between
+them (`open_loop.OpenLoop`: the thread that wakes for a request sends it), each
+with its own connection, so a stalled server does not slow the sending down. When
+all `max_in_flight` workers are busy the send waits, and its latency still counts
 from when it was due. A stall therefore shows up as latency, not as fewer
 requests (no coordinated omission).
 
@@ -25,25 +25,25 @@ timeout ran out (DEADLINE_EXCEEDED).
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
+import select
+import socket
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
-
-import requests
+from urllib.parse import urlsplit
 
 from soak.samplers.clock import SwapClock
 from soak.samplers.grpc_client import GrpcCallError, GrpcClient
+from soak.samplers.open_loop import OpenLoop
 from soak.store.csv_log import CsvLog
 from soak.store.records import LatencySample
 
 # How long recent latencies are kept for `recent_p99_ms`.
 RECENT_KEEP_S = 120.0
-# How often a dispatcher waiting for a free worker checks for stop.
-STOP_CHECK_S = 0.1
 # Details of an UNAVAILABLE that the gRPC client raises itself (no server answered).
 _NO_CONNECTION = (
     "connect",  # failed to connect to all addresses, Connection refused, reset, ...
@@ -68,43 +68,65 @@ class PredictCall(Protocol):
 
 
 class RestPredict:
-    """POST a JSON body to TF Serving's REST predict URL; a keep-alive session per thread."""
+    """POST a JSON body to TF Serving's REST predict URL; a keep-alive connection per thread.
+
+    http.client, not requests: a tenth of the CPU per call, which is most of what a
+    prober at hundreds of requests/s costs. A connection that failed is dropped and the
+    next call opens a new one; one the server closed while idle is noticed before reuse.
+    """
 
     protocol = "rest"
 
     def __init__(self, url: str, body: dict, timeout_s: float = 10.0):
         self.url = url
         self.timeout_s = timeout_s
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"not an http:// URL: {url}")
+        self._host, self._port = parts.hostname, parts.port or 80
+        self._path = parts.path + (f"?{parts.query}" if parts.query else "")
         self._data = json.dumps(body).encode()
+        self._headers = {"Content-Type": "application/json"}
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._sessions: list[requests.Session] = []
+        self._connections: list[http.client.HTTPConnection] = []
 
     def __call__(self) -> tuple[int, str | None]:
+        connection = self._connection()
         try:
-            response = self._session().post(self.url, data=self._data, timeout=self.timeout_s)
-        except requests.RequestException as exc:
+            connection.request("POST", self._path, self._data, self._headers)
+            response = connection.getresponse()
+            text = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
             return 0, f"{type(exc).__name__}: {exc}"
-        if response.status_code != 200:
-            return response.status_code, f"HTTP {response.status_code}: {response.text[:200]}"
+        if response.status != 200:
+            return response.status, f"HTTP {response.status}: {text[:200].decode(errors='replace')}"
         return 200, None
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False  # loopback only, never through a proxy
-            session.headers["Content-Type"] = "application/json"
-            self._local.session = session
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout_s)
+            self._local.connection = connection
             with self._lock:
-                self._sessions.append(session)
-        return session
+                self._connections.append(connection)
+        elif connection.sock is not None and _readable(connection.sock):
+            connection.close()  # closed by the server (or a stray byte): start afresh
+        return connection
 
     def close(self) -> None:
         with self._lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether an idle keep-alive socket has something to read: EOF, the server closed it."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def grpc_status(error: GrpcCallError) -> int:
@@ -191,31 +213,17 @@ class LatencyProber:
         self.last_error: str | None = None  # the latest failure, for the user
         self._lock = threading.Lock()
         self._recent: deque[tuple[float, float]] = deque()  # (t_end, latency_ms)
-        self._stop = threading.Event()
-        self._slots = threading.BoundedSemaphore(max_in_flight)
-        self._pool: ThreadPoolExecutor | None = None
-        self._dispatcher: threading.Thread | None = None
-        self._t0_mono = 0.0
-        self._t0_epoch = 0.0
+        self._loop = OpenLoop(
+            self._send, rps, concurrency, max_in_flight, max_duration_s, name="soak-probe"
+        )
+        self._t0_mono = self._t0_epoch = 0.0
 
     def start(self) -> None:
-        self._stop.clear()
-        self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="soak-probe")
-        self._t0_mono = time.monotonic()
-        self._t0_epoch = time.time()
-        self._dispatcher = threading.Thread(
-            target=self._dispatch, args=(self._pool,), name="soak-probe-dispatch", daemon=True
-        )
-        self._dispatcher.start()
+        self._t0_mono, self._t0_epoch = time.monotonic(), time.time()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._dispatcher is not None:
-            self._dispatcher.join()
-            self._dispatcher = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._loop.stop()
         self.call.close()
 
     def recent_p99_ms(self, window_s: float = 30) -> float | None:
@@ -231,29 +239,9 @@ class LatencyProber:
         """Epoch seconds of a monotonic instant (immune to wall-clock steps during the run)."""
         return self._t0_epoch + (t_mono - self._t0_mono)
 
-    def _dispatch(self, pool: ThreadPoolExecutor) -> None:
-        burst = 0
-        while not self._stop.is_set():
-            offset = burst * self.concurrency / self.rps
-            if offset >= self.max_duration_s:
-                return
-            due = self._t0_mono + offset
-            delay = due - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):
-                return
-            swap = self.clock.swap
-            for _ in range(self.concurrency):
-                while not self._slots.acquire(timeout=STOP_CHECK_S):
-                    if self._stop.is_set():
-                        return
-                pool.submit(self._send, due, swap)
-            burst += 1
-
-    def _send(self, due: float, swap: int) -> None:
-        try:
-            start, end, status = self._post()
-        finally:
-            self._slots.release()
+    def _send(self, due: float) -> None:
+        swap = self.clock.swap
+        start, end, status = self._post()
         latency_ms = (end - due) * 1000.0
         sample = LatencySample(
             t_intended=self._epoch(due),
