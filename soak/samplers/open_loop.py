@@ -1,14 +1,19 @@
 """Open-loop sending: request i is due at a fixed time, whatever happened to the others.
 
 Requests go in bursts of `burst`: request i is due at t0 + (i // burst) * burst / rps.
-The threads are leader/followers: one worker (the leader) sleeps until the next
-request is due, hands the lead to an idle worker (or starts one, up to
-`max_workers`), then sends that request itself. So a request leaves on the thread
-that woke for it (no handoff between waking and sending: less lag than a dispatcher
-and a pool), a slow answer holds only its own worker, and only as many threads (each
-with its own connection) exist as requests were ever in flight at once. When every
-worker is busy there is no leader; the first one free takes the lead and sends what
-is overdue at once: late, but counted from its due time by the caller.
+
+Each wake-up of a thread costs 70-110 us of CPU on a small VM, more than an HTTP
+call's own Python code, so the scheme is built around having one per request (plus
+the answer's): a free worker claims the next request and sleeps until it is due,
+then sends it itself, no handoff between waking and sending. Two claims are kept
+pending (`KEEP_PENDING`), so when a worker starts sending another is already asleep
+on the next request; a worker done sending claims again, or parks if two are
+pending. Only when a send starts with no claim pending (the others are all sending:
+a slow server, or a burst) does it wake a parked worker or start one, up to
+`max_workers`, so a stall never delays the schedule while workers are left, and only
+as many threads (each with its own connection) exist as were ever needed at once.
+With every worker busy, the first one free claims what is overdue and sends it at
+once: late, but the caller times it from its due time.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+
+KEEP_PENDING = 2
 
 
 class OpenLoop:
@@ -39,30 +46,31 @@ class OpenLoop:
         self.t0 = 0.0  # monotonic start of the schedule
         self._stop = threading.Event()
         self._cond = threading.Condition()
-        self._next = 0  # the next request to send
-        self._leading = False
-        self._idle = 0  # workers waiting for the lead
+        self._reset()
+
+    def _reset(self) -> None:
+        self._next = 0  # the next request nobody has claimed
+        self._pending = 0  # workers asleep until their claimed request is due
+        self._parked = 0  # workers waiting on the condition
+        self._wanted = 0  # parked workers asked to claim
+        self._exhausted = False  # the schedule's end (max_duration_s) was claimed
         self._workers: list[threading.Thread] = []
 
     def start(self) -> None:
         self._stop.clear()
-        self._next, self._leading, self._idle, self._workers = 0, False, 0, []
+        self._reset()
         self.t0 = time.monotonic()
         with self._cond:
             self._add_worker()
 
     def stop(self) -> None:
-        """Stop the schedule; wait for the sends under way (overdue ones are not sent)."""
-        self._end()
-        with self._cond:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join()
-
-    def _end(self) -> None:
+        """Stop the schedule; wait for the sends under way (claimed ones are not sent)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join()
 
     def _add_worker(self) -> None:
         """With the lock held (so stop() joins every thread started)."""
@@ -73,29 +81,40 @@ class OpenLoop:
         worker.start()
 
     def _work(self) -> None:
-        while True:
-            with self._cond:
-                self._idle += 1
-                while self._leading and not self._stop.is_set():
-                    self._cond.wait()
-                self._idle -= 1
-                if self._stop.is_set():
-                    return
-                self._leading = True
-                index = self._next
-            offset = (index // self.burst) * self.interval_s
-            if offset >= self.max_duration_s:
-                self._end()
-                return
-            due = self.t0 + offset
+        while (due := self._claim()) is not None:
             delay = due - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 return
             with self._cond:
-                self._next += 1
-                self._leading = False
-                if self._idle:
-                    self._cond.notify()
-                elif len(self._workers) < self.max_workers and not self._stop.is_set():
-                    self._add_worker()
+                self._pending -= 1
+                if self._pending == 0 and not self._stop.is_set():
+                    self._hand_over()
             self.send(due)
+
+    def _claim(self) -> float | None:
+        """The due time of the next request, claimed; None when the loop is over."""
+        with self._cond:
+            if self._pending >= KEEP_PENDING and not self._wanted:
+                self._parked += 1
+                while not (self._wanted or self._stop.is_set() or self._exhausted):
+                    self._cond.wait()
+                self._parked -= 1
+            if self._stop.is_set() or self._exhausted:
+                return None
+            self._wanted = max(self._wanted - 1, 0)
+            offset = (self._next // self.burst) * self.interval_s
+            if offset >= self.max_duration_s:
+                self._exhausted = True
+                self._cond.notify_all()
+                return None
+            self._next += 1
+            self._pending += 1
+            return self.t0 + offset
+
+    def _hand_over(self) -> None:
+        """No one is asleep on the next request: wake a parked worker for it, or add one."""
+        if self._parked > self._wanted:
+            self._wanted += 1
+            self._cond.notify()
+        elif len(self._workers) < self.max_workers:
+            self._add_worker()
