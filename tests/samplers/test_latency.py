@@ -226,3 +226,20 @@ def test_every_request_due_in_a_stall_waits_for_its_end(tmp_path, serve, max_in_
         rest_of_stall_ms = (server.stall_until - r["t_intended"]) * 1000
         assert r["latency_ms"] >= rest_of_stall_ms - CLOCKS_TOLERANCE_MS
         assert r["latency_ms"] < rest_of_stall_ms + 500
+
+
+def test_a_fast_server_is_probed_from_a_few_threads(tmp_path, serve):
+    # Threads (each with its connection) are added only when a send starts with no other
+    # worker asleep on the next request: against a fast server, two or three in all.
+    http = serve(lambda method, path, body: (200, b'{"predictions": [[0.5]]}'))
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    prober = LatencyProber(url, BODY, rps=20, log=log, clock=SwapClock(), max_duration_s=1.0)
+    prober.start()
+    time.sleep(0.8)
+    probe_threads = [t for t in threading.enumerate() if t.name.startswith("soak-probe")]
+    time.sleep(0.4)  # the schedule is over
+    prober.stop()
+    log.close()
+    assert prober.sent == 20 and prober.errors == 0
+    assert 2 <= len(probe_threads) <= 4
