@@ -6,7 +6,9 @@ prober's), then:
 1. runs the real LatencyProber at each rate for `--seconds` and prints the achieved
    rate, the send lag (t_start - t_intended) p50/p99/max, the share of late sends
    (lag over the analysis' LATE_SEND_MS) and the CPU of this process (only the prober
-   and its CSV log run in it) as % of one core;
+   and its CSV log run in it) as % of one core; beside each run, a sibling process
+   sleeps one thread to the same schedule (`--timer-floor`): how late the OS wakes a
+   thread then, the share of the lag no prober code can remove;
 2. stalls the endpoint for 1 s during a 50 rps run of the prober and of a closed-loop
    client (send, wait for the answer, send the next; same RestPredict call), and
    prints for each how many requests show the stall (due in it, latency up to its end
@@ -29,6 +31,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -66,6 +69,8 @@ class RateFigures:
     lag_max_ms: float
     late_pct: float
     cpu_pct: float
+    floor_p50_ms: float
+    floor_p99_ms: float
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,28 @@ def run_prober(url: str, rps: float, seconds: float, during: Callable[[], None] 
     return sorted(rows, key=lambda r: r.t_intended), cpu_pct
 
 
+def timer_floor(rps: float, seconds: float) -> None:
+    """Sleep one thread to an open-loop schedule (Event.wait, as the prober's workers);
+    print how late it woke, in ms: [p50, p99]."""
+    wake, lags = threading.Event(), []
+    print("ready", flush=True)
+    t0 = time.monotonic()
+    for i in range(int(rps * seconds)):
+        due = t0 + i / rps
+        wake.wait(max(due - time.monotonic(), 0))
+        lags.append((time.monotonic() - due) * 1000)
+    print(json.dumps([percentile(lags, 50), percentile(lags, 99)]), flush=True)
+
+
 def measure_rate(base: str, rps: float, seconds: float) -> RateFigures:
+    floor = subprocess.Popen(
+        [sys.executable, __file__, "--timer-floor", str(rps), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert floor.stdout is not None and floor.stdout.readline() == "ready\n"
     rows, cpu_pct = run_prober(f"{base}/v1/models/m:predict", rps, seconds)
+    floor_p50, floor_p99 = json.loads(floor.communicate()[0])
     t0 = rows[0].t_intended
     on_time = sum(r.t_start <= t0 + seconds for r in rows)
     lags = [(r.t_start - r.t_intended) * 1000 for r in rows]
@@ -133,6 +158,8 @@ def measure_rate(base: str, rps: float, seconds: float) -> RateFigures:
         lag_max_ms=max(lags),
         late_pct=100 * sum(lag > LATE_SEND_MS for lag in lags) / len(lags),
         cpu_pct=cpu_pct,
+        floor_p50_ms=floor_p50,
+        floor_p99_ms=floor_p99,
     )
 
 
@@ -201,7 +228,11 @@ def main() -> None:
     parser.add_argument("--rates", default="20,100,500", help="requests/s, comma-separated")
     parser.add_argument("--seconds", type=float, default=20.0, help="per run")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--timer-floor", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.timer_floor:
+        timer_floor(*args.timer_floor)
+        return
     rates = [float(r) for r in args.rates.split(",")]
 
     print(f"late send: lag > {LATE_SEND_MS:g} ms (soak.analysis.latency.LATE_SEND_MS)")
@@ -214,7 +245,8 @@ def main() -> None:
                 print(
                     f"run {run + 1} {rps:5g} rps: achieved {f.achieved_rps:7.2f} rps, "
                     f"lag p50 {f.lag_p50_ms:.3f} p99 {f.lag_p99_ms:.3f} max {f.lag_max_ms:.1f} ms,"
-                    f" late {f.late_pct:.2f} %, cpu {f.cpu_pct:.1f} % of a core"
+                    f" late {f.late_pct:.2f} %, cpu {f.cpu_pct:.1f} % of a core;"
+                    f" timer floor p50 {f.floor_p50_ms:.3f} p99 {f.floor_p99_ms:.3f} ms"
                     f" (load average {os.getloadavg()[0]:.2f})",
                     flush=True,
                 )
@@ -242,7 +274,9 @@ def main() -> None:
             f"p99 {spread([f.lag_p99_ms for f in figures], '.3f')} ms, "
             f"max {spread([f.lag_max_ms for f in figures], '.1f')} ms, "
             f"late {spread([f.late_pct for f in figures], '.2f')} %, "
-            f"cpu {spread([f.cpu_pct for f in figures], '.1f')} %"
+            f"cpu {spread([f.cpu_pct for f in figures], '.1f')} %; "
+            f"timer floor p50 {spread([f.floor_p50_ms for f in figures], '.3f')} ms, "
+            f"p99 {spread([f.floor_p99_ms for f in figures], '.3f')} ms"
         )
     for name, figures in stalls.items():
         print(
