@@ -250,7 +250,10 @@ class LatencyProber:
         with self._lock:
             self.sent += 1
         start = time.monotonic()
-        status, error = self.call()
+        try:
+            status, error = self.call()
+        except Exception as exc:  # a call's bug must not cost the request its row
+            status, error = 0, f"{type(exc).__name__}: {exc}"
         end = time.monotonic()
         if error is not None:
             with self._lock:

@@ -54,7 +54,8 @@ class OpenLoop:
         self._parked = 0  # workers waiting on the condition
         self._wanted = 0  # parked workers asked to claim
         self._exhausted = False  # the schedule's end (max_duration_s) was claimed
-        self._workers: list[threading.Thread] = []
+        self._workers: list[threading.Thread] = []  # all started, for stop() to join
+        self._alive = 0  # workers not yet returned (one whose send raised is replaced)
 
     def start(self) -> None:
         self._stop.clear()
@@ -78,18 +79,23 @@ class OpenLoop:
             target=self._work, name=f"{self.name}-{len(self._workers)}", daemon=True
         )
         self._workers.append(worker)
+        self._alive += 1
         worker.start()
 
     def _work(self) -> None:
-        while (due := self._claim()) is not None:
-            delay = due - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):
-                return
+        try:
+            while (due := self._claim()) is not None:
+                delay = due - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    return
+                with self._cond:
+                    self._pending -= 1
+                    if self._pending == 0 and not self._stop.is_set():
+                        self._hand_over()
+                self.send(due)
+        finally:
             with self._cond:
-                self._pending -= 1
-                if self._pending == 0 and not self._stop.is_set():
-                    self._hand_over()
-            self.send(due)
+                self._alive -= 1
 
     def _claim(self) -> float | None:
         """The due time of the next request, claimed; None when the loop is over."""
@@ -116,5 +122,5 @@ class OpenLoop:
         if self._parked > self._wanted:
             self._wanted += 1
             self._cond.notify()
-        elif len(self._workers) < self.max_workers:
+        elif self._alive < self.max_workers:
             self._add_worker()

@@ -243,3 +243,26 @@ def test_a_fast_server_is_probed_from_a_few_threads(tmp_path, serve):
     log.close()
     assert prober.sent == 20 and prober.errors == 0
     assert 2 <= len(probe_threads) <= 4
+
+
+def test_a_call_that_raises_still_gives_each_request_a_row(tmp_path):
+    class Broken:
+        protocol, url = "rest", "broken"
+
+        def __call__(self) -> tuple[int, str | None]:
+            raise RuntimeError("boom")
+
+        def close(self) -> None:
+            pass
+
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    prober = LatencyProber("", {}, 40, log, SwapClock(), max_duration_s=0.25, call=Broken())
+    prober.start()
+    time.sleep(0.5)
+    prober.stop()
+    log.close()
+
+    rows = read_rows(tmp_path / "latency.csv")
+    assert len(rows) == prober.errors == 10
+    assert all(r["status"] == 0 for r in rows)
+    assert prober.last_error == "RuntimeError: boom"
