@@ -2,8 +2,8 @@
 
 Requests go in bursts of `burst`: request i is due at t0 + (i // burst) * burst / rps.
 
-Each wake-up of a thread costs 70-110 us of CPU on a small VM, more than an HTTP
-call's own Python code, so the scheme is built around having one per request (plus
+Each wake-up of a thread costs 70-110 us of CPU on a small VM (BENCHMARKS.md), as much as an
+HTTP call's own Python code, so the scheme is built around one per request (plus
 the answer's): a free worker claims the next request and sleeps until it is due,
 then sends it itself, no handoff between waking and sending. Two claims are kept
 pending (`KEEP_PENDING`), so when a worker starts sending another is already asleep
