@@ -4,16 +4,16 @@ Requests are sent in bursts of `concurrency` (default 1): burst b is due at
 t0 + b * concurrency / rps whatever happened to the earlier ones, so the server
 sees `concurrency` requests in flight at once at the same mean rate, as from
 that many concurrent clients (more request threads allocating at once, which is
-what makes glibc open more arenas). A dispatcher thread keeps the schedule and
-hands each request to a pool of worker threads, each with its own connection,
-so a stalled server does not slow the sending down. When all
-`max_in_flight` workers are busy the send waits, and its latency still counts
+what makes glibc open more arenas). Worker threads keep the schedule between
+them (`open_loop.OpenLoop`: the thread that wakes for a request sends it), each
+with its own connection, so a stalled server does not slow the sending down. When
+all `max_in_flight` workers are busy the send waits, and its latency still counts
 from when it was due. A stall therefore shows up as latency, not as fewer
 requests (no coordinated omission).
 
 Each request goes out through a `PredictCall`: `RestPredict` (POST :predict, one
-keep-alive connection per worker) or `GrpcPredict` (PredictionService/Predict on one
-shared HTTP/2 channel, as a gRPC client does). Both record an HTTP status, so the
+keep-alive `http1.Connection` per worker) or `GrpcPredict` (PredictionService/Predict
+on one shared HTTP/2 channel, as a gRPC client does). Both record an HTTP status, so the
 analysis (ok = status 200) does not care which was used: a gRPC error becomes the HTTP
 status TF Serving's REST API answers for the same error code (http_server.cc
 ToHTTPStatusCode: INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE 400; NOT_FOUND 404;
@@ -30,20 +30,18 @@ import math
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
-
-import requests
+from urllib.parse import urlsplit
 
 from soak.samplers.clock import SwapClock
 from soak.samplers.grpc_client import GrpcCallError, GrpcClient
+from soak.samplers.http1 import Connection, HttpError
+from soak.samplers.open_loop import OpenLoop
 from soak.store.csv_log import CsvLog
 from soak.store.records import LatencySample
 
 # How long recent latencies are kept for `recent_p99_ms`.
 RECENT_KEEP_S = 120.0
-# How often a dispatcher waiting for a free worker checks for stop.
-STOP_CHECK_S = 0.1
 # Details of an UNAVAILABLE that the gRPC client raises itself (no server answered).
 _NO_CONNECTION = (
     "connect",  # failed to connect to all addresses, Connection refused, reset, ...
@@ -68,43 +66,54 @@ class PredictCall(Protocol):
 
 
 class RestPredict:
-    """POST a JSON body to TF Serving's REST predict URL; a keep-alive session per thread."""
+    """POST a JSON body to TF Serving's REST predict URL; a keep-alive connection per thread.
+
+    The request's bytes are built once; `http1.Connection` sends them and reads the
+    answer with far less CPU than requests or http.client (see its module doc).
+    """
 
     protocol = "rest"
 
     def __init__(self, url: str, body: dict, timeout_s: float = 10.0):
         self.url = url
         self.timeout_s = timeout_s
-        self._data = json.dumps(body).encode()
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"not an http:// URL: {url}")
+        self._address = (parts.hostname, parts.port or 80)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        data = json.dumps(body).encode()
+        self._request = (
+            f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode() + data
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._sessions: list[requests.Session] = []
+        self._connections: list[Connection] = []
 
     def __call__(self) -> tuple[int, str | None]:
         try:
-            response = self._session().post(self.url, data=self._data, timeout=self.timeout_s)
-        except requests.RequestException as exc:
+            status, text = self._connection().exchange(self._request)
+        except (OSError, HttpError) as exc:
             return 0, f"{type(exc).__name__}: {exc}"
-        if response.status_code != 200:
-            return response.status_code, f"HTTP {response.status_code}: {response.text[:200]}"
+        if status != 200:
+            return status, f"HTTP {status}: {text[:200].decode(errors='replace')}"
         return 200, None
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False  # loopback only, never through a proxy
-            session.headers["Content-Type"] = "application/json"
-            self._local.session = session
+    def _connection(self) -> Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = Connection(*self._address, timeout_s=self.timeout_s)
+            self._local.connection = connection
             with self._lock:
-                self._sessions.append(session)
-        return session
+                self._connections.append(connection)
+        return connection
 
     def close(self) -> None:
         with self._lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
 
 
 def grpc_status(error: GrpcCallError) -> int:
@@ -191,31 +200,17 @@ class LatencyProber:
         self.last_error: str | None = None  # the latest failure, for the user
         self._lock = threading.Lock()
         self._recent: deque[tuple[float, float]] = deque()  # (t_end, latency_ms)
-        self._stop = threading.Event()
-        self._slots = threading.BoundedSemaphore(max_in_flight)
-        self._pool: ThreadPoolExecutor | None = None
-        self._dispatcher: threading.Thread | None = None
-        self._t0_mono = 0.0
-        self._t0_epoch = 0.0
+        self._loop = OpenLoop(
+            self._send, rps, concurrency, max_in_flight, max_duration_s, name="soak-probe"
+        )
+        self._t0_mono = self._t0_epoch = 0.0
 
     def start(self) -> None:
-        self._stop.clear()
-        self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="soak-probe")
-        self._t0_mono = time.monotonic()
-        self._t0_epoch = time.time()
-        self._dispatcher = threading.Thread(
-            target=self._dispatch, args=(self._pool,), name="soak-probe-dispatch", daemon=True
-        )
-        self._dispatcher.start()
+        self._t0_mono, self._t0_epoch = time.monotonic(), time.time()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._dispatcher is not None:
-            self._dispatcher.join()
-            self._dispatcher = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._loop.stop()
         self.call.close()
 
     def recent_p99_ms(self, window_s: float = 30) -> float | None:
@@ -231,29 +226,9 @@ class LatencyProber:
         """Epoch seconds of a monotonic instant (immune to wall-clock steps during the run)."""
         return self._t0_epoch + (t_mono - self._t0_mono)
 
-    def _dispatch(self, pool: ThreadPoolExecutor) -> None:
-        burst = 0
-        while not self._stop.is_set():
-            offset = burst * self.concurrency / self.rps
-            if offset >= self.max_duration_s:
-                return
-            due = self._t0_mono + offset
-            delay = due - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):
-                return
-            swap = self.clock.swap
-            for _ in range(self.concurrency):
-                while not self._slots.acquire(timeout=STOP_CHECK_S):
-                    if self._stop.is_set():
-                        return
-                pool.submit(self._send, due, swap)
-            burst += 1
-
-    def _send(self, due: float, swap: int) -> None:
-        try:
-            start, end, status = self._post()
-        finally:
-            self._slots.release()
+    def _send(self, due: float) -> None:
+        swap = self.clock.swap
+        start, end, status = self._post()
         latency_ms = (end - due) * 1000.0
         sample = LatencySample(
             t_intended=self._epoch(due),
@@ -275,7 +250,10 @@ class LatencyProber:
         with self._lock:
             self.sent += 1
         start = time.monotonic()
-        status, error = self.call()
+        try:
+            status, error = self.call()
+        except Exception as exc:  # a call's bug must not cost the request its row
+            status, error = 0, f"{type(exc).__name__}: {exc}"
         end = time.monotonic()
         if error is not None:
             with self._lock:

@@ -19,6 +19,8 @@ BODY = {"signature_name": "serving_default", "instances": [{"x": [1.0, 2.0]}]}
 RPS = 50
 RUN_S = 3.0
 STALL_FROM_S, STALL_UNTIL_S = 1.0, 2.0  # after the prober starts
+STALL_LENGTH_S = STALL_UNTIL_S - STALL_FROM_S
+CLOCKS_TOLERANCE_MS = 5.0  # the server's and the prober's epoch clocks, read apart
 
 
 class StallingServer:
@@ -123,7 +125,7 @@ def test_refused_connections_are_status_0_and_the_loop_is_bounded(tmp_path, clos
     assert sent_by_then == prober.sent == len(rows) == 10  # 0.5 s at 20 rps
     assert prober.errors == 10
     assert all(r["status"] == 0 for r in rows)
-    assert "ConnectionError" in prober.last_error
+    assert prober.last_error.startswith("ConnectionRefusedError")
 
 
 def test_rejected_requests_keep_their_http_status(tmp_path, serve):
@@ -180,3 +182,87 @@ def test_concurrency_sends_bursts_that_are_in_flight_together(tmp_path, serve):
     )
     assert most == 4
     assert all(r["latency_ms"] >= 100 for r in rows)  # each counted from when its burst was due
+
+
+@pytest.mark.parametrize("max_in_flight", [64, 8], ids=["workers-to-spare", "workers-run-out"])
+def test_every_request_due_in_a_stall_waits_for_its_end(tmp_path, serve, max_in_flight):
+    """No coordinated omission, with workers to spare and with too few.
+
+    A closed-loop client would record one slow request over the stall and send nothing
+    else meanwhile; the prober records its whole schedule, each request timed from when
+    it was due, so each one due in the stall waited (at least) until its end.
+    """
+    server = StallingServer()
+    http = serve(server)
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    prober = LatencyProber(
+        url, BODY, RPS, log, SwapClock(), max_in_flight=max_in_flight, max_duration_s=RUN_S
+    )
+    started = time.time()
+    server.stall_from = started + STALL_FROM_S
+    server.stall_until = server.stall_from + STALL_LENGTH_S
+    prober.start()
+    while prober.sent < RPS * RUN_S and time.time() < started + RUN_S + 2:
+        time.sleep(0.05)
+    prober.stop()  # waits for the answers
+    log.close()
+    rows = read_rows(tmp_path / "latency.csv")
+
+    # The whole schedule, none dropped, none moved: request i was due at t0 + i / RPS.
+    assert len(rows) == prober.sent == RPS * RUN_S and prober.errors == 0
+    t0 = rows[0]["t_intended"]
+    assert t0 == pytest.approx(started, abs=0.05)
+    assert [r["t_intended"] - t0 for r in rows] == pytest.approx(
+        [i / RPS for i in range(len(rows))], abs=1e-6
+    )
+    for r in rows:
+        assert r["latency_ms"] == pytest.approx((r["t_end"] - r["t_intended"]) * 1000, abs=1e-3)
+
+    # Every request due in the stall is there, and waited from its due time to the end.
+    in_stall = [r for r in rows if server.stall_from <= r["t_intended"] < server.stall_until]
+    assert len(in_stall) == pytest.approx(RPS * STALL_LENGTH_S, abs=1)
+    for r in in_stall:
+        rest_of_stall_ms = (server.stall_until - r["t_intended"]) * 1000
+        assert r["latency_ms"] >= rest_of_stall_ms - CLOCKS_TOLERANCE_MS
+        assert r["latency_ms"] < rest_of_stall_ms + 500
+
+
+def test_a_fast_server_is_probed_from_a_few_threads(tmp_path, serve):
+    # Threads (each with its connection) are added only when a send starts with no other
+    # worker asleep on the next request: against a fast server, two or three in all.
+    http = serve(lambda method, path, body: (200, b'{"predictions": [[0.5]]}'))
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    prober = LatencyProber(url, BODY, rps=20, log=log, clock=SwapClock(), max_duration_s=1.0)
+    prober.start()
+    time.sleep(0.8)
+    probe_threads = [t for t in threading.enumerate() if t.name.startswith("soak-probe")]
+    time.sleep(0.4)  # the schedule is over
+    prober.stop()
+    log.close()
+    assert prober.sent == 20 and prober.errors == 0
+    assert 2 <= len(probe_threads) <= 4
+
+
+def test_a_call_that_raises_still_gives_each_request_a_row(tmp_path):
+    class Broken:
+        protocol, url = "rest", "broken"
+
+        def __call__(self) -> tuple[int, str | None]:
+            raise RuntimeError("boom")
+
+        def close(self) -> None:
+            pass
+
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    prober = LatencyProber("", {}, 40, log, SwapClock(), max_duration_s=0.25, call=Broken())
+    prober.start()
+    time.sleep(0.5)
+    prober.stop()
+    log.close()
+
+    rows = read_rows(tmp_path / "latency.csv")
+    assert len(rows) == prober.errors == 10
+    assert all(r["status"] == 0 for r in rows)
+    assert prober.last_error == "RuntimeError: boom"

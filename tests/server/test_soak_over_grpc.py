@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import socket
+import time
 from functools import partial
 
 import numpy as np
@@ -26,8 +27,10 @@ def probe(tmp_path, call, rps: float = 40, duration_s: float = 0.5) -> tuple[Lat
     log = CsvLog(path, LatencySample)
     prober = LatencyProber("", {}, rps, log, SwapClock(), max_duration_s=duration_s, call=call)
     prober.start()
-    prober._dispatcher.join(timeout=30)  # type: ignore[union-attr]
-    prober.stop()
+    deadline = time.monotonic() + 30
+    while prober.sent < rps * duration_s and time.monotonic() < deadline:
+        time.sleep(0.01)
+    prober.stop()  # waits for the answers
     log.close()
     with path.open() as f:
         return prober, list(csv.DictReader(f))
