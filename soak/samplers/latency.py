@@ -31,8 +31,8 @@ import threading
 import time
 from collections import deque
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
+from soak.samplers import http1
 from soak.samplers.clock import SwapClock
 from soak.samplers.grpc_client import GrpcCallError, GrpcClient
 from soak.samplers.http1 import Connection, HttpError
@@ -77,16 +77,7 @@ class RestPredict:
     def __init__(self, url: str, body: dict, timeout_s: float = 10.0):
         self.url = url
         self.timeout_s = timeout_s
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"not an http:// URL: {url}")
-        self._address = (parts.hostname, parts.port or 80)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        data = json.dumps(body).encode()
-        self._request = (
-            f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-        ).encode() + data
+        self._address, self._request = http1.request("POST", url, json.dumps(body).encode())
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[Connection] = []

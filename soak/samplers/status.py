@@ -18,6 +18,7 @@ undone before the next one (a very fast LOADING) is not seen, so not logged.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -25,17 +26,16 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-import requests
-
+from soak.samplers import http1
 from soak.samplers.background import BackgroundLoop
 from soak.samplers.clock import SwapClock
 from soak.samplers.grpc_client import GrpcCallError, GrpcClient
 from soak.store.csv_log import CsvLog
 from soak.store.records import Event, EventKind
 
-# Loopback only: connecting is instant unless the server is not listening yet.
-CONNECT_TIMEOUT_S = 0.5
-READ_TIMEOUT_S = 2.0
+# Loopback only: connecting is instant unless the server is not listening yet; a status
+# answer takes milliseconds unless the server is stuck.
+TIMEOUT_S = 2.0
 # How often a waiter re-checks its abort condition even when no poll completes.
 ABORT_CHECK_S = 0.5
 # The poll interval while nobody waits for a change.
@@ -101,26 +101,30 @@ class StatusFetch(Protocol):
 
 
 class RestStatus:
-    """GET {rest_url}/v1/models/{model_name}; 404 (nothing loaded yet) is no versions."""
+    """GET {rest_url}/v1/models/{model_name}; 404 (nothing loaded yet) is no versions.
+
+    One keep-alive connection and the request's bytes built once (`http1`): a poll
+    costs a fraction of what an HTTP library's would (benchmarks/monitor_overhead.py).
+    """
 
     def __init__(self, rest_url: str, model_name: str):
         self.url = f"{rest_url.rstrip('/')}/v1/models/{model_name}"
-        self._session = requests.Session()
-        self._session.trust_env = False  # never through a proxy: the server is on loopback
+        address, self._request = http1.request("GET", self.url)
+        self._connection = http1.Connection(*address, timeout_s=TIMEOUT_S)
 
     def __call__(self) -> dict[int, VersionStatus]:
         try:
-            response = self._session.get(self.url, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
-            if response.status_code == 404:
+            status, body = self._connection.exchange(self._request)
+            if status == 404:
                 return {}
-            if response.status_code != 200:
-                raise StatusUnknown(f"HTTP {response.status_code}: {response.text[:200]}")
-            return parse_model_status(response.json())
-        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            if status != 200:
+                raise StatusUnknown(f"HTTP {status}: {body[:200].decode(errors='replace')}")
+            return parse_model_status(json.loads(body))
+        except (OSError, http1.HttpError, ValueError, KeyError, TypeError) as exc:
             raise StatusUnknown(f"{type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
-        self._session.close()
+        self._connection.close()
 
 
 class GrpcStatus:
@@ -128,7 +132,7 @@ class GrpcStatus:
     versions."""
 
     def __init__(self, port: int, model_name: str, host: str = "127.0.0.1"):
-        self.client = GrpcClient(port, host=host, timeout_s=CONNECT_TIMEOUT_S + READ_TIMEOUT_S)
+        self.client = GrpcClient(port, host=host, timeout_s=TIMEOUT_S)
         self.url = f"grpc://{self.client.target}/{model_name}"
         self.model_name = model_name
 

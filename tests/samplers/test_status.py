@@ -54,7 +54,7 @@ def test_transitions_become_events_in_order(tmp_path, serve, closed_port):
     try:
         # Nothing listens yet (a server still starting): no versions, the failure is kept.
         assert not poller.wait_for(lambda v: bool(v), timeout_s=0.2)
-        assert "ConnectionError" in poller.last_error
+        assert "ConnectionRefusedError" in poller.last_error
 
         script_server = ScriptedModelServer()
         serve(script_server, port=closed_port)
