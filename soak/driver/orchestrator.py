@@ -398,7 +398,11 @@ class _VariantSession:
         return reason
 
     def close(self) -> None:
-        """Stop traffic first, then the target, then the samplers; keep every row.
+        """Stop traffic and scraping first, then the target, then the samplers; keep every row.
+
+        The metrics scraper stops before the target, so a server going away is not
+        counted as a failed scrape; the memory sampler and status poller after it, so
+        they record its end.
 
         Forced (a second signal): the target first, at once, so nothing waits on it.
         Every step runs even if one fails; a failure is noted, never raised.
@@ -406,7 +410,7 @@ class _VariantSession:
         if interrupts.forced():
             self._step(self._stop_target)
         for sampler in reversed(self.threads):
-            if isinstance(sampler, LatencyProber):
+            if isinstance(sampler, LatencyProber | MetricsScraper):
                 self._step(sampler.stop)
         self._step(self._stop_target)
         for sampler in reversed(self.threads):

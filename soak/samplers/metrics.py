@@ -15,11 +15,11 @@ before their labels are looked at takes about 0.6 ms (~0.1 % of a core at 1 Hz).
 
 from __future__ import annotations
 
-import http.client
 import math
 import time
 from collections.abc import Iterator
 
+from soak.samplers import http1
 from soak.samplers.background import BackgroundLoop
 from soak.samplers.clock import SwapClock
 from soak.samplers.schedule import Ticker
@@ -98,26 +98,24 @@ class MetricsScraper(BackgroundLoop):
 
     def _run(self) -> None:
         ticker = Ticker(self.interval_s, self._stop)
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S)
+        address, request = http1.request("GET", self.url)
+        connection = http1.Connection(*address, timeout_s=TIMEOUT_S)
         try:
             while True:
-                self._scrape(connection)
+                self._scrape(connection, request)
                 if not ticker.wait():
                     return
         finally:
             connection.close()
 
-    def _scrape(self, connection: http.client.HTTPConnection) -> None:
+    def _scrape(self, connection: http1.Connection, request: bytes) -> None:
         try:
-            connection.request("GET", self.path)
-            response = connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()  # reconnects at the next request
-            self._failed(f"{type(exc).__name__}: {exc}")
+            status, body = connection.exchange(request)
+        except (OSError, http1.HttpError) as exc:
+            self._failed(f"{type(exc).__name__}: {exc}")  # reconnects at the next scrape
             return
-        if response.status != 200:
-            self._failed(f"HTTP {response.status} from {self.url}")
+        if status != 200:
+            self._failed(f"HTTP {status} from {self.url}")
             return
         t, swap = time.time(), self.clock.swap
         page = body.decode("utf-8", "replace")

@@ -6,6 +6,7 @@ predictions depend on a per-version `scale`, so a test can tell versions apart b
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import signal
@@ -24,6 +25,11 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
+
+from soak.samplers.clock import SwapClock  # noqa: E402
+from soak.samplers.latency import LatencyProber  # noqa: E402
+from soak.store.csv_log import CsvLog  # noqa: E402
+from soak.store.records import LatencySample  # noqa: E402
 
 MODEL = "m"
 EMBEDDING_ROWS = 100
@@ -298,3 +304,24 @@ def hp2_server(tmp_path_factory, half_plus_two):
     yield factory(base_path, f"--monitoring_config_file={config}")
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def probe(tmp_path):
+    """probe(call, rps, duration_s): a LatencyProber sending `call` until it has sent
+    rps * duration_s requests; the prober and its latency.csv rows."""
+
+    def _probe(call, rps: float = 40, duration_s: float = 0.5):
+        path = tmp_path / "latency.csv"
+        log = CsvLog(path, LatencySample)
+        prober = LatencyProber("", {}, rps, log, SwapClock(), max_duration_s=duration_s, call=call)
+        prober.start()
+        deadline = time.monotonic() + 30
+        while prober.sent < rps * duration_s and time.monotonic() < deadline:
+            time.sleep(0.01)
+        prober.stop()  # waits for the answers
+        log.close()
+        with path.open() as f:
+            return prober, list(csv.DictReader(f))
+
+    return _probe

@@ -8,11 +8,11 @@ import time
 import numpy as np
 
 from soak.samplers.clock import SwapClock
-from soak.samplers.latency import GrpcPredict, LatencyProber, RestPredict
+from soak.samplers.latency import GrpcPredict, RestPredict
 from soak.samplers.metrics import MetricsScraper, parse_prometheus_text
 from soak.samplers.split import SplitPredict, split_body
 from soak.store.csv_log import CsvLog
-from soak.store.records import LatencySample, MetricSample
+from soak.store.records import MetricSample
 from soak.targets.monitoring import PROMETHEUS_PATH
 
 MODEL = "m"
@@ -75,21 +75,11 @@ def test_a_missing_page_counts_as_failed_scrapes(tmp_path, hp2_server):
     assert rows(tmp_path / "metrics.csv") == []
 
 
-def probe(tmp_path, call, rps: float = 20, duration_s: float = 0.5) -> tuple[LatencyProber, list]:
-    log = CsvLog(tmp_path / "latency.csv", LatencySample)
-    prober = LatencyProber("", {}, rps, log, SwapClock(), max_duration_s=duration_s, call=call)
-    prober.start()
-    prober._dispatcher.join(timeout=30)  # type: ignore[union-attr]
-    prober.stop()
-    log.close()
-    return prober, rows(tmp_path / "latency.csv")
-
-
-def test_split_rest_request_is_n_server_requests_and_one_row(tmp_path, hp2_server):
+def test_split_rest_request_is_n_server_requests_and_one_row(probe, hp2_server):
     body = {"instances": [[float(i)] for i in range(10)]}
     parts = [RestPredict(f"{hp2_server.url}:predict", part) for part in split_body(body, 4)]
     before = ok_requests(hp2_server)
-    prober, written = probe(tmp_path, SplitPredict(parts))
+    prober, written = probe(SplitPredict(parts))
     assert prober.sent == len(written) >= 8  # one row per whole request
     assert {r["status"] for r in written} == {"200"}
     assert ok_requests(hp2_server) - before == 4 * prober.sent  # the server saw every part

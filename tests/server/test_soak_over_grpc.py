@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import socket
-import time
 from functools import partial
 
 import numpy as np
@@ -12,28 +11,13 @@ import pytest
 
 from soak.samplers.clock import SwapClock
 from soak.samplers.grpc_client import GrpcCallError
-from soak.samplers.latency import GrpcPredict, LatencyProber, grpc_status
+from soak.samplers.latency import GrpcPredict, grpc_status
 from soak.samplers.payload import build_predict_payload, fetch_metadata, grpc_inputs
 from soak.samplers.status import GrpcStatus, StatusPoller
 from soak.store.csv_log import CsvLog
-from soak.store.records import Event, LatencySample
+from soak.store.records import Event
 
 MODEL = "m"
-
-
-def probe(tmp_path, call, rps: float = 40, duration_s: float = 0.5) -> tuple[LatencyProber, list]:
-    """Run a prober with `call` for `duration_s`; its latency.csv rows."""
-    path = tmp_path / "latency.csv"
-    log = CsvLog(path, LatencySample)
-    prober = LatencyProber("", {}, rps, log, SwapClock(), max_duration_s=duration_s, call=call)
-    prober.start()
-    deadline = time.monotonic() + 30
-    while prober.sent < rps * duration_s and time.monotonic() < deadline:
-        time.sleep(0.01)
-    prober.stop()  # waits for the answers
-    log.close()
-    with path.open() as f:
-        return prober, list(csv.DictReader(f))
 
 
 def closed_port() -> int:
@@ -42,15 +26,15 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_prober_over_grpc_gets_200s(tmp_path, hp2_server):
+def test_prober_over_grpc_gets_200s(probe, hp2_server):
     call = GrpcPredict(hp2_server.grpc_port, MODEL, {"x": np.array([[1.0]], np.float32)})
-    prober, rows = probe(tmp_path, call)
+    prober, rows = probe(call)
     assert prober.protocol == "grpc" and prober.url.startswith("grpc://127.0.0.1:")
     assert len(rows) == prober.sent >= 15
     assert {r["status"] for r in rows} == {"200"} and prober.errors == 0
 
 
-def test_grpc_errors_are_recorded_as_tf_servings_http_statuses(tmp_path, hp2_server):
+def test_grpc_errors_are_recorded_as_tf_servings_http_statuses(probe, hp2_server):
     port = hp2_server.grpc_port
     missing_model = GrpcPredict(port, "nope", {"x": np.array([[1.0]], np.float32)})
     assert missing_model()[0] == 404
@@ -59,7 +43,7 @@ def test_grpc_errors_are_recorded_as_tf_servings_http_statuses(tmp_path, hp2_ser
     assert status == 400 and error is not None and error.startswith("gRPC INVALID_ARGUMENT")
     nobody = GrpcPredict(closed_port(), MODEL, {"x": [[1.0]]}, timeout_s=2)
     assert nobody()[0] == 0  # no server answered, as REST's connection errors
-    prober, rows = probe(tmp_path, missing_model, rps=20, duration_s=0.2)
+    prober, rows = probe(missing_model, rps=20, duration_s=0.2)
     assert rows and {r["status"] for r in rows} == {"404"}
     assert prober.errors == len(rows) and "NOT_FOUND" in (prober.last_error or "")
 
