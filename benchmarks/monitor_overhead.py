@@ -109,11 +109,15 @@ def run_once(scale: float, swaps: int, profile: Path | None, extra: list[str]) -
     args = [
         sys.executable, "-m", "soak", "run", "--quiet", "--out", str(run_dir),
         "--allocators", "jemalloc", "--swaps", str(swaps),
-        "--rps", str(DEFAULT_RPS * scale),
-        "--memory-interval", str(DEFAULT_MEMORY_INTERVAL_S / scale),
-        "--status-interval", str(DEFAULT_STATUS_INTERVAL_S / scale),
-        "--history", str(out / "history.sqlite"), *extra,
+        "--history", str(out / "history.sqlite"),
     ]  # fmt: skip
+    if scale != 1:  # at 1x no rate flags: the same command measures soak versions without them
+        args += [
+            "--rps", str(DEFAULT_RPS * scale),
+            "--memory-interval", str(DEFAULT_MEMORY_INTERVAL_S / scale),
+            "--status-interval", str(DEFAULT_STATUS_INTERVAL_S / scale),
+        ]  # fmt: skip
+    args += extra
     soak = subprocess.Popen(args, stdout=subprocess.DEVNULL)
     spy = None
     if profile is not None:

@@ -40,8 +40,8 @@ from soak.samplers.open_loop import OpenLoop
 from soak.store.csv_log import CsvLog
 from soak.store.records import LatencySample
 
-# How long recent latencies are kept for `recent_p99_ms`.
-RECENT_KEEP_S = 120.0
+# How long recent latencies are kept for `recent_p99_ms` (the progress line's 30 s).
+RECENT_KEEP_S = 30.0
 # Details of an UNAVAILABLE that the gRPC client raises itself (no server answered).
 _NO_CONNECTION = (
     "connect",  # failed to connect to all addresses, Connection refused, reset, ...
