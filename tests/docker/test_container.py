@@ -127,6 +127,7 @@ def test_unknown_image_is_an_environment_failure(docker_client, launch_spec):
     target.stop()
 
 
+@pytest.mark.exclusive
 def test_only_containers_of_provably_dead_owners_are_removed(docker_client, standin_image):
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -118,6 +118,7 @@ def test_sigterm_stops_a_docker_run_and_removes_its_container(
     assert not session_containers(docker_client, test_session)
 
 
+@pytest.mark.exclusive
 def test_kill_9_leaves_a_container_that_the_next_run_removes_and_names(
     docker_client, standin_image, demo_model, tmp_path
 ):

@@ -12,7 +12,7 @@ import pytest
 from soak.owner import LABEL_PID
 from soak.targets.docker_engine import remove_dead_run_containers
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.exclusive]
 
 CONTAINER_WAIT_S = 120
 

@@ -113,6 +113,7 @@ def escaping_server(tmp_path) -> str:
     return str(path)
 
 
+@pytest.mark.exclusive
 def test_kill_9_keeps_the_csvs_and_the_next_run_removes_the_orphan(
     small_model, tmp_path, background_run, processes_mentioning, soak_cli, escaping_server
 ):
@@ -288,6 +289,7 @@ def test_ownership_survives_pid_reuse_and_judges_only_what_it_can_see():
     assert Owner.from_labels({}) is None
 
 
+@pytest.mark.exclusive
 def test_two_runs_started_in_the_same_second_never_sweep_each_other(tmp_path):
     """Markers of live owners are kept, whatever their run; a dead owner's are swept."""
     sleeper = """import sys, time; time.sleep(float(sys.argv[1]))"""

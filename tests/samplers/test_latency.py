@@ -46,6 +46,17 @@ def read_rows(path) -> list[dict[str, float]]:
     return sorted(rows, key=lambda r: r["t_intended"])
 
 
+def ten_requests(tmp_path, url: str, body: dict, **prober_args):
+    """A prober at 40 rps for 0.25 s (10 requests), stopped once they are answered."""
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    prober = LatencyProber(url, body, 40, log, SwapClock(), max_duration_s=0.25, **prober_args)
+    prober.start()
+    time.sleep(0.5)
+    prober.stop()
+    log.close()
+    return prober, read_rows(tmp_path / "latency.csv")
+
+
 def run_against_stall(tmp_path, serve, max_in_flight: int):
     server = StallingServer()
     http = serve(server)
@@ -133,15 +144,8 @@ def test_rejected_requests_keep_their_http_status(tmp_path, serve):
         return 400, b'{"error": "Expected 2 inputs, got 1"}'
 
     http = serve(reject)
-    log = CsvLog(tmp_path / "latency.csv", LatencySample)
     url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
-    prober = LatencyProber(url, BODY, rps=40, log=log, clock=SwapClock(), max_duration_s=0.25)
-    prober.start()
-    time.sleep(0.5)
-    prober.stop()
-    log.close()
-
-    rows = read_rows(tmp_path / "latency.csv")
+    prober, rows = ten_requests(tmp_path, url, BODY)
     assert len(rows) == prober.errors == 10
     assert all(r["status"] == 400 for r in rows)
     assert prober.last_error == 'HTTP 400: {"error": "Expected 2 inputs, got 1"}'
@@ -255,14 +259,7 @@ def test_a_call_that_raises_still_gives_each_request_a_row(tmp_path):
         def close(self) -> None:
             pass
 
-    log = CsvLog(tmp_path / "latency.csv", LatencySample)
-    prober = LatencyProber("", {}, 40, log, SwapClock(), max_duration_s=0.25, call=Broken())
-    prober.start()
-    time.sleep(0.5)
-    prober.stop()
-    log.close()
-
-    rows = read_rows(tmp_path / "latency.csv")
+    prober, rows = ten_requests(tmp_path, "", {}, call=Broken())
     assert len(rows) == prober.errors == 10
     assert all(r["status"] == 0 for r in rows)
     assert prober.last_error == "RuntimeError: boom"

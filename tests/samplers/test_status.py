@@ -102,15 +102,20 @@ def test_transitions_become_events_in_order(tmp_path, serve, closed_port):
     ]
 
 
+def start_poller(tmp_path, server, interval_s: float) -> tuple[StatusPoller, CsvLog]:
+    """A started poller of model "ranker" on `server`, and its events log."""
+    events = CsvLog(tmp_path / "events.csv", Event)
+    poller = StatusPoller(
+        f"http://127.0.0.1:{server.server_port}", "ranker", events, SwapClock(), interval_s
+    )
+    poller.start()
+    return poller, events
+
+
 def test_wait_for_times_out_and_aborts(tmp_path, serve):
     script_server = ScriptedModelServer()
     script_server.status = model_status((1, "AVAILABLE"))
-    server = serve(script_server)
-    events = CsvLog(tmp_path / "events.csv", Event)
-    poller = StatusPoller(
-        f"http://127.0.0.1:{server.server_port}", "ranker", events, SwapClock(), 0.02
-    )
-    poller.start()
+    poller, events = start_poller(tmp_path, serve(script_server), 0.02)
     try:
         assert poller.wait_for(lambda v: states(v) == {1: "AVAILABLE"}, timeout_s=5)
         assert not poller.wait_for(lambda v: 2 in v, timeout_s=0.2)
@@ -144,12 +149,7 @@ class CountingModelServer(ScriptedModelServer):
 def test_polls_fast_only_while_a_change_is_awaited(tmp_path, serve):
     script_server = CountingModelServer()
     script_server.status = model_status((1, "AVAILABLE"))
-    server = serve(script_server)
-    events = CsvLog(tmp_path / "events.csv", Event)
-    poller = StatusPoller(
-        f"http://127.0.0.1:{server.server_port}", "ranker", events, SwapClock(), 0.05
-    )
-    poller.start()
+    poller, events = start_poller(tmp_path, serve(script_server), 0.05)
     try:
         time.sleep(2.5)  # nobody waits: about once a second
         assert 2 <= script_server.polls <= 4
