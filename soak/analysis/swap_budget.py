@@ -3,9 +3,12 @@
 With `--swaps auto` the orchestrator asks after every swap whether to go on.
 The variant is decided when the verdict rules, applied to the settled levels
 so far (the driver's own readings, the same medians the analysis takes), give
-the same answer after two swaps in a row and that answer is a decision:
-`leak` or `plateau` (memory kept: flagged whatever the growth), or `released`
-with growth ruled out, not merely within the noise (a slow leak looks
+the same answer after two swaps in a row and that answer is a decision, its
+grounds shown and not merely left open by the noise: `plateau` (kept memory
+above its bound: flagged whatever the growth), `leak` with its later swaps
+still growing (jemalloc's settled memory wanders by a few MiB, and over five
+or six swaps a wander upwards is a slope that no later swap has yet had the
+chance to take back), or `released` with growth ruled out (a slow leak looks
 released until the slope is pinned down). A fixed floor of swaps comes first:
 glibc can give everything back for a swap or two.
 """
@@ -14,7 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from soak.analysis.verdict import BELOW, FLAGGED, MIN_SWAPS, RELEASED, Verdict, classify
+from soak.analysis.verdict import (
+    ABOVE,
+    BELOW,
+    LEAK,
+    MIN_SWAPS,
+    PLATEAU,
+    RELEASED,
+    Verdict,
+    classify,
+)
 
 AUTO = "auto"
 
@@ -58,10 +70,7 @@ class SwapBudget:
             self._previous = None
             return None
         verdict = self._verdict()
-        decided = verdict.verdict in FLAGGED or (
-            verdict.verdict == RELEASED and verdict.growth == BELOW
-        )
-        answer = verdict.verdict if decided else None
+        answer = verdict.verdict if is_decided(verdict) else None
         stable, self._previous = answer is not None and answer == self._previous, answer
         return f"decided after {done} swaps: {verdict.verdict}" if stable else None
 
@@ -70,3 +79,12 @@ class SwapBudget:
         return classify(
             swaps, [self.retained_mb[i] for i in swaps], self.threshold_mb, self.warmup_swaps
         )
+
+
+def is_decided(verdict: Verdict) -> bool:
+    """Is the verdict's ground shown, not merely left open by the noise?"""
+    if verdict.verdict == LEAK:
+        return verdict.later_growth == ABOVE
+    if verdict.verdict == RELEASED:
+        return verdict.growth == BELOW
+    return verdict.verdict == PLATEAU

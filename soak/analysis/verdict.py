@@ -79,6 +79,7 @@ class Verdict:
     noise_mb: float | None  # swap-to-swap scatter (sigma)
     swaps_judged: tuple[int, ...] = ()  # the swaps the growth slope is fitted on
     growth: str | None = None  # above / below / unsure (None: not judged)
+    later_growth: str | None = None  # the later half against T/2 (still growing?): the same
     kept: str | None = None  # kept memory against its bound: above / below / unsure
     kept_mb: float | None = None  # level_mb minus the control's one-time costs
     kept_bound_mb: float | None = None  # B
@@ -240,14 +241,14 @@ def classify(
 
     growth = _compare(slope, sigma / _spread(x), t)
     later_se = sigma / _spread(later_x)
+    still = _compare(later_slope, later_se, LATER_HALF_GROWTH * t, t)
     spread_sd = _level_sd(y)
     kept = _compare(kept_mb, MEDIAN_SE * spread_sd / math.sqrt(len(y)), bound)
-    v = replace(v, growth=growth, kept=kept)
+    v = replace(v, growth=growth, later_growth=still, kept=kept)
     noise = f"settled memory scatters ±{_mb(sigma)} MiB from swap to swap"
     holds = _holds_text(v, len(pairs))
 
     if growth == ABOVE:
-        still = _compare(later_slope, later_se, LATER_HALF_GROWTH * t, t)
         if still == ABOVE:
             return replace(
                 v,

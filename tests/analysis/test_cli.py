@@ -77,14 +77,6 @@ def fake_run(monkeypatch, make_run, sim_variant):
     monkeypatch.setattr(soak.runner, "run_soak", run_soak)
 
 
-def test_a_quiet_run_prints_only_its_run_dir(fake_run, tmp_path, capsys):
-    out = tmp_path / "runs" / "one"
-    assert main(["run", "--quiet", "--out", str(out)]) == 0
-    captured = capsys.readouterr()
-    assert captured.out == f"{out}\n" and captured.err == ""
-    assert len(history.runs(tmp_path / "runs" / "history.sqlite")) == 1
-
-
 def test_a_run_says_once_where_it_went(fake_run, tmp_path, capsys):
     out = tmp_path / "runs" / "one"
     assert main(["run", "--out", str(out)]) == 0

@@ -192,32 +192,43 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_demo_model(tmp_path_factory.mktemp("tiny") / "model", versions=2, size_mb=8)
 
 
-@pytest.mark.slow
-def test_a_real_planted_leak_fails_with_variant_figure_limit_and_run_dir(pytester, tiny_model):
-    """One tiny real run (8 MiB model, 5 swaps): the user's test fails on the planted leak."""
-    model = tiny_model
-    pytester.makepyfile(
-        test_user=f"""
-def test_hot_reload_releases_memory(soak_run):
-    result = soak_run(
-        model={str(model)!r},
+REAL_USER_TESTS = """
+def soak_tiny(soak_run, server_args):
+    return soak_run(
+        model={model!r},
         variants=[{{
             "name": "jemalloc",
             "allocator": "jemalloc",
             "env": {{"MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"}},
-            "server_args": ["--debug_retain_mb_per_load=16"],
+            "server_args": server_args,
         }}],
         swaps=5, rps=10, steady_s=1, threshold_mb=4,
     )
+
+
+def test_clean_model_releases_memory(soak_run):
+    result = soak_tiny(soak_run, [])
+    result.assert_latency(max_errors=0)
+    result.assert_released(max_retained_mb_per_swap=4)
+
+
+def test_hot_reload_releases_memory(soak_run):
+    result = soak_tiny(soak_run, ["--debug_retain_mb_per_load=16"])
     result.assert_latency(max_errors=0)
     result.assert_released(max_retained_mb_per_swap=4)
 """
-    )
+
+
+@pytest.mark.slow
+def test_real_runs_pass_a_clean_model_and_fail_a_planted_leak(pytester, tiny_model):
+    """Two tiny real runs (8 MiB model, 5 swaps): the user's test passes on the clean model
+    and fails on the planted leak, naming variant, figure, limit and run dir."""
+    pytester.makepyfile(test_user=REAL_USER_TESTS.format(model=str(tiny_model)))
     out = pytester.path / "runs"
     # in a subprocess, as a user runs pytest (an in-process run would import TensorFlow's
     # modules inside pytester, which drops them afterwards; see tiny_model)
     result = pytester.runpytest_subprocess("--soak", f"--soak-out={out}")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(passed=1, failed=1)
     (run_dir,) = out.glob("test_hot_reload_releases_memory-*")
     result.stdout.fnmatch_lines(
         [
@@ -225,8 +236,11 @@ def test_hot_reload_releases_memory(soak_run):
             f"*jemalloc: retained_mb_per_swap 1*.* MiB > --max-retained-mb-per-swap 4 MiB in "
             f"{run_dir}",
             "*= soak runs =*",
+            "test_user.py::test_clean_model_releases_memory: run completed: jemalloc released *"
+            ": removed (passed)",
             f"test_user.py::test_hot_reload_releases_memory: run completed: jemalloc leak *"
             f"{run_dir}",
         ]
     )
     assert (run_dir / "summary.json").is_file() and (out / "history.sqlite").is_file()
+    assert not list(out.glob("test_clean_model_releases_memory-*"))  # a passed run is removed

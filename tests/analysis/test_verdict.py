@@ -1,10 +1,13 @@
-"""The verdict rules on synthetic settled-memory series with known answers."""
+"""The verdict rules on synthetic settled-memory series with known answers, and on recorded runs;
+when `--swaps auto` stops on them."""
 
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
+from soak.analysis.swap_budget import SwapBudget
 from soak.analysis.verdict import (
     FLAGGED,
     INCONCLUSIVE,
@@ -233,6 +236,8 @@ RECORDED = {
         377.7,
         375.7,
     ],
+    # a default run of session 4: settled memory wandered up over swaps 3-6 (+1.9 -> +16.2)
+    "jemalloc E": [375.4, 383.4, 385.7, 377.3, 384.0, 386.7, 391.7, 387.9],
 }
 RECORDED_T = 1.28
 
@@ -291,3 +296,44 @@ def test_recorded_run_with_control():
     assert run["jemalloc"].verdict == RELEASED
     assert run["glibc"].control == "jemalloc"
     assert run["glibc"].kept_mb == pytest.approx(run["glibc"].level_mb - run["jemalloc"].level_mb)
+
+
+def auto(levels: Sequence[float], max_swaps: int = 30) -> str | None:
+    """A recorded run fed to `--swaps auto` swap by swap: why it stopped, or None."""
+    budget = SwapBudget(None, max_swaps, RECORDED_T, warmup_swaps=2)
+    for k, level in enumerate(levels):
+        budget.record(k, level)
+        if k and (reason := budget.stop_reason(k)):
+            return reason
+    return None
+
+
+def test_auto_does_not_stop_on_a_leak_whose_later_swaps_do_not_show_it():
+    # jemalloc E after 7 swaps: growth shown (3.3 MiB per swap), a stop not, so a 7-swap run
+    # calls it a leak; but its later swaps do not show it still growing, so auto swaps on.
+    s = recorded("jemalloc E")
+    v = classify(s.swaps, s.retained_mb, RECORDED_T)
+    assert (v.verdict, v.growth, v.later_growth) == (LEAK, "above", "unsure")
+    assert auto(RECORDED["jemalloc E"]) is None
+
+
+@pytest.mark.parametrize(
+    "name, verdict",
+    [
+        ("glibc B", PLATEAU),
+        ("glibc C", PLATEAU),
+        ("jemalloc C", RELEASED),
+        ("jemalloc D", RELEASED),
+    ],
+)
+def test_auto_stops_recorded_runs_once_decided(name, verdict):
+    assert auto(RECORDED[name]) == f"decided after 7 swaps: {verdict}"
+
+
+@pytest.mark.parametrize("mb_per_swap, by", [(4.0, 10), (2.0, 16)])
+def test_auto_stops_a_leak_once_its_later_swaps_still_grow(mb_per_swap, by):
+    noise = np.random.default_rng(3).normal(0, 4.0, 31)  # jemalloc-like scatter, sd 4 MiB
+    levels = [370 + mb_per_swap * k + e for k, e in enumerate(noise)]
+    reason = auto(levels)
+    assert reason is not None and reason.endswith(LEAK)
+    assert int(reason.split()[2]) <= by

@@ -8,6 +8,8 @@ import tomllib
 import pandas as pd
 import pytest
 
+from soak import history
+
 
 def test_short_run_writes_the_run_directory(
     small_model, tmp_path, soak_cli, processes_mentioning, assert_spec_summary
@@ -28,6 +30,8 @@ def test_short_run_writes_the_run_directory(
         "--quiet",
     )
     assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{out}\n"  # --quiet: the run dir alone, for scripts
+    assert len(history.runs(tmp_path / "history.sqlite")) == 1  # recorded beside the run
 
     for name in ("summary.json", "report.html", "run.toml", "environment.json"):
         assert (out / name).is_file(), name
