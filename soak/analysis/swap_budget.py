@@ -61,18 +61,23 @@ class SwapBudget:
             self.retained_mb[index] = settled_mb - self.baseline_mb
 
     def stop_reason(self, done: int) -> str | None:
-        """None to swap again; else why the variant has had its swaps (one line)."""
+        """None to swap again; else why the variant has had its swaps (one line).
+
+        "on its own": the variant is judged without a control (the variants run in
+        turn, so the others' one-time costs are not known yet); the run's verdict,
+        judged against the control, may then explain kept memory away.
+        """
         if self.swaps is not None:
             return f"{done} swaps done, as planned" if done >= self.swaps else None
         if done >= self.max_swaps:
-            return f"--max-swaps {self.max_swaps} reached, {self._verdict().verdict}"
+            return f"--max-swaps {self.max_swaps} reached, {self._verdict().verdict} on its own"
         if done < self.min_swaps:
             self._previous = None
             return None
         verdict = self._verdict()
         answer = verdict.verdict if is_decided(verdict) else None
         stable, self._previous = answer is not None and answer == self._previous, answer
-        return f"decided after {done} swaps: {verdict.verdict}" if stable else None
+        return f"decided after {done} swaps: {verdict.verdict} on its own" if stable else None
 
     def _verdict(self) -> Verdict:
         swaps = sorted(self.retained_mb)
