@@ -7,7 +7,10 @@ else (starting or stopping a server, writing variant.json) it is held, and
 raised when the code returns to an interruptible region or calls `check()`, so
 cleanup is never cut in half. A second signal forces the stop: `forced()` turns
 true, so cleanup stops waiting (servers are killed, containers removed at once),
-and it raises in `forcible()` regions too (the analysis after the run).
+and it raises in `forcible()` regions too (the analysis after the run). Only a
+signal that comes `REPEAT_AFTER_S` or more after the first counts as the second:
+`timeout(1)` signals the command and then its process group, so one stop
+arrives twice within a millisecond, and forcing it would lose the analysis.
 
 Both are handled even when they were ignored at start (a job started with `&`
 from a script or by a scheduler has SIGINT ignored, and Python then raises no
@@ -26,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REPEAT_AFTER_S = 0.5  # a signal sooner than this after the first is that one delivered twice
 
 _INTERRUPTIBLE = "interruptible"
 _FORCIBLE = "forcible"
@@ -63,6 +67,7 @@ class _State:
     def reset(self) -> None:
         self.active = False
         self.signum: int | None = None
+        self.first_at = 0.0  # time.monotonic() of the first signal
         self.forced = False
         self.raised = False  # the first signal has been raised as Interrupted
         self.force_raised = False
@@ -85,9 +90,9 @@ def _mode() -> str:
 def _handle(signum: int, frame: object) -> None:
     s = _state
     if s.signum is None:
-        s.signum = signum
+        s.signum, s.first_at = signum, time.monotonic()
         _say(f"{signal_name(signum)} received: stopping (send it again to force)")
-    elif not s.forced:
+    elif not s.forced and time.monotonic() - s.first_at >= REPEAT_AFTER_S:
         s.forced = True
         _say(f"{signal_name(signum)} again: forcing the stop (servers are killed now)")
     _raise_if_due()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -54,12 +55,25 @@ def test_a_second_signal_forces_and_interrupts_the_analysis():
             send(signal.SIGINT)
         with interrupts.forcible():
             pass  # the first signal alone does not stop the analysis
+        time.sleep(interrupts.REPEAT_AFTER_S)
         send(signal.SIGINT)  # during cleanup: held, but cleanup stops waiting
         assert interrupts.forced()
         assert not interrupts.wait_until(lambda: False, timeout_s=60)  # returns at once
         with pytest.raises(Interrupted) as caught, interrupts.forcible():
             pass
         assert caught.value.forced and caught.value.exit_code == 130
+
+
+def test_one_stop_delivered_twice_at_once_does_not_force():
+    # timeout(1) sends its signal to the command, then to its process group
+    with interrupts.handling():
+        with pytest.raises(Interrupted) as caught, interrupts.interruptible():
+            with interrupts.shielded():  # both arrive before either is raised
+                send(signal.SIGTERM)
+                send(signal.SIGTERM)
+        assert not caught.value.forced and not interrupts.forced()
+        with interrupts.forcible():
+            pass  # the analysis still runs
 
 
 def test_sigint_ignored_at_start_is_handled_during_a_run():
