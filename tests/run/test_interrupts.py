@@ -67,10 +67,14 @@ def test_a_second_signal_forces_and_interrupts_the_analysis():
 def test_one_stop_delivered_twice_at_once_does_not_force():
     # timeout(1) sends its signal to the command, then to its process group
     with interrupts.handling():
-        with pytest.raises(Interrupted) as caught, interrupts.interruptible():
-            with interrupts.shielded():  # both arrive before either is raised
-                send(signal.SIGTERM)
-                send(signal.SIGTERM)
+        # shielded: both arrive before either is raised
+        with (
+            pytest.raises(Interrupted) as caught,
+            interrupts.interruptible(),
+            interrupts.shielded(),
+        ):
+            send(signal.SIGTERM)
+            send(signal.SIGTERM)
         assert not caught.value.forced and not interrupts.forced()
         with interrupts.forcible():
             pass  # the analysis still runs
