@@ -70,20 +70,25 @@ class SwapBudget:
         if self.swaps is not None:
             return f"{done} swaps done, as planned" if done >= self.swaps else None
         if done >= self.max_swaps:
-            return f"--max-swaps {self.max_swaps} reached, {self._verdict().verdict} on its own"
+            return f"--max-swaps {self.max_swaps} reached, {_alone(self._verdict())}"
         if done < self.min_swaps:
             self._previous = None
             return None
         verdict = self._verdict()
         answer = verdict.verdict if is_decided(verdict) else None
         stable, self._previous = answer is not None and answer == self._previous, answer
-        return f"decided after {done} swaps: {verdict.verdict} on its own" if stable else None
+        return f"decided after {done} swaps: {_alone(verdict)}" if stable else None
 
     def _verdict(self) -> Verdict:
         swaps = sorted(self.retained_mb)
         return classify(
             swaps, [self.retained_mb[i] for i in swaps], self.threshold_mb, self.warmup_swaps
         )
+
+
+def _alone(verdict: Verdict) -> str:
+    """'plateau on its own': judged without the run's control (see `stop_reason`)."""
+    return f"{verdict.verdict} on its own"
 
 
 def is_decided(verdict: Verdict) -> bool:

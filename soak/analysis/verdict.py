@@ -79,7 +79,7 @@ class Verdict:
     noise_mb: float | None  # swap-to-swap scatter (sigma)
     swaps_judged: tuple[int, ...] = ()  # the swaps the growth slope is fitted on
     growth: str | None = None  # above / below / unsure (None: not judged)
-    later_growth: str | None = None  # the later half against T/2 (still growing?): the same
+    later_growth: str | None = None  # the later half's slope against T/2 (still growing?)
     kept: str | None = None  # kept memory against its bound: above / below / unsure
     kept_mb: float | None = None  # level_mb minus the control's one-time costs
     kept_bound_mb: float | None = None  # B
@@ -241,22 +241,22 @@ def classify(
 
     growth = _compare(slope, sigma / _spread(x), t)
     later_se = sigma / _spread(later_x)
-    still = _compare(later_slope, later_se, LATER_HALF_GROWTH * t, t)
+    later_growth = _compare(later_slope, later_se, LATER_HALF_GROWTH * t, t)
     spread_sd = _level_sd(y)
     kept = _compare(kept_mb, MEDIAN_SE * spread_sd / math.sqrt(len(y)), bound)
-    v = replace(v, growth=growth, later_growth=still, kept=kept)
+    v = replace(v, growth=growth, later_growth=later_growth, kept=kept)
     noise = f"settled memory scatters ±{_mb(sigma)} MiB from swap to swap"
     holds = _holds_text(v, len(pairs))
 
     if growth == ABOVE:
-        if still == ABOVE:
+        if later_growth == ABOVE:
             return replace(
                 v,
                 verdict=LEAK,
                 reason=f"keeps {_mb(slope)} MiB more per swap, still growing in {late} "
                 f"({_mb(later_slope)} MiB per swap; threshold {_mb(t)})",
             )
-        if still == UNSURE:  # growth is shown, a stop is not: a gate must not pass it
+        if later_growth == UNSURE:  # growth is shown, a stop is not: a gate must not pass it
             return replace(
                 v,
                 verdict=LEAK,

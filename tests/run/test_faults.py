@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from soak import interrupts
 from soak.owner import OWNER_ENV, Owner, kill_dead_runs_processes, marked_process
 
 RUN_ARGS = ("--allocators", "glibc", "--swaps", "50", "--rps", "10", "--steady", "1")
@@ -82,7 +83,7 @@ def test_a_second_signal_forces_the_stop_and_soak_report_analyses_later(
     run = background_run(out, "--model", str(small_model), *RUN_ARGS)
     run.wait_settled("glibc", 1)
     run.proc.send_signal(signal.SIGINT)
-    time.sleep(1.0)  # a second signal sooner than REPEAT_AFTER_S is the first delivered twice
+    time.sleep(2 * interrupts.REPEAT_AFTER_S)  # sooner, it is the first delivered twice
     run.proc.send_signal(signal.SIGINT)
     _, stderr = run.proc.communicate(timeout=60)
     assert run.proc.returncode == 130, stderr
