@@ -200,7 +200,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if outcome.signal is not None:
         name = interrupts.signal_name(outcome.signal)
-        print(f"soak: interrupted by {name}; partial results in {config.out}", file=sys.stderr)
+        forced = (
+            f", forced after the analysis was written (`soak report {config.out}` redoes it)"
+            if outcome.forced
+            else ""
+        )
+        print(
+            f"soak: interrupted by {name}{forced}; partial results in {config.out}",
+            file=sys.stderr,
+        )
         return 128 + outcome.signal
     return EXIT_ENVIRONMENT if outcome.failed_variants else EXIT_OK
 

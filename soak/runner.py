@@ -37,6 +37,7 @@ class RunOutcome:
     signal: int | None = None  # the signal that interrupted the run (exit 128 + it)
     history: Path | None = None  # where the run was recorded (None: it could not be)
     history_error: str | None = None  # why not
+    forced: bool = False  # a second signal came, after the analysis was written
 
     @property
     def failed_variants(self) -> list[VariantResult]:
@@ -77,8 +78,9 @@ def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
             results = orchestrator.run()
         except RunInterrupted as exc:
             results, signum = exc.results, exc.signum
-        with interrupts.forcible():  # a second signal skips the analysis
-            return conclude(config, run_dir.path, results, signum is not None, signum)
+        outcome = conclude(config, run_dir.path, results, signum is not None, signum)
+        outcome.forced = interrupts.forced()  # read before handling() resets it
+        return outcome
 
 
 def conclude(
@@ -89,11 +91,17 @@ def conclude(
     signal: int | None = None,
 ) -> RunOutcome:
     """After the variants ran (or were stopped): the analysis once, summary.json and
-    report.html from it, then the run recorded in the history."""
+    report.html from it, then the run recorded in the history.
+
+    Only the analysis is forcible: a second signal there skips it (the raw data stay
+    for `soak report`); one that lands later is held, so what the last line says
+    (analysed or not) is what happened.
+    """
     from soak import history
     from soak.report.outputs import write_outputs
 
-    result = write_outputs(run_dir)
+    with interrupts.forcible():
+        result = write_outputs(run_dir)
     outcome = RunOutcome(run_dir, result, variants, interrupted, signal)
     try:
         history.record(config.history_path, result, run_dir)

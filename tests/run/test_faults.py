@@ -76,18 +76,37 @@ def test_sigint_ignored_at_start_still_stops_the_run(
     assert processes_mentioning(str(out)) == []
 
 
+# A server slow to stop: SIGTERM costs it 60 s, so a second signal a second after the
+# first always lands while soak still waits for it (a fast run could finish first).
+SLOW_STOPPING_SERVER = """#!/bin/sh
+trap 'sleep 60; exit 0' TERM
+{server} "$@" &
+wait
+"""
+
+
 def test_a_second_signal_forces_the_stop_and_soak_report_analyses_later(
     small_model, tmp_path, background_run, processes_mentioning, soak_cli
 ):
+    server = tmp_path / "slow_stopping_server"
+    server.write_text(
+        SLOW_STOPPING_SERVER.format(server=Path(sys.executable).parent / "soak-model-server")
+    )
+    server.chmod(0o755)
     out = tmp_path / "run"
-    run = background_run(out, "--model", str(small_model), *RUN_ARGS)
+    run = background_run(
+        out, "--model", str(small_model), *RUN_ARGS, "--server-binary", str(server)
+    )
     run.wait_settled("glibc", 1)
     run.proc.send_signal(signal.SIGINT)
     time.sleep(2 * interrupts.REPEAT_AFTER_S)  # sooner, it is the first delivered twice
+    sent = time.monotonic()
     run.proc.send_signal(signal.SIGINT)
     _, stderr = run.proc.communicate(timeout=60)
     assert run.proc.returncode == 130, stderr
-    assert "forced" in stderr and f"soak report {out}" in stderr
+    assert time.monotonic() - sent < STOP_WITHIN_S  # the server was killed, not waited for
+    assert f"forced: no analysis; `soak report {out}` makes it" in stderr
+    assert not (out / "summary.json").exists()
     assert processes_mentioning(str(out)) == []
     variant = json.loads((out / "glibc" / "variant.json").read_text())
     assert variant["status"] == "interrupted"
