@@ -47,6 +47,44 @@ def read_proc_memory(pid: int) -> dict[str, int]:
     return found
 
 
+_ROLLUP_FIELDS = {"Rss:": "rss", "Anonymous:": "anon", "LazyFree:": "lazyfree"}
+
+
+def read_smaps_rollup(pid: int) -> dict[str, int]:
+    """What a process's resident memory is made of, from /proc/PID/smaps_rollup.
+
+    {"anon_bytes", "rss_bytes", "lazyfree_bytes" (freed with MADV_FREE, reclaimable),
+    "file_rss_bytes" (resident and not anonymous: the libraries, the model files)}.
+    Slower than `read_proc_memory` (the kernel walks every mapping): read it once per
+    settled point, not ten times a second.
+    """
+    try:
+        text = (PROC / str(pid) / "smaps_rollup").read_text()
+    except FileNotFoundError:
+        raise ProcessLookupError(f"process {pid} is gone") from None
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        label, _, rest = line.partition(" ")
+        if label in _ROLLUP_FIELDS:
+            found[_ROLLUP_FIELDS[label]] = int(rest.split()[0]) * KIB
+    if "rss" not in found or "anon" not in found:
+        raise ProcessLookupError(f"process {pid} has no memory figures (exited?)")
+    return {
+        "anon_bytes": found["anon"],
+        "rss_bytes": found["rss"],
+        "lazyfree_bytes": found.get("lazyfree", 0),
+        "file_rss_bytes": found["rss"] - found["anon"],
+    }
+
+
+def namespace_pid(pid: int) -> int:
+    """A process's pid as it sees itself (its innermost pid namespace: NSpid's last)."""
+    for line in (PROC / str(pid) / "status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    return pid  # kernels before 4.1 have no NSpid: no namespaces to tell apart
+
+
 def read_mapped_paths(pid: int) -> set[str]:
     """File paths mapped into a process (its /proc/PID/maps)."""
     return paths_in_maps((PROC / str(pid) / "maps").read_text(errors="replace"))

@@ -503,6 +503,13 @@ class RunConfig:
         "writes it, unless --server-arg gives one)",
         in_config_hash=False,  # what is recorded, not how the server is measured
     )
+    probe: bool = setting(
+        True,
+        "preload soak's allocator probe into the server, after its allocator: it tells live "
+        "data from free memory the allocator holds, and a release at the end of each variant "
+        "shows what comes back (--no-probe: the server runs untouched)",
+        in_config_hash=False,  # it explains the figures, it does not change them
+    )
     request_file: str | None = setting(
         None,
         "a JSON predict body to send",

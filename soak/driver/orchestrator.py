@@ -27,6 +27,7 @@ from soak.driver.staging import VersionStager
 from soak.driver.swap_driver import FirstLoadFailed, ServerDied, SwapDriver
 from soak.errors import SoakError
 from soak.progress import Progress
+from soak.samplers.breakdown import BreakdownSampler, connect_probe
 from soak.samplers.clock import SwapClock
 from soak.samplers.latency import GrpcPredict, LatencyProber, PredictCall, RestPredict
 from soak.samplers.memory import MemorySampler
@@ -44,6 +45,8 @@ from soak.settings import RunConfig
 from soak.store.csv_log import CsvLog
 from soak.store.records import (
     MIB,
+    BreakdownPoint,
+    BreakdownRow,
     Event,
     EventKind,
     LatencySample,
@@ -51,7 +54,7 @@ from soak.store.records import (
     MetricSample,
 )
 from soak.store.run_dir import RunDir, VariantDir
-from soak.targets import monitoring
+from soak.targets import monitoring, probe_library
 from soak.targets.allocators import verify
 from soak.targets.base import Target
 
@@ -223,15 +226,19 @@ class _VariantSession:
         self.memory: MemorySampler | None = None
         self.metrics: MetricsScraper | None = None
         self.serving = False  # the first version became available
+        self.probe_socket_dir: Path | None = None  # where the server's probe listens
 
     def soak(self) -> None:
         config, progress = self.config, self.orch.progress
         split = self.variant.split
+        if self.variant.probe:
+            self.probe_socket_dir = probe_library.socket_dir_for(self.vdir.path)
         spec = self.variant.launch_spec(
             config.model_name,
             self.vdir.models.resolve(),
             self.vdir.server_log,
             monitoring_config=self._monitoring_config(),
+            probe_socket_dir=self.probe_socket_dir,
         )
         self.stager.stage(1)
         self.events.append(
@@ -295,6 +302,7 @@ class _VariantSession:
                 MetricsScraper(self.variant.rest_port, path, log, self.clock)
             )
         self._verify_allocator(self.target)
+        breakdown = self._breakdown(self.target)
 
         # The request is built from the metadata read over REST (TF Serving always serves
         # REST next to gRPC as soak starts it); over gRPC the same body goes as tensors.
@@ -326,17 +334,59 @@ class _VariantSession:
         budget = self.orch.new_budget()
         progress.variant_started(self.variant.name, budget.planned, memory, prober)
         budget.record(0, driver.baseline() / MIB)
+        breakdown.take(0, BreakdownPoint.BASELINE)
         progress.swap_done(0)
         driver.hold(config.steady_s)
         index = 0
         while (why := budget.stop_reason(index)) is None:
             index += 1
             outcome = driver.swap(index)
+            breakdown.take(index, BreakdownPoint.SETTLED)
             budget.record(index, outcome.settled_bytes / MIB)
             progress.swap_done(index, outcome)
             driver.hold(config.steady_s)
         driver.event(EventKind.SWAPS_DONE, driver.serving_version, why)
         progress.message(f"[{self.variant.name}] {why}")
+        self._release_experiment(driver, prober, breakdown, index)
+
+    def _breakdown(self, target: Target) -> BreakdownSampler:
+        """The probe checked (on, or off with a one-line reason) and the breakdown log."""
+        probe = connect_probe(target, self.variant.allocator, self.orch.plan.probe_off)
+        self.facts["probe"] = probe.summary
+        detail = f"on: {probe.stats.allocator}" if probe.stats else probe.summary
+        self.events.append(Event(time.time(), 0, EventKind.PROBE, None, detail))
+        if probe.client is None:
+            self.orch.progress.notice(
+                f"[{self.variant.name}] attribution {probe.summary}; the run goes on without it"
+            )
+        return BreakdownSampler(target, self._log(self.vdir.breakdown_csv, BreakdownRow), probe)
+
+    def _release_experiment(
+        self,
+        driver: SwapDriver,
+        prober: LatencyProber,
+        breakdown: BreakdownSampler,
+        swap: int,
+    ) -> None:
+        """Traffic off, the allocator gives its free memory back, memory settles: what
+        came back was held by the allocator, what stays is live (SPEC §7)."""
+        if breakdown.probe.client is None:
+            return
+        prober.stop()
+        before = breakdown.read(swap, BreakdownPoint.SETTLED)  # the progress line's only
+
+        def release() -> str | None:
+            answer = breakdown.release()
+            return answer.called if answer else None
+
+        if driver.release(release) is None:
+            return
+        after = breakdown.take(swap, BreakdownPoint.RELEASED)
+        if before.anon_bytes is not None and after.anon_bytes is not None:
+            back = (before.anon_bytes - after.anon_bytes) / MIB
+            self.orch.progress.message(
+                f"[{self.variant.name}] release: {back:.1f} MiB came back to the OS"
+            )
 
     def _monitoring_config(self) -> Path | None:
         """soak's monitoring config for --metrics (none when the server flags have one)."""
@@ -421,6 +471,16 @@ class _VariantSession:
             self._step(log.close)
         if not self.config.keep_models:
             self._step(self.stager.remove_all)
+        self._step(self._remove_probe_sockets)
+
+    def _remove_probe_sockets(self) -> None:
+        """The sockets the server's processes listened on (their files outlive them)."""
+        if self.probe_socket_dir is None:
+            return
+        for socket in self.probe_socket_dir.glob(probe_library.socket_glob()):
+            socket.unlink(missing_ok=True)
+        if self.probe_socket_dir != self.vdir.path.resolve():
+            self.probe_socket_dir.rmdir()  # a short temporary dir of its own
 
     def _stop_target(self) -> None:
         target, self.target = self.target, None

@@ -26,6 +26,7 @@ from soak.extras import standin_hint, tensorflow_installed
 from soak.owner import Owner, kill_dead_runs_processes, kill_run_processes
 from soak.procfs import parse_cpu_list
 from soak.settings import DEFAULT_SERVER_BINARY, RunConfig, VariantSpec
+from soak.targets import probe_library
 from soak.targets.allocators import container_library, find_library, preload_env
 from soak.targets.base import LaunchSpec, Target
 from soak.targets.ports import free_ports
@@ -48,6 +49,7 @@ class VariantPlan:
     env: Mapping[str, str]  # the variant's, plus LD_PRELOAD
     purge_delay_s: float  # memory cannot settle sooner (allocator_specs.purge_delay_s)
     split: int = 1  # parts per predict request: the variant's --split, else the run's
+    probe: str | None = None  # the probe's library as the server sees it (in LD_PRELOAD)
 
     @property
     def name(self) -> str:
@@ -63,6 +65,7 @@ class VariantPlan:
         base_path: Path,
         log_path: Path,
         monitoring_config: Path | None = None,
+        probe_socket_dir: Path | None = None,
     ) -> LaunchSpec:
         return LaunchSpec(
             variant=self.name,
@@ -74,6 +77,7 @@ class VariantPlan:
             env=dict(self.env),
             log_path=log_path,
             monitoring_config=monitoring_config,
+            probe_socket_dir=probe_socket_dir if self.probe else None,
         )
 
 
@@ -147,6 +151,7 @@ class RunPlan:
     backend: ProcessBackend | DockerBackend
     variants: tuple[VariantPlan, ...]
     removed_leftovers: tuple[str, ...] = ()  # what dead runs left, removed by prepare()
+    probe_off: str | None = None  # why no variant has the allocator probe (None: they have)
 
 
 def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
@@ -173,6 +178,7 @@ def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
     else:
         cpus = parse_cpu_list(config.cpus) if config.cpus else None
         backend = ProcessBackend(server_binary, cpus)
+    probe, probe_off = _probe(config, backend)
     ports = iter(free_ports(2 * len(config.variants)))
     variants = tuple(
         VariantPlan(
@@ -181,9 +187,10 @@ def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
             rest_port=next(ports),
             grpc_port=next(ports),
             server_args=(*config.server_args, *v.server_args),
-            env={**v.env, **preload_env(libraries[v.name])},
+            env={**v.env, **preload_env(libraries[v.name], probe)},
             purge_delay_s=purge_delay_s(v.allocator, v.env),
             split=v.split or config.split,
+            probe=probe,
         )
         for v in config.variants
     )
@@ -195,6 +202,7 @@ def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
         backend=backend,
         variants=variants,
         removed_leftovers=tuple(removed),
+        probe_off=probe_off,
     )
 
 
@@ -230,6 +238,37 @@ def _usage_problems(config: RunConfig) -> list[str]:
             if unusable:
                 problems.append(f"cpus {unusable} are not usable here")
     return problems
+
+
+def _probe(
+    config: RunConfig, backend: ProcessBackend | DockerBackend
+) -> tuple[str | None, str | None]:
+    """(the probe's library as the servers see it, None) or (None, why it is off).
+
+    Never an error: without the probe the run measures the same, it only cannot
+    tell live data from memory the allocator holds.
+    """
+    if not config.probe:
+        return None, "--no-probe"
+    if isinstance(backend, DockerBackend):
+        if not _built_by_soak(backend.client, backend.image):
+            return None, (
+                f"{backend.image} has no {probe_library.LIBRARY_NAME} (soak builds it into "
+                "the stand-in and into its allocator layer, used when a variant needs an "
+                "allocator other than glibc)"
+            )
+        return probe_library.CONTAINER_LIBRARY, None
+    try:
+        return str(probe_library.host_library()), None
+    except probe_library.ProbeUnavailable as exc:
+        return None, str(exc)
+
+
+def _built_by_soak(client: docker.DockerClient, image: str) -> bool:
+    """The stand-in and the allocator layer hold the probe (docker/); other images do not.
+    (An image of an older soak without it: the maps check finds it missing.)"""
+    labels = client.images.get(image).labels or {}
+    return labels.get("soak.image") in ("standin", "allocators")
 
 
 def _library(config: RunConfig, variant: VariantSpec) -> str | None:

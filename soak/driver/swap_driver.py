@@ -168,8 +168,28 @@ class SwapDriver:
             self._check_alive()
             time.sleep(min(POLL_S, max(0.0, deadline - time.time())))
 
-    def wait_settled(self, since: float) -> float:
-        """Wait until the metric stops falling (or the bound); returns settled bytes."""
+    def release(self, release: Callable[[], str | None]) -> float | None:
+        """The trim experiment: `release()` (the probe's, returning what it called), then
+        wait for memory to settle; returns the settled bytes (None: no release answered).
+
+        Only after the verdict's own measurements: it changes the process.
+        """
+        called = release()
+        if called is None:
+            return None
+        self.event(EventKind.RELEASE, self.serving_version, called)
+        # the release returns pages at once: no purge delay to wait for
+        return self.wait_settled(time.time(), EventKind.RELEASED, purge_delay_s=0.0)
+
+    def wait_settled(
+        self, since: float, event: str = EventKind.SETTLED, purge_delay_s: float | None = None
+    ) -> float:
+        """Wait until the metric stops falling (or the bound); returns settled bytes.
+
+        `event` is written with the settled level (MiB); `purge_delay_s` overrides the
+        allocator's.
+        """
+        purge_delay_s = self.purge_delay_s if purge_delay_s is None else purge_delay_s
         deadline = since + self.settle_timeout_s
         while True:
             self._check_alive()
@@ -179,7 +199,7 @@ class SwapDriver:
                 for s in self.memory.since(since - self.settle_rule.level_s)
                 if getattr(s, self.metric) is not None
             ]
-            settled = self.settle_rule.has_settled(samples, since, now, self.purge_delay_s)
+            settled = self.settle_rule.has_settled(samples, since, now, purge_delay_s)
             if settled or now >= deadline:
                 level = self.settle_rule.current_level(samples, now)
                 if not settled:
@@ -188,9 +208,7 @@ class SwapDriver:
                         self.serving_version,
                         f"still falling after {self.settle_timeout_s:g} s",
                     )
-                self.event(
-                    EventKind.SETTLED, self.serving_version, f"{level / MIB:.1f}" if level else ""
-                )
+                self.event(event, self.serving_version, f"{level / MIB:.1f}" if level else "")
                 return level or 0.0
             time.sleep(POLL_S)
 

@@ -75,6 +75,38 @@ class Event:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class BreakdownRow:
+    """What the server's memory is made of at one point (breakdown.csv, SPEC §7).
+
+    `point` is `baseline`, `settled` (after each swap) or `released` (after the trim
+    experiment at the end of the variant). The process figures come from
+    /proc/PID/smaps_rollup; the allocator's own (`in_use_bytes`, `free_held_bytes`,
+    `mapped_bytes`, `arenas`) from the probe inside the server, None where it is off
+    or the allocator does not tell.
+    """
+
+    t: float
+    swap: int
+    point: str
+    anon_bytes: int | None
+    rss_bytes: int | None
+    lazyfree_bytes: int | None
+    file_rss_bytes: int | None
+    in_use_bytes: int | None
+    free_held_bytes: int | None
+    mapped_bytes: int | None
+    arenas: int | None
+
+
+class BreakdownPoint:
+    """Names used in breakdown.csv `point` column."""
+
+    BASELINE = "baseline"
+    SETTLED = "settled"
+    RELEASED = "released"
+
+
 class EventKind:
     """Names used in events.csv `event` column."""
 
@@ -92,6 +124,9 @@ class EventKind:
     INTERRUPTED = "interrupted"  # the user stopped the run
     STOPPED = "stopped"  # the target was stopped at the end
     SWAPS_DONE = "swaps_done"  # no more swaps (detail: why: as planned, decided, or the bound)
+    PROBE = "probe"  # the allocator probe answered, or is off (detail: allocator, or why off)
+    RELEASE = "release"  # the trim experiment asked the allocator to release (detail: its call)
+    RELEASED = "released"  # memory settled after the release (detail: settled anon MiB)
 
 
 def columns(record_type: type) -> list[str]:

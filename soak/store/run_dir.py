@@ -34,6 +34,11 @@ class VariantDir:
         return self.path / "metrics.csv"
 
     @property
+    def breakdown_csv(self) -> Path:
+        """Per settled point: the process's memory and the allocator's own figures."""
+        return self.path / "breakdown.csv"
+
+    @property
     def server_log(self) -> Path:
         return self.path / "server.log"
 

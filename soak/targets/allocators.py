@@ -53,8 +53,10 @@ def container_library(allocator: str) -> str:
     return f"{LIBRARY_DIRS[0]}/{ALLOCATORS[allocator].soname}"
 
 
-def preload_env(library: str | None) -> dict[str, str]:
-    return {"LD_PRELOAD": library} if library else {}
+def preload_env(*libraries: str | None) -> dict[str, str]:
+    """LD_PRELOAD of these libraries, in order (the allocator first, then the probe)."""
+    wanted = [library for library in libraries if library]
+    return {"LD_PRELOAD": ":".join(wanted)} if wanted else {}
 
 
 def verify(allocator: str, mapped_paths: set[str]) -> tuple[bool, str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soak.targets.monitoring import FLAG as MONITORING_FLAG
+from soak.targets.probe_library import ProbeUnavailable
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class LaunchSpec:
     env: dict[str, str] = field(default_factory=dict)  # includes LD_PRELOAD for the allocator
     log_path: Path | None = None
     monitoring_config: Path | None = None  # host path of soak's config for --metrics
+    probe_socket_dir: Path | None = None  # host dir of the probe's sockets (None: no probe)
 
     def tf_serving_flags(self, model_base_path: str) -> list[str]:
         """The flags TF Serving is driven with; `model_base_path` as the server sees it."""
@@ -77,3 +79,11 @@ class Target(ABC):
     def describe(self) -> dict:
         """Facts for environment.json (binary, image, flags)."""
         return {}
+
+    def probe_socket(self) -> str:
+        """The host path of the server's probe socket; ProbeUnavailable when it has none."""
+        raise ProbeUnavailable("this target cannot reach the probe")
+
+    def read_breakdown(self) -> dict[str, int]:
+        """The server's /proc/PID/smaps_rollup figures (`procfs.read_smaps_rollup`)."""
+        raise ProbeUnavailable("this target cannot read the server's smaps_rollup")

@@ -34,12 +34,15 @@ from soak.errors import EnvironmentFailure
 from soak.procfs import (
     cgroup_memory,
     find_cgroup_memory_dir,
+    namespace_pid,
     paths_in_maps,
     read_cgroup_memory,
     read_mapped_paths,
     read_proc_memory,
+    read_smaps_rollup,
 )
 from soak.store.records import CGROUP_MEMORY_COLUMNS, PROCESS_MEMORY_COLUMNS
+from soak.targets import probe_library
 from soak.targets.base import LaunchSpec, Target
 from soak.targets.docker_engine import LABEL_VARIANT, is_local, owner_labels
 
@@ -137,6 +140,9 @@ class ContainerTarget(Target):
         if self.spec.monitoring_config is not None:
             config = str(Path(self.spec.monitoring_config).resolve())
             mounts[config] = {"bind": CONTAINER_MONITORING_CONFIG, "mode": "ro"}
+        if self.spec.probe_socket_dir is not None:  # the probe listens in here
+            sockets = str(Path(self.spec.probe_socket_dir).resolve())
+            mounts[sockets] = {"bind": probe_library.CONTAINER_SOCKET_DIR, "mode": "rw"}
         return mounts
 
     def environment(self) -> dict[str, str]:
@@ -147,7 +153,14 @@ class ContainerTarget(Target):
             "GRPC_PORT": str(self.spec.grpc_port),
             "PORT": str(self.spec.rest_port),
             **self.spec.env,
+            **self._probe_env(),
         }
+
+    def _probe_env(self) -> dict[str, str]:
+        if self.spec.probe_socket_dir is None:
+            return {}
+        socket = probe_library.socket_template(probe_library.CONTAINER_SOCKET_DIR)
+        return {probe_library.SOCKET_ENV: socket}
 
     def start(self) -> None:
         labels = {**owner_labels(self.run_id), LABEL_VARIANT: self.spec.variant}
@@ -206,6 +219,23 @@ class ContainerTarget(Target):
         if result.exit_code != 0:
             raise ProcessLookupError(f"cannot read the server's maps in {self._name()}")
         return paths_in_maps(result.output.decode(errors="replace"))
+
+    def probe_socket(self) -> str:
+        """The server's socket in the host dir mounted at CONTAINER_SOCKET_DIR, named by
+        the pid the server sees (its pid namespace's)."""
+        if self.spec.probe_socket_dir is None:
+            raise probe_library.ProbeUnavailable("no probe preloaded")
+        if not self.local or self.server_pid is None:
+            raise probe_library.ProbeUnavailable(
+                "the engine's processes are not on this host: its socket is out of reach"
+            )
+        pid = namespace_pid(self.server_pid)
+        return probe_library.socket_path(Path(self.spec.probe_socket_dir).resolve(), pid)
+
+    def read_breakdown(self) -> dict[str, int]:
+        if not self.local or self.server_pid is None:
+            raise probe_library.ProbeUnavailable("the server's /proc is not on this host")
+        return read_smaps_rollup(self.server_pid)
 
     def exit_reason(self) -> str | None:
         if not self._started:

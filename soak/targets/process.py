@@ -12,8 +12,9 @@ from typing import BinaryIO
 from soak import interrupts
 from soak.errors import EnvironmentFailure
 from soak.owner import OWNER_ENV, Owner
-from soak.procfs import read_mapped_paths, read_proc_memory
+from soak.procfs import read_mapped_paths, read_proc_memory, read_smaps_rollup
 from soak.store.records import PROCESS_MEMORY_COLUMNS
+from soak.targets import probe_library
 from soak.targets.base import LaunchSpec, Target
 
 STOP_TIMEOUT_S = 10.0
@@ -47,6 +48,10 @@ class ProcessTarget(Target):
 
     def start(self) -> None:
         env = {**os.environ, **self.spec.env}
+        if self.spec.probe_socket_dir is not None:
+            env[probe_library.SOCKET_ENV] = probe_library.socket_template(
+                self.spec.probe_socket_dir
+            )
         if self.owner is not None:
             env[OWNER_ENV] = self.owner.marker()
         parent = os.getpid()
@@ -80,6 +85,14 @@ class ProcessTarget(Target):
 
     def mapped_paths(self) -> set[str]:
         return read_mapped_paths(self._started_pid())
+
+    def probe_socket(self) -> str:
+        if self.spec.probe_socket_dir is None:
+            raise probe_library.ProbeUnavailable("no probe preloaded")
+        return probe_library.socket_path(self.spec.probe_socket_dir, self._started_pid())
+
+    def read_breakdown(self) -> dict[str, int]:
+        return read_smaps_rollup(self._started_pid())
 
     def _started_pid(self) -> int:
         if self._proc is None:
