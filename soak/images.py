@@ -7,12 +7,17 @@ hash of its recipe and reused while that tag exists:
   (docker/base/make-debian-base.sh), with python3 and the allocator libraries.
 - `soak-standin:<hash>`: the stand-in server installed with pip into a venv on
   that base (docker/standin/), with tensorflow/serving's entrypoint contract.
-  The hash covers the recipes, the project source that goes in and the
-  project's dependencies, pinned to the versions soak itself runs with so that
-  the process and docker backends run the same TensorFlow.
+  The hash covers the recipes, the project source that goes in (the probe's
+  too) and the project's dependencies, pinned to the versions soak itself runs
+  with so that the process and docker backends run the same TensorFlow.
 - `soak-alloc:<hash>`: jemalloc, tcmalloc and mimalloc added to any Debian or
   Ubuntu based TF Serving image (docker/allocators/); hash of the base image
-  id and the recipe.
+  id, the recipe and the probe's source.
+
+Both images hold the allocator probe (SPEC §7) at
+`probe_library.CONTAINER_LIBRARY`, compiled in a build stage on the image's own
+base, so against its glibc, by the probe's one recipe (soak/targets/probe/build.sh);
+the compiler stays in that stage, which is removed after the build.
 """
 
 from __future__ import annotations
@@ -36,12 +41,16 @@ import docker.errors
 
 from soak import extras
 from soak.errors import EnvironmentFailure
+from soak.targets import probe_library
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCKER_DIR = PROJECT_ROOT / "docker"
 BASE_SCRIPT = DOCKER_DIR / "base" / "make-debian-base.sh"
 STANDIN_DIR = DOCKER_DIR / "standin"
 ALLOCATORS_DIR = DOCKER_DIR / "allocators"
+# The allocator probe's source and recipe, copied into the allocator layer's context.
+PROBE_FILES = (probe_library.SOURCE, probe_library.BUILD_SCRIPT)
+PROBE_CONTEXT_DIR = "probe"
 # What of the project goes into the stand-in image (besides pyproject.toml).
 SOURCE_PACKAGES = ("soak", "soak_model_server")
 OPTIONAL_SOURCE_FILES = ("README.md",)
@@ -62,7 +71,8 @@ IMAGE_PLATFORMS = (
     "manylinux2010_x86_64",
     "manylinux1_x86_64",
 )
-# Marks the first stage of a stand-in build, removed after the build (docker/standin/Dockerfile).
+# Marks the first stage of a multi-stage build, removed after the build (docker/standin/,
+# docker/allocators/).
 BUILD_STAGE_LABEL = "soak.build-stage"
 # Needed only to build the project's wheel inside the image (pyproject's build-system).
 BUILD_REQUIREMENTS = ("setuptools>=68", "wheel")
@@ -132,30 +142,38 @@ def ensure_allocator_image(
 ) -> str:
     """The allocator layer over `base` (a local Debian/Ubuntu image), built if missing."""
     dockerfile = ALLOCATORS_DIR / "Dockerfile"
-    _require_recipes(dockerfile)
+    _require_recipes(dockerfile, *PROBE_FILES)
     try:
         base_image = client.images.get(base)
     except docker.errors.ImageNotFound:
         raise EnvironmentFailure(_not_found_message(base)) from None
-    recipe = _hash_parts([base_image.id.encode(), *_file_parts([dockerfile], ALLOCATORS_DIR)])
-    tag = f"{ALLOCATOR_REPOSITORY}:{recipe}"
+    tag = f"{ALLOCATOR_REPOSITORY}:{allocator_recipe_hash(base_image.id)}"
     if _image_exists(client, tag):
         return tag
-    progress(f"building {tag} (jemalloc, tcmalloc, mimalloc over {base})")
+    progress(f"building {tag} (jemalloc, tcmalloc, mimalloc and the probe over {base})")
     started = time.monotonic()
+    build_id = uuid.uuid4().hex
     with tempfile.TemporaryDirectory(prefix="soak-alloc-") as tmp:
-        shutil.copy2(dockerfile, Path(tmp) / "Dockerfile")
-        _build(
-            client,
-            Path(tmp),
-            tag,
-            buildargs={
-                "BASE_IMAGE": base_image.id,
-                "BASE_USER": base_image.attrs["Config"].get("User") or "root",
-            },
-            labels={"soak.image": "allocators", "soak.base": base},
-            progress=progress,
-        )
+        context = Path(tmp)
+        shutil.copy2(dockerfile, context / "Dockerfile")
+        (context / PROBE_CONTEXT_DIR).mkdir()
+        for path in PROBE_FILES:
+            shutil.copy2(path, context / PROBE_CONTEXT_DIR / path.name)
+        try:
+            _build(
+                client,
+                context,
+                tag,
+                buildargs={
+                    "BASE_IMAGE": base_image.id,
+                    "BASE_USER": base_image.attrs["Config"].get("User") or "root",
+                    "SOAK_BUILD_ID": build_id,
+                },
+                labels={"soak.image": "allocators", "soak.base": base},
+                progress=progress,
+            )
+        finally:
+            _remove_build_stages(client, build_id)
     progress(f"built {tag} in {time.monotonic() - started:.0f} s")
     return tag
 
@@ -225,6 +243,17 @@ def standin_recipe_hash(requirements: list[str]) -> str:
             *_file_parts(recipe_files, DOCKER_DIR),
             *_file_parts(standin_source_files(), PROJECT_ROOT),
             "\n".join(requirements).encode(),
+        ]
+    )
+
+
+def allocator_recipe_hash(base_image_id: str) -> str:
+    """The base image's id, the recipe and the probe's source (a changed probe: a new layer)."""
+    return _hash_parts(
+        [
+            base_image_id.encode(),
+            *_file_parts([ALLOCATORS_DIR / "Dockerfile"], ALLOCATORS_DIR),
+            *_file_parts(PROBE_FILES, probe_library.PROBE_DIR),
         ]
     )
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import uuid
@@ -13,16 +15,43 @@ import pytest
 
 from soak import images
 from soak.errors import EnvironmentFailure
+from soak.targets import probe_library
 
 pytestmark = pytest.mark.docker
 
 LIBRARIES = ("libjemalloc.so.2", "libtcmalloc_minimal.so.4", "libmimalloc.so.2")
+LIBRARY_DIR = "/usr/lib/x86_64-linux-gnu"
+# Asks the probe loaded into this very interpreter for its `stats` (one JSON line).
+ASK_OWN_PROBE = """
+import os, socket, sys, time
+path = f"/tmp/p.{os.getpid()}.sock"
+deadline = time.monotonic() + 20
+while True:  # the probe's thread binds and listens soon after the start
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        break
+    except (FileNotFoundError, ConnectionRefusedError):
+        s.close()
+        if time.monotonic() > deadline:
+            sys.exit(f"no probe listening on {path}")
+        time.sleep(0.02)
+s.sendall(b"stats\\n")
+sys.stdout.write(s.makefile().readline())
+"""
 
 
-def run_in(client, image: str, command: list[str]) -> tuple[int, str]:
+def run_in(
+    client, image: str, command: list[str], environment: dict[str, str] | None = None
+) -> tuple[int, str]:
     """Run a command in a throwaway container (create + start: never a pull)."""
     container = client.containers.create(
-        image, command=command, entrypoint=[], network_mode="none", labels={"soak.test": "1"}
+        image,
+        command=command,
+        entrypoint=[],
+        environment=environment or {},
+        network_mode="none",
+        labels={"soak.test": "1"},
     )
     try:
         container.start()
@@ -57,6 +86,60 @@ def test_standin_image_has_tf_serving_entrypoint_contract(docker_client, standin
     assert all(library in output.split() for library in LIBRARIES)
 
 
+def probe_stats(client, image: str, python: str, preload: list[str]) -> dict:
+    """The `stats` answer of the probe preloaded (after `preload`) into `python` in `image`."""
+    environment = {
+        "LD_PRELOAD": ":".join([*preload, probe_library.CONTAINER_LIBRARY]),
+        probe_library.SOCKET_ENV: "/tmp/p.%p.sock",
+    }
+    code, output = run_in(client, image, [python, "-c", ASK_OWN_PROBE], environment)
+    assert code == 0, output
+    return json.loads(output)
+
+
+def assert_probe_answers(client, image: str, python: str) -> None:
+    """The image's probe loads and names the allocator that won: glibc, then jemalloc."""
+    glibc = probe_stats(client, image, python, [])
+    assert glibc["allocator"] == "glibc" and glibc["in_use_bytes"] > 0, glibc
+    jemalloc = probe_stats(client, image, python, [f"{LIBRARY_DIR}/libjemalloc.so.2"])
+    assert jemalloc["allocator"] == "jemalloc" and jemalloc["in_use_bytes"] > 0, jemalloc
+
+
+def test_standin_image_holds_the_probe(docker_client, standin_image):
+    code, output = run_in(
+        docker_client,
+        standin_image,
+        [
+            "sh",
+            "-c",
+            f"ls -l {probe_library.CONTAINER_LIBRARY}; command -v gcc cc || echo no compiler; "
+            "/opt/soak/bin/python -c 'from soak.targets import probe_library as p; "
+            "print(p.SOURCE.is_file(), p.BUILD_SCRIPT.is_file())'",
+        ],
+    )
+    assert code == 0, output
+    lines = output.splitlines()
+    assert lines[0].startswith("-rwxr-xr-x ") and lines[0].endswith(probe_library.CONTAINER_LIBRARY)
+    assert lines[1:] == ["no compiler", "True True"]  # the compiler stayed in the build stage
+    assert_probe_answers(docker_client, standin_image, "/opt/soak/bin/python")
+
+
+def test_recipe_hashes_cover_the_probe(tmp_path, monkeypatch):
+    assert {probe_library.SOURCE, probe_library.BUILD_SCRIPT} <= set(images.standin_source_files())
+    base_id = "sha256:" + "0" * 64
+    before = images.allocator_recipe_hash(base_id)
+    changed = tmp_path / "probe"
+    changed.mkdir()
+    for path in images.PROBE_FILES:
+        shutil.copy2(path, changed / path.name)
+    monkeypatch.setattr(probe_library, "PROBE_DIR", changed)
+    monkeypatch.setattr(images, "PROBE_FILES", tuple(changed / p.name for p in images.PROBE_FILES))
+    assert images.allocator_recipe_hash(base_id) == before  # same names, same bytes
+    with (changed / probe_library.SOURCE.name).open("a") as source:
+        source.write("/* changed */\n")
+    assert images.allocator_recipe_hash(base_id) != before
+
+
 def test_recipe_hash_follows_the_pinned_versions():
     requirements = images.pinned_requirements()
     assert any(r.startswith("tensorflow-cpu==") for r in requirements)
@@ -80,8 +163,11 @@ def test_allocator_image_over_a_debian_base(docker_client, standin_image):
     base = images.ensure_base_image(docker_client, progress=lambda m: None)
     tag = images.ensure_allocator_image(docker_client, base, progress=lambda m: None)
     assert re.fullmatch(r"soak-alloc:[0-9a-f]{12}", tag)
-    code, output = run_in(docker_client, tag, ["ls", "/usr/lib/x86_64-linux-gnu"])
+    code, output = run_in(docker_client, tag, ["ls", LIBRARY_DIR])
     assert code == 0 and all(library in output.split() for library in LIBRARIES)
+    code, output = run_in(docker_client, tag, ["sh", "-c", "command -v gcc cc || echo none"])
+    assert (code, output) == (0, "none\n")  # the compiler stayed in the build stage
+    assert_probe_answers(docker_client, tag, "/usr/bin/python3")
 
     messages: list[str] = []
     assert images.ensure_allocator_image(docker_client, base, progress=messages.append) == tag

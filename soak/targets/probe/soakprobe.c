@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -302,21 +303,35 @@ static void serve(int fd)
 
 static void find_allocator(void)
 {
-    Dl_info where;
-    void *malloc_fn = dlsym(RTLD_DEFAULT, "malloc");
-    if (!malloc_fn || !dladdr(malloc_fn, &where) || !where.dli_fname)
+    /* The first loaded object, in lookup order, that defines malloc itself. Not
+     * dladdr(dlsym(RTLD_DEFAULT, "malloc")): in a non-PIE executable that takes
+     * malloc's address (Debian's python3) that is the executable's PLT entry. */
+    void *self = dlopen(NULL, RTLD_LAZY);
+    struct link_map *map = NULL;
+    if (!self || dlinfo(self, RTLD_DI_LINKMAP, &map) != 0)
         return;
-    const char *name = strrchr(where.dli_fname, '/');
-    name = name ? name + 1 : where.dli_fname;
-    if (strstr(name, "jemalloc"))
-        allocator = "jemalloc";
-    else if (strstr(name, "tcmalloc"))
-        allocator = "tcmalloc";
-    else if (strstr(name, "mimalloc"))
-        allocator = "mimalloc";
-    /* The very library that defines malloc, so that a glibc process never uses a
-     * stray mallctl of some other library. NOLOAD: it is loaded already. */
-    lib = dlopen(where.dli_fname, RTLD_NOLOAD | RTLD_LAZY);
+    for (struct link_map *l = map; l; l = l->l_next) {
+        if (!l->l_name || !*l->l_name)
+            continue; /* the executable */
+        void *h = dlopen(l->l_name, RTLD_NOLOAD | RTLD_LAZY);
+        Dl_info where;
+        void *fn = h ? dlsym(h, "malloc") : NULL;
+        if (!fn || !dladdr(fn, &where) || !where.dli_fname || strcmp(where.dli_fname, l->l_name)) {
+            if (h)
+                dlclose(h);
+            continue;
+        }
+        const char *name = strrchr(l->l_name, '/');
+        name = name ? name + 1 : l->l_name;
+        if (strstr(name, "jemalloc"))
+            allocator = "jemalloc";
+        else if (strstr(name, "tcmalloc"))
+            allocator = "tcmalloc";
+        else if (strstr(name, "mimalloc"))
+            allocator = "mimalloc";
+        lib = h;
+        return;
+    }
 }
 
 static void *probe_thread(void *arg)
