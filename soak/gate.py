@@ -184,8 +184,8 @@ def failed_line(v: VariantResult, run: str) -> str:
 def verdict_lines(v: VariantResult, run: str, allow_inconclusive: bool = False) -> list[str]:
     """The gate with no limit: memory never given back crosses it, and so does no answer."""
     verdict = v.memory.verdict
-    if verdict.verdict in FLAGGED:
-        return [f"{v.name}: verdict {verdict.verdict} ({verdict.reason}) in {run}"]
+    if verdict.verdict in FLAGGED:  # a leak whose growth is live data is named so
+        return [f"{v.name}: verdict {v.verdict_text} ({verdict.reason}) in {run}"]
     if verdict.verdict == INCONCLUSIVE and not allow_inconclusive:
         return [
             f"{v.name}: verdict inconclusive ({verdict.reason}; --allow-inconclusive "

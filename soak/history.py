@@ -33,7 +33,7 @@ from soak.regression import COMPARED, Measured, measured
 from soak.settings import RunConfig, VariantSpec, config_from_run_toml
 from soak.store.run_dir import RunDir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: variants' attribution (live_mb, held_mb, released_mb, left_after_...)
 BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another one
 
 
@@ -70,6 +70,11 @@ class RecordedVariant:
     retained_mb_per_swap_noise: float | None
     steady_p99_ms_noise: float | None
     swap_p99_ms_noise: float | None
+    # why memory is kept (SPEC §7; None: the probe was off, or a run recorded before it)
+    live_mb: float | None = None
+    held_mb: float | None = None
+    released_mb: float | None = None
+    left_after_release_mb: float | None = None
 
     def measured(self) -> dict[str, Measured]:
         """The compared figures with their noise, as `regression.measured` gives them."""
@@ -114,6 +119,9 @@ class RecordedRun:
 
 _RUN_COLUMNS = [f.name for f in fields(RecordedRun) if f.name != "variants"]
 _VARIANT_COLUMNS = [f.name for f in fields(RecordedVariant)]
+# Columns added after schema 1, by the version that added them: a writer adds them to an
+# older file (ALTER TABLE), a reader of an older file reads them as NULL.
+_ADDED_VARIANT_COLUMNS = {2: ("live_mb", "held_mb", "released_mb", "left_after_release_mb")}
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -258,6 +266,10 @@ def _recorded_variant(v: VariantResult, config: RunConfig, spec: VariantSpec) ->
         errors=lat.errors,
         requests=lat.requests,
         **{f"{f.name}_noise": noise[f.name].noise for f in COMPARED},
+        live_mb=v.attribution.live_mb,
+        held_mb=v.attribution.held_mb,
+        released_mb=v.attribution.released_mb,
+        left_after_release_mb=v.attribution.left_after_release_mb,
     )
 
 
@@ -285,8 +297,10 @@ def runs(
             params,
         ).fetchall()
         variants: dict[int, list[RecordedVariant]] = {}
+        present = {row[1] for row in con.execute("PRAGMA table_info(variants)")}
+        selected = [c if c in present else f"NULL AS {c}" for c in _VARIANT_COLUMNS]
         for row in con.execute(
-            f"SELECT run_id, {', '.join(_VARIANT_COLUMNS)} FROM variants ORDER BY rowid"
+            f"SELECT run_id, {', '.join(selected)} FROM variants ORDER BY rowid"
         ):
             variants.setdefault(row[0], []).append(_variant_row(row[1:]))
     out = []
@@ -419,10 +433,20 @@ def _ensure_schema(con: sqlite3.Connection, path: Path, create: bool) -> None:
     if version == SCHEMA_VERSION:
         return
     if not create:
+        if version >= 1:  # an older schema: read as it is, added columns as NULL
+            return
         raise UsageError(f"{path} is not a soak history")
-    for statement in _SCHEMA.split(";"):  # not executescript: it would commit first
-        if statement.strip():
-            con.execute(statement)
+    if version >= 1:  # migrate: the columns later schemas added
+        present = {row[1] for row in con.execute("PRAGMA table_info(variants)")}
+        for added_in, names in sorted(_ADDED_VARIANT_COLUMNS.items()):
+            if added_in > version:
+                for name in names:
+                    if name not in present:
+                        con.execute(f"ALTER TABLE variants ADD COLUMN {name}")
+    else:
+        for statement in _SCHEMA.split(";"):  # not executescript: it would commit first
+            if statement.strip():
+                con.execute(statement)
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

@@ -1,8 +1,9 @@
 """A run directory's raw data -> one `RunResult` (soak/analysis/result.py).
 
 `analyse_run` reads run.toml, variant.json and the CSVs once and does all the
-analysis: per-swap figures, verdicts, latency, projection, comparison, and the
-plot data of the report. It is pure (reads only) and works on a run that is
+analysis: per-swap figures, verdicts, latency, projection, comparison, why memory
+is kept (attribution.py: its clause is added to a leak's or plateau's reason), and
+the plot data of the report. It is pure (reads only) and works on a run that is
 still going, was interrupted, or crashed: what did not happen is reported as
 missing (None), never guessed. summary_json.py writes the result to disk.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from soak import __version__
+from soak.analysis.attribution import attribute, explain
 from soak.analysis.comparison import compare
 from soak.analysis.inputs import RunSettings, VariantInputs, read_run
 from soak.analysis.latency import (
@@ -74,7 +76,8 @@ def analyse_run(run_dir: Path) -> RunResult:
         comparison=compare(variants, threshold),
         soak_version=__version__,
     )
-    return rounded(result)
+    result = rounded(result)  # explained from the figures as summary.json holds them
+    return dataclasses.replace(result, variants=tuple(_explained(v) for v in result.variants))
 
 
 def run_status(statuses: list[str]) -> str:
@@ -139,6 +142,7 @@ def analyse_variant(
     v, timeline, series, requests, swaps = m.inputs, m.timeline, m.series, m.requests, m.swaps
     settled = m.settled
     verdict = _usable(verdict, v, series, timeline, settings)
+    attribution = attribute(v.breakdown, v.events, v.probe, verdict, settings.metric)
 
     baseline_mb = series.level_mb(timeline.baseline_t)
     final_mb = settled[-1].settled_mb if settled else baseline_mb
@@ -178,9 +182,20 @@ def analyse_variant(
             settings.memory_limit_bytes,
             settings.swaps_per_day,
         ),
-        timeline=variant_timeline(series, requests, timeline),
+        timeline=variant_timeline(series, requests, timeline, v.breakdown),
         swaps_done=timeline.swaps_done,
+        attribution=attribution,
     )
+
+
+def _explained(v: VariantResult) -> VariantResult:
+    """The verdict's reason with what the probe says about it (the verdict stays as it is)."""
+    verdict = v.memory.verdict
+    why = explain(v.attribution, verdict, v.allocator, v.memory.threshold_mb, v.live_leak)
+    if why is None:
+        return v
+    explained = dataclasses.replace(verdict, reason=f"{verdict.reason}; {why}")
+    return dataclasses.replace(v, memory=dataclasses.replace(v.memory, verdict=explained))
 
 
 def _usable(

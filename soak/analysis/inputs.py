@@ -1,4 +1,4 @@
-"""Read a run directory back: run.toml, variant.json and the three CSVs.
+"""Read a run directory back: run.toml, variant.json and the CSVs.
 
 A run may have been killed: any CSV can end in a half-written row, files can be
 missing, variant.json can still say "running". Reading never fails on that; it
@@ -22,6 +22,7 @@ from soak.errors import UsageError
 from soak.settings import RunConfig, read_run_toml
 from soak.store.records import (
     CGROUP_MEMORY_COLUMNS,
+    BreakdownRow,
     Event,
     LatencySample,
     MemorySample,
@@ -70,6 +71,9 @@ class VariantInputs:
     split: int = 1  # parts per predict request (--split)
     # the rows of metrics.csv (--metrics) that the analysis uses (tfs_metrics.USED_NAMES)
     metrics: pd.DataFrame = field(default_factory=lambda: _empty(columns(MetricSample)))
+    # breakdown.csv (SPEC §7): none in runs of an older soak
+    breakdown: list[BreakdownRow] = field(default_factory=list)
+    probe: str | None = None  # variant.json's "probe": "on" or "off: REASON" (None: absent)
 
 
 @dataclass
@@ -134,7 +138,50 @@ def read_variant(vdir: VariantDir, allocator: str) -> VariantInputs:
         events=read_events(vdir.events_csv),
         split=int(meta.get("split") or 1),  # runs from before --split: unsplit
         metrics=read_metrics(vdir.metrics_csv, USED_NAMES),
+        breakdown=read_breakdown(vdir.breakdown_csv),
+        probe=_opt(str, meta.get("probe")),
     )
+
+
+_BREAKDOWN_FIGURES = [c for c in columns(BreakdownRow) if c not in ("t", "swap", "point")]
+
+
+def read_breakdown(path: Path) -> list[BreakdownRow]:
+    """breakdown.csv in file order (none if it is missing); an empty cell is None.
+
+    A row whose time, swap or point is missing, or whose figures do not parse, is
+    skipped (a kill cuts the last row: that one is dropped before parsing).
+    """
+    rows = []
+    for row in csv.DictReader(io.StringIO(_complete_lines(path))):
+        point = (row.get("point") or "").strip()
+        if not point:
+            continue
+        try:
+            rows.append(
+                BreakdownRow(
+                    t=float(row["t"]),
+                    swap=int(row["swap"]),
+                    point=point,
+                    **{name: _opt_bytes(row.get(name)) for name in _BREAKDOWN_FIGURES},
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return rows
+
+
+def _opt_bytes(text: str | None) -> int | None:
+    """A byte count or count cell: empty (or absent) is None; "12.0" reads as 12."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)  # ValueError if it is not a number at all
+        if not np.isfinite(value):
+            return None
+        return int(value)
 
 
 def read_metrics(path: Path, names: frozenset[str]) -> pd.DataFrame:

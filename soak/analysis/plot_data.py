@@ -7,8 +7,11 @@ time bin, so spikes and the floor both stay visible.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from soak.analysis.attribution import breakdown_series, release_bar
 from soak.analysis.latency import (
     STEADY,
     SWAP,
@@ -20,7 +23,7 @@ from soak.analysis.latency import (
 from soak.analysis.memory import MemorySeries
 from soak.analysis.result import Series, VariantTimeline
 from soak.analysis.timeline import Timeline
-from soak.store.records import MIB
+from soak.store.records import MIB, BreakdownRow
 
 MAX_POINTS = 2000  # per memory line; longer series are reduced to min/max per time bin
 MAX_SCATTER_POINTS = 20000  # per latency scatter (the same reduction)
@@ -29,7 +32,10 @@ CONTEXT_COLUMNS = ("rss_bytes", "cgroup_working_set_bytes")
 
 
 def variant_timeline(
-    memory: MemorySeries, latency: LatencySeries, timeline: Timeline
+    memory: MemorySeries,
+    latency: LatencySeries,
+    timeline: Timeline,
+    breakdown: Sequence[BreakdownRow] = (),
 ) -> VariantTimeline:
     t0 = _t0(memory, latency, timeline)
     columns = [memory.metric] + [c for c in CONTEXT_COLUMNS if c != memory.metric]
@@ -65,6 +71,9 @@ def variant_timeline(
             tuple(t - t0 for t, _ in firsts),
             tuple(ms for _, ms in firsts),
         ),
+        breakdown=breakdown_series(breakdown),
+        release_mb=release_bar(breakdown),
+        release_s=None if timeline.release is None else timeline.release.t - t0,
     )
 
 

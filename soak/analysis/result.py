@@ -13,9 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from soak.analysis.verdict import Verdict
+from soak.analysis.verdict import LEAK, Verdict
 
 SCHEMA = "soak.summary/1"
+PROBE_ON = "on"
+PROBE_NOT_RECORDED = "off: not recorded (older soak)"  # runs of a soak without the probe
+LIVE_LEAK = "leak of live memory"  # a leak whose growth the allocator's in-use bytes show
+LIVE_SHARE = 0.5  # a leak is live when in-use grows at least this share of its slope
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,38 @@ class Projection:
 
 
 @dataclass(frozen=True)
+class Attribution:
+    """Why memory is kept (SPEC §7; soak/analysis/attribution.py): MiB over the baseline.
+
+    `live_mb`, `held_mb` and `non_heap_mb` are at the verdict's level: the median over
+    the swaps the verdict judges (after the warmup swaps), as `Verdict.level_mb` is.
+    None where unknown: the probe was off, the allocator does not tell, no release.
+    """
+
+    probe: str = PROBE_NOT_RECORDED  # "on", or "off: REASON"
+    allocator_seen: str | None = None  # the allocator the probe reported
+    live_mb: float | None = None  # the allocator's in-use bytes, over the baseline's
+    live_mb_per_swap: float | None = None  # Theil–Sen slope of in-use over the judged swaps
+    held_mb: float | None = None  # the kept anonymous memory minus live_mb
+    # the allocator's own count of free memory it holds (glibc fordblks, ...), over the
+    # baseline's: what of held_mb is free memory inside the allocator, by its own books
+    free_held_mb: float | None = None
+    non_heap_mb: float | None = None  # file-backed RSS, over the baseline's
+    released_mb: float | None = None  # anon of the last settled point minus after the release
+    left_after_release_mb: float | None = None  # anon after the release minus the baseline's
+    release_call: str | None = None  # what the probe called, e.g. "malloc_trim(0)"
+
+    @property
+    def on(self) -> bool:
+        return self.probe == PROBE_ON
+
+    @property
+    def off_reason(self) -> str | None:
+        """Why the probe was off (None: it was on)."""
+        return None if self.on else self.probe.removeprefix("off:").strip()
+
+
+@dataclass(frozen=True)
 class Series:
     """One line of a plot: x in seconds since the variant started, y in MiB or ms."""
 
@@ -135,6 +171,13 @@ class VariantTimeline:
     latency_ok: Series  # successful requests (the envelope of each time bin when long)
     latency_errors: Series  # failed requests (status != 200)
     first_after_swap: Series | None = None  # the first request each new version served
+    # What settled memory is made of, per point of breakdown.csv (x: swap index, 0 the
+    # baseline; y: MiB over the baseline's): "live heap", "held by the allocator", "non-heap".
+    # Empty without the probe's in-use bytes.
+    breakdown: tuple[Series, ...] = ()
+    # The trim experiment, anonymous MiB: (baseline, before the release, after it); None: none
+    release_mb: tuple[float, float, float] | None = None
+    release_s: float | None = None  # when the release was asked for
 
 
 @dataclass(frozen=True)
@@ -153,6 +196,25 @@ class VariantResult:
     projection: Projection | None  # None: no memory limit was given
     timeline: VariantTimeline | None = None  # None when read from summary.json
     swaps_done: str | None = None  # why it had no more swaps: as planned, decided, the bound
+    attribution: Attribution = Attribution()  # why memory is kept (the probe's figures)
+
+    @property
+    def live_leak(self) -> bool:
+        """A leak whose growth is live data: the allocator's in-use bytes grow above the
+        threshold, and make up at least LIVE_SHARE of the verdict's slope."""
+        live = self.attribution.live_mb_per_swap
+        slope = self.memory.verdict.mb_per_swap
+        return (
+            self.memory.verdict.verdict == LEAK
+            and live is not None
+            and live > self.memory.threshold_mb
+            and (slope is None or live >= LIVE_SHARE * slope)
+        )
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict as the report and the gate name it: a live leak says so."""
+        return LIVE_LEAK if self.live_leak else self.memory.verdict.verdict
 
 
 @dataclass(frozen=True)

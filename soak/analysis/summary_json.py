@@ -17,7 +17,9 @@ from typing import Any, TypeVar, get_type_hints
 from soak.analysis.analyse import default_threshold_mb
 from soak.analysis.inputs import RunSettings
 from soak.analysis.result import (
+    PROBE_NOT_RECORDED,
     SCHEMA,
+    Attribution,
     Comparison,
     LatencyFigures,
     MemoryResult,
@@ -114,6 +116,23 @@ def _variant(v: VariantResult) -> dict[str, Any]:
         "server_exit": v.server_exit,
         "swaps_done": v.swaps_done,
         "projection": _fields(v.projection) if v.projection else None,
+        "attribution": _attribution(v.attribution),
+    }
+
+
+def _attribution(a: Attribution) -> dict[str, Any]:
+    """SPEC §7's keys first, then soak's own."""
+    return {
+        "probe": a.probe,
+        "live_mb": a.live_mb,
+        "held_mb": a.held_mb,
+        "non_heap_mb": a.non_heap_mb,
+        "released_mb": a.released_mb,
+        "left_after_release_mb": a.left_after_release_mb,
+        "live_mb_per_swap": a.live_mb_per_swap,
+        "free_held_mb": a.free_held_mb,
+        "allocator": a.allocator_seen,
+        "release_call": a.release_call,
     }
 
 
@@ -227,6 +246,18 @@ def _read_variant(v: dict[str, Any], threshold_mb: float) -> VariantResult:
         swaps=swaps,
         projection=_read_flat(Projection, projection) if isinstance(projection, dict) else None,
         timeline=None,
+        attribution=_read_attribution(v.get("attribution")),
+    )
+
+
+def _read_attribution(value: Any) -> Attribution:
+    """Files from before the probe have none: off, not recorded, every figure None."""
+    a = _dict(value)
+    return _read_flat(
+        Attribution,
+        a,
+        probe=str(a.get("probe") or PROBE_NOT_RECORDED),
+        allocator_seen=_opt_str(a.get("allocator")),
     )
 
 

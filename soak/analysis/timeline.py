@@ -5,6 +5,10 @@ is the baseline); the status poller writes the server's transitions. From those
 we get, per swap, when the new version was staged, became AVAILABLE, when the
 old one reached END, and when memory settled. A killed run simply has fewer of
 these; nothing here assumes the last swap finished.
+
+At the end of a variant with the allocator probe, the trim experiment writes
+`release` and `released` (and `settle_timeout` if memory did not settle after
+it): those belong to no swap, so the swaps are read from the events before it.
 """
 
 from __future__ import annotations
@@ -53,12 +57,17 @@ class Timeline:
     server_exit: Event | None  # the server died (before the run stopped it)
     stopped_t: float | None  # the run stopped the server (end of meaningful traffic)
     swaps_done: str | None = None  # why the variant had no more swaps (planned, decided, bound)
+    release: Event | None = None  # the trim experiment asked the allocator to release
+    released: Event | None = None  # memory settled after it
 
 
 def build_timeline(events: list[Event]) -> Timeline:
-    staged = _first_per_swap(events, EventKind.STAGED)
-    settled = _first_per_swap(events, EventKind.SETTLED)
-    timed_out = _first_per_swap(events, EventKind.SETTLE_TIMEOUT)
+    release = next((e for e in events if e.event == EventKind.RELEASE), None)
+    released = next((e for e in events if e.event == EventKind.RELEASED), None)
+    swap_events = events[: events.index(release)] if release is not None else events
+    staged = _first_per_swap(swap_events, EventKind.STAGED)
+    settled = _first_per_swap(swap_events, EventKind.SETTLED)
+    timed_out = _first_per_swap(swap_events, EventKind.SETTLE_TIMEOUT)
     stopped = next((e for e in events if e.event == EventKind.STOPPED), None)
     exited = next((e for e in events if e.event == EventKind.SERVER_EXITED), None)
     if exited is not None and stopped is not None and stopped.t <= exited.t:
@@ -106,6 +115,8 @@ def build_timeline(events: list[Event]) -> Timeline:
         server_exit=exited,
         stopped_t=stopped.t if stopped else None,
         swaps_done=next((e.detail for e in events if e.event == EventKind.SWAPS_DONE), None),
+        release=release,
+        released=released,
     )
 
 

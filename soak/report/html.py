@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jinja2
 
-from soak.analysis.result import RunResult
+from soak.analysis.result import PROBE_NOT_RECORDED, RunResult
 from soak.report import plots
 from soak.report.format import number
 from soak.store.run_dir import RunDir
@@ -46,6 +46,7 @@ class Plots:
     windows: str
     memory: tuple[str | None, ...]
     latency: tuple[str | None, ...]
+    attribution: tuple[str | None, ...] = ()  # why memory is kept (the probe's figures)
 
 
 def write_report(run_dir: Path, result: RunResult) -> Path:
@@ -62,13 +63,18 @@ def render(result: RunResult) -> str:
     template = _ENV.get_template("report.html.j2")
     tfs_metrics = any(s.tfs_load_ms is not None for v in result.variants for s in v.swaps)
     return template.render(
-        r=result, plots=draw(result), open_rows=OPEN_SWAP_TABLE_ROWS, tfs_metrics=tfs_metrics
+        r=result,
+        plots=draw(result),
+        open_rows=OPEN_SWAP_TABLE_ROWS,
+        tfs_metrics=tfs_metrics,
+        not_recorded=PROBE_NOT_RECORDED,
     )
 
 
 def draw(result: RunResult) -> Plots:
     memory: list[str | None] = []
     latency: list[str | None] = []
+    attribution: list[str | None] = []
     for i, v in enumerate(result.variants):
         timeline = v.timeline
         has_memory = timeline is not None and bool(timeline.memory)
@@ -83,9 +89,15 @@ def draw(result: RunResult) -> Plots:
         latency.append(
             plots.latency_timeline(timeline, i) if timeline is not None and has_latency else None
         )
+        attribution.append(
+            plots.attribution(timeline, i, v.attribution.release_call)
+            if timeline is not None and v.attribution.on
+            else None
+        )
     return Plots(
         settled=plots.settled_per_swap(result.variants, result.warmup_swaps, result.threshold_mb),
         windows=plots.latency_windows(result.variants),
         memory=tuple(memory),
         latency=tuple(latency),
+        attribution=tuple(attribution),
     )

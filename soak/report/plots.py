@@ -18,11 +18,18 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from soak.analysis.result import VariantResult, VariantTimeline
+from soak.analysis.result import Series, VariantResult, VariantTimeline
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 STAGED_COLOR, SETTLED_COLOR, SWAP_SHADE = "#999999", "#2ca02c", "#fdebd0"
 CONTEXT_COLOR = "#bbbbbb"  # memory lines besides the verdict metric
+RELEASE_COLOR = "#8e44ad"  # the trim experiment
+# the breakdown's parts, in stacking order (the names of VariantTimeline.breakdown's series)
+BREAKDOWN_COLORS = {
+    "live heap": "#c0392b",
+    "held by the allocator": "#f5b041",
+    "non-heap": "#85929e",
+}
 WIDTH_IN = 11.0
 MAX_MARKED_SWAPS = 40  # beyond this, per-swap lines and markers would hide the data
 
@@ -58,6 +65,8 @@ def memory_timeline(timeline: VariantTimeline, baseline_mb: float | None, i: int
         ax.axhline(baseline_mb, color=color(i), lw=0.6, alpha=0.5)
     ax.plot([], [], color=STAGED_COLOR, ls="--", lw=0.8, label="staged")
     ax.plot([], [], color=SETTLED_COLOR, ls=":", lw=0.8, label="settled")
+    if timeline.release_s is not None:
+        ax.axvline(timeline.release_s, color=RELEASE_COLOR, lw=1.0, ls="-.", label="release")
     ax.set_xlabel("seconds since the variant started")
     ax.set_ylabel("MiB")
     ax.legend(loc="upper left", fontsize=8, ncols=5, frameon=False)
@@ -123,6 +132,64 @@ def settled_per_swap(
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     return _data_uri(fig)
+
+
+def attribution(timeline: VariantTimeline, i: int, release_call: str | None) -> str | None:
+    """Why memory is kept: per swap, the settled memory over the baseline stacked as live
+    heap, held by the allocator and non-heap; beside it the trim experiment (anonymous
+    memory at the baseline, before the release and after it). None: nothing to draw."""
+    parts, bar = timeline.breakdown, timeline.release_mb
+    if not parts and bar is None:
+        return None
+    fig = Figure(figsize=(WIDTH_IN, 3.4))
+    if parts and bar is not None:
+        stacked, trim = fig.subplots(1, 2, gridspec_kw={"width_ratios": (4, 1)})
+    elif parts:
+        stacked, trim = fig.add_subplot(), None
+    else:
+        stacked, trim = None, fig.add_subplot()
+    if stacked is not None:
+        _stacked_bars(stacked, parts)
+    if trim is not None and bar is not None:
+        base, before, after = bar
+        labels = ("baseline", "before release", "after release")
+        colors = (CONTEXT_COLOR, color(i), RELEASE_COLOR)
+        trim.bar(labels, (base, before, after), color=colors, width=0.6)
+        for n, value in enumerate((base, before, after)):
+            trim.annotate(f"{value:.0f}", (n, value), ha="center", va="bottom", fontsize=8)
+        trim.set_ylabel("anonymous MiB")
+        trim.set_title(f"released on {release_call or 'the release'}", fontsize=9)
+        trim.tick_params(axis="x", labelsize=8, labelrotation=20)
+        trim.grid(alpha=0.3, axis="y")
+    return _data_uri(fig)
+
+
+def _stacked_bars(ax: Axes, parts: Sequence[Series]) -> None:
+    """Bars per swap, positive parts stacked up from zero and negative ones down."""
+    x = _array(parts[0].x)
+    up, down = np.zeros(len(x)), np.zeros(len(x))
+    width = 0.7 if len(x) <= MAX_MARKED_SWAPS else 1.0
+    for part in parts:
+        y = _array(part.y)
+        bottom = np.where(y >= 0, up, down)
+        ax.bar(
+            x,
+            y,
+            width,
+            bottom=bottom,
+            color=BREAKDOWN_COLORS.get(part.name, CONTEXT_COLOR),
+            label=part.name,
+            linewidth=0,
+        )
+        up, down = up + np.clip(y, 0, None), down + np.clip(y, None, 0)
+    total = sum((_array(p.y) for p in parts), np.zeros(len(x)))
+    ax.plot(x, total, "k.", ms=4, label="total (RSS)")
+    ax.margins(y=0.12)  # room for the legend and the top dot
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel("swap (0: the baseline)")
+    ax.set_ylabel("MiB over the baseline")
+    ax.legend(loc="upper left", fontsize=8, ncols=4, frameon=False)
+    ax.grid(alpha=0.3, axis="y")
 
 
 def latency_timeline(timeline: VariantTimeline, i: int) -> str:

@@ -32,7 +32,8 @@ def summary_table(result: RunResult) -> str:
     if len({v.latency.split for v in result.variants}) > 1:
         lines += [*_table(SPLIT_COLUMNS, [_split_row(v) for v in result.variants]), ""]
     for v in result.variants:
-        lines.append(f"{v.name}: {v.memory.verdict.verdict}: {v.memory.verdict.reason}")
+        lines.append(f"{v.name}: {v.verdict_text}: {v.memory.verdict.reason}")
+        lines.append(f"{v.name}: {attribution_line(v)}")
         if v.swaps_done:
             lines.append(f"{v.name}: {v.swaps_done}")
         if v.projection is not None and v.projection.swaps_to_limit is not None:
@@ -54,6 +55,31 @@ def summary_table(result: RunResult) -> str:
         f"(metric {result.metric}, threshold {result.threshold_mb:.1f} MiB per swap)"
     )
     return "\n".join(lines)
+
+
+def attribution_line(v: VariantResult) -> str:
+    """Why memory is kept, in one line: live / held / non-heap at the verdict's level, and
+    what came back on the release; or why the probe was off."""
+    a = v.attribution
+    if not a.on:
+        return f"attribution off: {a.off_reason}"
+    slope = number(a.live_mb_per_swap, "+.2f", suffix=" MiB/swap", missing="")
+    live = number(a.live_mb, "+.1f", suffix=" MiB", missing="?")
+    parts = [
+        f"live {live}" + (f" ({slope})" if slope else ""),
+        f"held {number(a.held_mb, '+.1f', suffix=' MiB', missing='?')}",
+        f"non-heap {number(a.non_heap_mb, '+.1f', suffix=' MiB', missing='?')}",
+    ]
+    if a.released_mb is not None:
+        call = a.release_call or "release"
+        parts.append(
+            f"released on {call} {number(a.released_mb, '.1f', suffix=' MiB')}, "
+            f"left {number(a.left_after_release_mb, '+.1f', suffix=' MiB', missing='?')}"
+        )
+    else:
+        parts.append("no release")
+    seen = f" ({a.allocator_seen})" if a.allocator_seen else ""
+    return f"attribution{seen}: " + ", ".join(parts)
 
 
 def _table(columns: tuple[str, ...], body: list[tuple[str, ...]]) -> list[str]:
@@ -92,7 +118,7 @@ def _row(v: VariantResult) -> tuple[str, ...]:
         number(memory.retained_mb, "+.1f", missing="-"),
         number(memory.verdict.level_mb, "+.1f", missing="-"),
         number(memory.retained_mb_per_swap, ".2f", missing="-"),
-        memory.verdict.verdict,
+        v.verdict_text,
         number(latency.steady_p99_ms, ".1f", suffix=" ms", missing="-"),
         number(latency.swap_p99_ms, ".1f", suffix=" ms", missing="-"),
         str(latency.errors),

@@ -52,6 +52,13 @@ def test_docker_run_soaks_glibc_and_jemalloc_containers(
         assert (memory.anon_bytes <= memory.cgroup_anon_bytes * 1.05).mean() > 0.95
         log = (out / variant["name"] / "server.log").read_text()
         assert "Successfully loaded servable version" in log
+        # the probe answered from inside the container, from the server itself
+        assert variant["attribution"]["probe"] == "on", variant["attribution"]
+        assert variant["attribution"]["allocator"] == variant["allocator"]
+        breakdown = pd.read_csv(out / variant["name"] / "breakdown.csv")
+        assert list(breakdown.point) == ["baseline", "settled", "settled", "settled", "released"]
+        assert (breakdown.in_use_bytes > 0).all() and (breakdown.anon_bytes > 0).all()
+        assert not list((out / variant["name"]).glob("probe.*.sock"))
     env = json.loads((out / "environment.json").read_text())
     assert env["docker"] and env["image"].startswith("soak-standin:")
     assert not docker_client.containers.list(all=True, filters=ours(test_session))
@@ -116,4 +123,35 @@ def test_docker_run_over_grpc_with_metrics_and_split(
     assert set(metrics.swap) == {0, 1, 2}
     assert metrics.labels.str.contains('model_path="/models/model/').any()  # inside the box
     assert all(swap["tfs_load_ms"] > 0 for swap in variant["swaps"])
+    assert not docker_client.containers.list(all=True, filters=ours(test_session))
+
+
+def test_probe_in_the_allocator_layer_over_a_users_tf_serving_image(
+    docker_client, tf_serving_like_image, demo_model, tmp_path, test_session
+):
+    """A user's image whose entrypoint, like tensorflow/serving's, is a bash that does not
+    exec: soak builds its allocator layer (allocators and the probe, compiled inside) over
+    it, and the probe answers from the server, not from the bash above it."""
+    out = tmp_path / "run"
+    result = soak(
+        "run", "--backend", "docker", "--image", tf_serving_like_image, "--model",
+        str(demo_model), "--out", str(out), "--quiet", "--swaps", "1", "--rps", "5",
+        "--steady", "0.5",
+    )  # fmt: skip
+    layer = json.loads((out / "environment.json").read_text())["image"]
+    try:
+        assert result.returncode == 0, result.stderr
+        assert layer.startswith("soak-alloc:")
+        summary = json.loads((out / "summary.json").read_text())
+        for variant in summary["variants"]:
+            attribution = variant["attribution"]
+            assert attribution["probe"] == "on", attribution
+            assert attribution["allocator"] == variant["allocator"]
+            assert attribution["released_mb"] is not None
+            facts = json.loads((out / variant["name"] / "variant.json").read_text())
+            events = (out / variant["name"] / "events.csv").read_text()
+            assert f"probe,,on: {variant['allocator']}" in events, events
+            assert facts["probe"] == "on"
+    finally:
+        docker_client.images.remove(layer, force=True)
     assert not docker_client.containers.list(all=True, filters=ours(test_session))

@@ -8,6 +8,7 @@ from swap to swap), and the same 4 MiB-per-swap threshold, so the gate sees
 both sides of it.
 """
 
+import csv
 import json
 import subprocess
 import sys
@@ -50,6 +51,19 @@ def test_planted_leak_is_a_leak_with_its_slope(leak_run):
     assert memory["verdict"] == "leak", memory
     assert memory["retained_mb_per_swap"] == pytest.approx(PLANTED_MB, abs=4)
     assert memory["retained_mb"] > 6 * PLANTED_MB
+
+
+def test_planted_leak_is_live_growth_in_jemallocs_allocated_bytes(leak_run):
+    """The probe's stats.allocated grows by the planted 16 MiB per load, swap by swap."""
+    with open(leak_run / "jemalloc" / "breakdown.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["point"] in ("baseline", "settled")]
+    allocated = [int(r["in_use_bytes"]) for r in rows]
+    steps = [(b - a) / 2**20 for a, b in zip(allocated, allocated[1:], strict=False)]
+    assert len(steps) == 8 and all(abs(s - PLANTED_MB) <= 0.1 * PLANTED_MB for s in steps), steps
+    variant = json.loads((leak_run / "summary.json").read_text())["variants"][0]
+    attribution = variant["attribution"]
+    assert attribution["probe"] == "on" and attribution["allocator"] == "jemalloc"
+    assert attribution["live_mb_per_swap"] == pytest.approx(PLANTED_MB, rel=0.1)
 
 
 def test_gate_fails_the_leak_with_one_line_per_limit(leak_run, soak_cli):
