@@ -10,7 +10,9 @@ its statistics.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from soak.samplers.probe import ProbeClient, ProbeError, ProbeStats, Release
 from soak.store.csv_log import CsvLog
@@ -18,6 +20,7 @@ from soak.store.records import BreakdownRow
 from soak.targets.base import Target
 from soak.targets.probe_library import LIBRARY_NAME, ProbeUnavailable
 
+T = TypeVar("T")
 ANSWER_WAIT_S = 10.0  # the probe's thread starts with the server: it answers long before
 
 
@@ -107,17 +110,17 @@ class BreakdownSampler:
 
     def release(self) -> Release | None:
         """Ask the allocator to give its free memory back (None: no probe, or no answer)."""
-        if self.probe.client is None:
-            return None
-        try:
-            return self.probe.client.release()
-        except ProbeError:
-            return None
+        return self._ask(ProbeClient.release)
 
     def _stats(self) -> ProbeStats | None:
+        return self._ask(ProbeClient.stats)
+
+    def _ask(self, command: Callable[[ProbeClient], T]) -> T | None:
+        """The probe's answer; None without a probe or an answer (the server is going
+        away: the driver says so)."""
         if self.probe.client is None:
             return None
         try:
-            return self.probe.client.stats()
+            return command(self.probe.client)
         except ProbeError:
-            return None  # the server is going away: the driver says so
+            return None

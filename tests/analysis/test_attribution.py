@@ -233,31 +233,16 @@ def test_what_the_reason_says():
         "free memory glibc holds, not live data"
     )
     leak = Verdict(LEAK, "grows", 16.2, 16.0, 90.0, 1.0, JUDGED, kept_bound_mb=32.0)
-    live = Attribution(
-        probe="on",
-        allocator_seen="glibc",
-        live_mb=88.0,
-        live_mb_per_swap=16.0,
-        held_mb=2.0,
-        non_heap_mb=0.5,
-        released_mb=3.0,
+    live = dataclasses.replace(
+        held, live_mb=88.0, live_mb_per_swap=16.0, held_mb=2.0, released_mb=3.0,
         left_after_release_mb=95.0,
-        release_call="malloc_trim(0)",
-    )
+    )  # fmt: skip
     assert explain(live, leak, "glibc", 1.28, live_leak=True) == (
         "live heap grows 16.0 MiB per swap (the allocator's in-use bytes); "
         "a release gave back 3.0 MiB: this is not the allocator"
     )
-    fragmented = Attribution(
-        probe="on",
-        allocator_seen="glibc",
-        live_mb=1.0,
-        live_mb_per_swap=0.1,
-        held_mb=89.0,
-        non_heap_mb=0.5,
-        released_mb=88.0,
-        left_after_release_mb=2.0,
-        release_call="malloc_trim(0)",
+    fragmented = dataclasses.replace(
+        held, live_mb_per_swap=0.1, held_mb=89.0, released_mb=88.0, left_after_release_mb=2.0
     )
     assert explain(fragmented, leak, "glibc", 1.28, live_leak=False).endswith(
         ": the growth is free memory glibc holds, not live data"
