@@ -61,13 +61,18 @@ def test_the_plan_holds_everything_resolved(tmp_path, model, server):
     assert plan.model.versions == [model / "1"]
     assert plan.backend.server_binary == server and plan.backend.cpus == {0}
     a, b = plan.variants
-    assert a.server_args == ("--num_load_threads=2", "--x=1") and a.env == {"K": "v"}
-    assert a.library is None and "LD_PRELOAD" not in a.env
+    assert a.server_args == ("--num_load_threads=2", "--x=1") and a.env["K"] == "v"
+    # glibc: only the probe is preloaded (its library built for this host)
+    assert a.library is None and plan.probe_off is None
+    assert a.env["LD_PRELOAD"] == a.probe and Path(a.probe).name == "libsoakprobe.so"
     ports = [a.rest_port, a.grpc_port, b.rest_port, b.grpc_port]
     assert len(set(ports)) == 4
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.run_id = "other"  # type: ignore[misc]
     assert not (tmp_path / "run").exists()  # preparing starts nothing, writes nothing
+    unprobed = prepare(dataclasses.replace(config, probe=False))
+    assert unprobed.probe_off == "--no-probe"
+    assert all(v.probe is None and "LD_PRELOAD" not in v.env for v in unprobed.variants)
 
 
 def test_allocator_libraries_are_found_up_front(tmp_path, model, server, monkeypatch):
@@ -79,7 +84,8 @@ def test_allocator_libraries_are_found_up_front(tmp_path, model, server, monkeyp
         prepare(config)
     (tmp_path / "libjemalloc.so.2").write_bytes(b"")
     (jemalloc,) = [v for v in prepare(config).variants if v.allocator == "jemalloc"]
-    assert jemalloc.env["LD_PRELOAD"] == str(tmp_path / "libjemalloc.so.2")
+    # the allocator first, so that the probe asks the allocator that serves malloc
+    assert jemalloc.env["LD_PRELOAD"] == f"{tmp_path / 'libjemalloc.so.2'}:{jemalloc.probe}"
 
 
 def test_environment_problems_are_listed_at_once(tmp_path, model):
