@@ -333,7 +333,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for entry in runs:
         r = entry.result
         variants = ", ".join(
-            f"{v.name} {v.memory.verdict.verdict}"
+            f"{v.name} {v.verdict_text}"
             + (f" {v.memory.retained_mb:+.1f} MiB" if v.memory.retained_mb is not None else "")
             for v in r.result.variants
         )
