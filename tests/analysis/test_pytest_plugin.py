@@ -240,7 +240,8 @@ def test_real_runs_pass_a_clean_model_and_fail_a_planted_leak(pytester, tiny_mod
             "*= soak runs =*",
             "test_user.py::test_clean_model_releases_memory: run completed: jemalloc released *"
             ": removed (passed)",
-            f"test_user.py::test_hot_reload_releases_memory: run completed: jemalloc leak of live memory *"
+            "test_user.py::test_hot_reload_releases_memory: run completed: jemalloc leak of "
+            f"live memory *"
             f"{run_dir}",
         ]
     )
