@@ -184,7 +184,8 @@ def _stacked_bars(ax: Axes, parts: Sequence[Series]) -> None:
         up, down = up + np.clip(y, 0, None), down + np.clip(y, None, 0)
     total = sum((_array(p.y) for p in parts), np.zeros(len(x)))
     ax.plot(x, total, "k.", ms=4, label="total (RSS)")
-    ax.margins(y=0.12)  # room for the legend and the top dot
+    low, high = min(0.0, float(down.min())), max(float(up.max()), float(total.max()), 1.0)
+    ax.set_ylim(low * 1.1, high * 1.3)  # room for the legend above the tallest bar
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xlabel("swap (0: the baseline)")
     ax.set_ylabel("MiB over the baseline")
