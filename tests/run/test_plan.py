@@ -204,3 +204,14 @@ def test_a_sampler_that_gives_up_fails_the_variant_with_its_reason(tmp_path, mod
     with (vdir / "events.csv").open() as f:
         events = [row["event"] for row in csv.DictReader(f)]
     assert EventKind.SAMPLER_FAILED in events
+
+
+def test_without_a_compiler_the_probe_is_off_with_the_reason(tmp_path, model, server, monkeypatch):
+    """A host where the probe was never built and cannot be: the run is planned without it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    plan = prepare(resolve({"model": str(model), "server_binary": server}, {}))
+    assert plan.probe_off is not None
+    assert plan.probe_off.startswith("building the probe failed (no C compiler?)")
+    assert all(v.probe is None for v in plan.variants)
+    assert all("libsoakprobe" not in v.env.get("LD_PRELOAD", "") for v in plan.variants)
