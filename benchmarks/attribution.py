@@ -25,9 +25,9 @@ CASES: dict[str, list[str]] = {
     "default": [],
     "planted4": [*GLIBC_8, "--server-arg=--debug_retain_mb_per_load=4"],
     "planted16": [*GLIBC_8, "--server-arg=--debug_retain_mb_per_load=16"],
-    "tcmalloc,mimalloc": ["--allocators", "tcmalloc,mimalloc", "--swaps", "8"],
+    "tcmalloc+mimalloc": ["--allocators", "tcmalloc,mimalloc", "--swaps", "8"],
 }
-ONCE = {"tcmalloc,mimalloc"}  # a look at the other allocators, not a repeated figure
+ONCE = {"tcmalloc+mimalloc"}  # a look at the other allocators, not a repeated figure
 FIGURES = ("kept", "live", "live/swap", "held", "released", "left")
 
 
