@@ -74,6 +74,9 @@ IMAGE_PLATFORMS = (
 # Marks the first stage of a multi-stage build, removed after the build (docker/standin/,
 # docker/allocators/).
 BUILD_STAGE_LABEL = "soak.build-stage"
+# What soak built an image as: both kinds hold the allocator probe.
+IMAGE_LABEL = "soak.image"
+STANDIN_KIND, ALLOCATORS_KIND = "standin", "allocators"
 # Needed only to build the project's wheel inside the image (pyproject's build-system).
 BUILD_REQUIREMENTS = ("setuptools>=68", "wheel")
 
@@ -103,7 +106,7 @@ def ensure_standin_image(client: docker.DockerClient, *, progress: Progress = pr
                 context,
                 tag,
                 buildargs={"BASE_IMAGE": base, "SOAK_BUILD_ID": build_id},
-                labels={"soak.image": "standin", "soak.base": base},
+                labels={IMAGE_LABEL: STANDIN_KIND, "soak.base": base},
                 progress=progress,
             )
         finally:
@@ -169,7 +172,7 @@ def ensure_allocator_image(
                     "BASE_USER": base_image.attrs["Config"].get("User") or "root",
                     "SOAK_BUILD_ID": build_id,
                 },
-                labels={"soak.image": "allocators", "soak.base": base},
+                labels={IMAGE_LABEL: ALLOCATORS_KIND, "soak.base": base},
                 progress=progress,
             )
         finally:
@@ -185,6 +188,13 @@ def resolve_image(client: docker.DockerClient, image: str, *, progress: Progress
     if not _image_exists(client, image):
         raise EnvironmentFailure(_not_found_message(image))
     return image
+
+
+def holds_probe(client: docker.DockerClient, image: str) -> bool:
+    """Built by soak (the stand-in or the allocator layer), so the probe is in it. (An
+    image of an older soak without it: the run's maps check finds it missing.)"""
+    labels = client.images.get(image).labels or {}
+    return labels.get(IMAGE_LABEL) in (STANDIN_KIND, ALLOCATORS_KIND)
 
 
 def image_for_allocators(

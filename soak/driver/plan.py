@@ -251,7 +251,9 @@ def _probe(
     if not config.probe:
         return None, "--no-probe"
     if isinstance(backend, DockerBackend):
-        if not _built_by_soak(backend.client, backend.image):
+        from soak.images import holds_probe
+
+        if not holds_probe(backend.client, backend.image):
             return None, (
                 f"{backend.image} has no {probe_library.LIBRARY_NAME} (soak builds it into "
                 "the stand-in and into its allocator layer, used when a variant needs an "
@@ -262,13 +264,6 @@ def _probe(
         return str(probe_library.host_library()), None
     except probe_library.ProbeUnavailable as exc:
         return None, str(exc)
-
-
-def _built_by_soak(client: docker.DockerClient, image: str) -> bool:
-    """The stand-in and the allocator layer hold the probe (docker/); other images do not.
-    (An image of an older soak without it: the maps check finds it missing.)"""
-    labels = client.images.get(image).labels or {}
-    return labels.get("soak.image") in ("standin", "allocators")
 
 
 def _library(config: RunConfig, variant: VariantSpec) -> str | None:

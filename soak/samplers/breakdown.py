@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from soak import interrupts
 from soak.samplers.probe import ProbeClient, ProbeError, ProbeStats, Release
 from soak.store.csv_log import CsvLog
 from soak.store.records import BreakdownRow
@@ -59,15 +60,19 @@ def connect_probe(target: Target, allocator: str, plan_off: str | None) -> Probe
         client = ProbeClient(target.probe_socket())
     except ProbeUnavailable as exc:
         return ProbeState(None, str(exc))
-    deadline = time.monotonic() + ANSWER_WAIT_S
-    while True:
+    answers: list[ProbeStats] = []
+    errors: list[str] = []
+
+    def answered() -> bool:
         try:
-            stats = client.stats()
-            break
+            answers.append(client.stats())
         except ProbeError as exc:
-            if time.monotonic() >= deadline:
-                return ProbeState(None, str(exc))
-            time.sleep(0.2)
+            errors.append(str(exc))
+        return bool(answers)
+
+    if not interrupts.wait_until(answered, ANSWER_WAIT_S, poll_s=0.2):
+        return ProbeState(None, errors[-1] if errors else "the probe did not answer")
+    stats = answers[0]
     if allocator != "glibc" and stats.allocator != allocator:
         return ProbeState(None, f"the probe sees {stats.allocator}, not {allocator}")
     return ProbeState(client, None, stats)
