@@ -1,5 +1,8 @@
-"""The allocators a variant can choose: names, the library to preload, the Debian package.
+"""The allocators a variant can choose, and the named fixes built on them.
 
+An allocator is a name, the library to preload, the Debian package. A fix is a
+named variant a team can take to production to get kept memory back: an
+allocator plus environment, or glibc plus a release after each unload.
 Pure data, so that the configuration can check names without looking at the
 system; finding and verifying the libraries is `soak.targets.allocators`.
 """
@@ -51,3 +54,66 @@ def purge_delay_s(allocator: str, env: Mapping[str, str]) -> float:
         if key.strip() in decay and value.strip().lstrip("-").isdigit():
             decay[key.strip()] = int(value)  # jemalloc ignores a malformed value too
     return sum(max(0, ms) for ms in decay.values()) / 1000.0
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A named variant of `--allocators` beside the plain allocators (SPEC §8)."""
+
+    name: str
+    allocator: str
+    env: Mapping[str, str]
+    release_after_unload: bool
+    why: str  # what it changes in the allocator, for the report
+
+
+# glibc's mmap threshold, fixed at its default start value: glibc raises it (up to 32 MiB)
+# after a large mmapped chunk is freed, and later large tensors then come from the heap,
+# whose pages it keeps. Fixed, large tensors stay mmapped and go back to the OS on free.
+GLIBC_MMAP_THRESHOLD = 131072
+
+FIXES: dict[str, Fix] = {
+    f.name: f
+    for f in (
+        Fix(
+            "glibc-trim",
+            "glibc",
+            {},
+            True,
+            "glibc, and malloc_trim(0) right after each old version has unloaded",
+        ),
+        Fix(
+            "glibc-mmap",
+            "glibc",
+            {"MALLOC_MMAP_THRESHOLD_": str(GLIBC_MMAP_THRESHOLD)},
+            False,
+            "glibc with a fixed mmap threshold: large tensors are mmapped, and unmapped when freed",
+        ),
+        Fix(
+            "glibc-arenas2",
+            "glibc",
+            {"MALLOC_ARENA_MAX": "2"},
+            False,
+            "glibc with at most 2 arenas: fewer heaps to keep free memory in",
+        ),
+        Fix(
+            "jemalloc-bg",
+            "jemalloc",
+            {"MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"},
+            False,
+            "jemalloc with a background thread that gives freed pages back within about 1 s",
+        ),
+    )
+}
+
+# `--allocators fixes`: glibc, the reference, then the fixes. tcmalloc and mimalloc are
+# left out: on the demo model they kept more than glibc, or gave little back on a release.
+FIXES_PRESET = "fixes"
+FIXES_PRESET_NAMES = (
+    "glibc",
+    "jemalloc",
+    "jemalloc-bg",
+    "glibc-trim",
+    "glibc-mmap",
+    "glibc-arenas2",
+)

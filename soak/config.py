@@ -63,7 +63,7 @@ def resolve(file_values: Mapping[str, Any], flag_values: Mapping[str, Any]) -> R
     if "variants" in values and "allocators" not in flags:  # --allocators replaces the tables
         values["allocators"] = tuple(v.allocator for v in values["variants"])
     elif "variants" not in given or "allocators" in flags:
-        values["variants"] = tuple(VariantSpec(name=a, allocator=a) for a in allocators)
+        values["variants"] = tuple(VariantSpec.named(a) for a in allocators)
     problems += _check_together(values)
     if problems:
         raise UsageError("invalid configuration: " + "; ".join(problems))
@@ -86,6 +86,11 @@ def _check_together(values: dict[str, Any]) -> list[str]:
     names = [v.name for v in c.variants]
     if len(names) != len(set(names)):
         problems.append(f"variant names must be unique: {names}")
+    trims = [v.name for v in c.variants if v.release_after_unload]
+    if trims and not c.probe:
+        who = ("variant " if len(trims) == 1 else "variants ") + ", ".join(trims)
+        verb = "releases" if len(trims) == 1 else "release"
+        problems.append(f"{who} {verb} through soak's probe after each unload: drop --no-probe")
     if c.backend != "docker" and c.metric.startswith("cgroup"):
         problems.append("cgroup metrics need --backend docker")
     if c.model is not None and not Path(c.model).exists():

@@ -5,8 +5,9 @@
 `soak-runs/TIME`; `--history FILE` elsewhere): one row per run (status, model,
 backend, image, config hash, soak version, host facts) and one per variant
 (verdict and key figures, with each figure's noise for `soak check
---against-history`). `soak history` lists them; `soak history --add RUN_DIR`
-records a run that could not record itself (killed, or run elsewhere).
+--against-history`; why memory is kept, the server's CPU per request and the
+pod's memory). `soak history` lists them; `soak history --add RUN_DIR` records a
+run that could not record itself (killed, or run elsewhere).
 
 Safe to share: each run is written in one transaction (`BEGIN IMMEDIATE`) on a
 WAL journal with a busy timeout, so two runs finishing at once both land, a
@@ -33,7 +34,9 @@ from soak.regression import COMPARED, Measured, measured
 from soak.settings import RunConfig, VariantSpec, config_from_run_toml
 from soak.store.run_dir import RunDir
 
-SCHEMA_VERSION = 2  # 2: variants' attribution (live_mb, held_mb, released_mb, left_after_...)
+# 2: variants' attribution (live_mb, held_mb, released_mb, left_after_...)
+# 3: the server's CPU and the pod's memory (cpu_ms_per_request, swap_cpu_s, pod_memory_mb)
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another one
 
 
@@ -75,6 +78,10 @@ class RecordedVariant:
     held_mb: float | None = None
     released_mb: float | None = None
     left_after_release_mb: float | None = None
+    # what fixes cost (SPEC §8; None: no cpu_s in memory.csv, or a run recorded before it)
+    cpu_ms_per_request: float | None = None  # steady, the median over the windows
+    swap_cpu_s: float | None = None
+    pod_memory_mb: float | None = None
 
     def measured(self) -> dict[str, Measured]:
         """The compared figures with their noise, as `regression.measured` gives them."""
@@ -121,7 +128,10 @@ _RUN_COLUMNS = [f.name for f in fields(RecordedRun) if f.name != "variants"]
 _VARIANT_COLUMNS = [f.name for f in fields(RecordedVariant)]
 # Columns added after schema 1, by the version that added them: a writer adds them to an
 # older file (ALTER TABLE), a reader of an older file reads them as NULL.
-_ADDED_VARIANT_COLUMNS = {2: ("live_mb", "held_mb", "released_mb", "left_after_release_mb")}
+_ADDED_VARIANT_COLUMNS = {
+    2: ("live_mb", "held_mb", "released_mb", "left_after_release_mb"),
+    3: ("cpu_ms_per_request", "swap_cpu_s", "pod_memory_mb"),
+}
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -270,6 +280,9 @@ def _recorded_variant(v: VariantResult, config: RunConfig, spec: VariantSpec) ->
         held_mb=v.attribution.held_mb,
         released_mb=v.attribution.released_mb,
         left_after_release_mb=v.attribution.left_after_release_mb,
+        cpu_ms_per_request=v.cpu.steady_ms_per_request,
+        swap_cpu_s=v.cpu.swap_cpu_s,
+        pod_memory_mb=v.pod_memory_mb,
     )
 
 

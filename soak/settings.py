@@ -36,7 +36,7 @@ from typing import Any
 
 import tomli_w
 
-from soak.allocator_specs import ALLOCATORS
+from soak.allocator_specs import ALLOCATORS, FIXES, FIXES_PRESET, FIXES_PRESET_NAMES
 from soak.procfs import parse_cpu_list
 
 BACKENDS = ("process", "docker")
@@ -378,6 +378,56 @@ class VariantSpec:
     split: int | None = setting(
         None, "this variant's --split", minimum=1, maximum=MAX_SPLIT, default_text="the run's"
     )
+    release_after_unload: bool = setting(
+        False,
+        "the probe releases the allocator's free memory right after each old version has "
+        "unloaded: what a server calling malloc_trim(0) after an unload would keep",
+    )
+
+    def production_change(self) -> str:
+        """What a team changes in production to run as this variant, in one line."""
+        changes = []
+        spec = ALLOCATORS[self.allocator]
+        if spec.soname:
+            changes.append(
+                f"preload {self.library or spec.soname} (LD_PRELOAD; Debian/Ubuntu package "
+                f"{spec.debian_package})"
+            )
+        changes += [f"ENV {k}={v}" for k, v in sorted(self.env.items())]
+        if self.release_after_unload:
+            changes.append(
+                "call malloc_trim(0) after each model unload (a server change: TF Serving's "
+                "MallocExtension_ReleaseToSystem() after an unload does nothing in open-source "
+                "builds)"
+                if self.allocator == "glibc"
+                else "release the allocator's free memory after each model unload (a server change)"
+            )
+        if self.server_args:
+            changes.append("server flags " + " ".join(self.server_args))
+        return "; ".join(changes) or "nothing: the server as it is"
+
+    @classmethod
+    def named(cls, name: str) -> VariantSpec:
+        """The variant an `--allocators` name stands for: an allocator, or a fix."""
+        fix = FIXES.get(name)
+        if fix is None:
+            return cls(name=name, allocator=name)
+        return cls(
+            name=name,
+            allocator=fix.allocator,
+            env=dict(fix.env),
+            release_after_unload=fix.release_after_unload,
+        )
+
+
+def parse_allocators(raw: Any) -> tuple[str, ...]:
+    """--allocators: names of allocators and fixes; `fixes` stands for the preset."""
+    names: list[str] = []
+    for name in _to_str_tuple(raw, comma_separated=True):
+        for n in FIXES_PRESET_NAMES if name == FIXES_PRESET else (name,):
+            if n not in names:
+                names.append(n)
+    return tuple(names)
 
 
 def parse_variants(raw: Any, check: bool = True) -> tuple[VariantSpec, ...]:
@@ -434,15 +484,18 @@ class RunConfig:
     backend: str = setting("process", "where the server runs", choices=BACKENDS)
     allocators: tuple[str, ...] = setting(
         ("glibc", "jemalloc"),
-        "one variant per allocator, comma-separated; replaces the file's [[variants]]",
-        choices=tuple(ALLOCATORS),
+        "one variant per allocator or fix, comma-separated ('fixes': glibc and the fixes); "
+        "replaces the file's [[variants]]",
+        choices=(*ALLOCATORS, *FIXES, FIXES_PRESET),
+        parse=parse_allocators,
         metavar="LIST",
         stored=False,  # run.toml records the variants
         in_config_hash=False,  # so does the hash
     )
     variants: tuple[VariantSpec, ...] = setting(
         (),
-        "[[variants]] tables: name, allocator, server_args, env, library",
+        "[[variants]] tables: name, allocator, server_args, env, library, split, "
+        "release_after_unload",
         parse=parse_variants,
         cli=False,
         default_text="one per allocator",
@@ -592,6 +645,15 @@ class RunConfig:
         default_text="max(1 MiB, 1% of the model)",
     )
     metric: str = setting("anon_bytes", "the memory figure the verdict judges", choices=METRICS)
+    plan_swaps: int = setting(
+        30,
+        "swaps in production between restarts that the pod's memory must hold: "
+        "pod_memory_mb is the swap peak plus what that many swaps keep at the growth's "
+        "upper bound",
+        minimum=1,
+        metavar="N",
+        in_config_hash=False,  # how the result is read, not how the server is measured
+    )
     swaps_per_day: float | None = setting(
         None,
         "production's swaps per day, for the projection",

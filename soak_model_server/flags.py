@@ -2,9 +2,10 @@
 
 Only flags whose behaviour the stand-in implements are accepted; any other flag is an
 error (TF Serving rejects unknown flags too), so a flag that would silently do nothing
-never slips into a soak run. Two flags exist only in the stand-in: `--rest_api_bind` (the
-address both the gRPC and the REST ports listen on; TF Serving listens on all addresses) and
-`--debug_retain_mb_per_load` (a planted leak, ground truth for tests).
+never slips into a soak run. Three flags exist only in the stand-in: `--rest_api_bind` (the
+address both the gRPC and the REST ports listen on; TF Serving listens on all addresses),
+`--debug_retain_mb_per_load` (a planted leak) and `--debug_cpu_ms_per_request` (a planted
+CPU cost per predict request): the last two are ground truth for tests.
 
 Load retries default as in TF Serving (`--max_num_load_retries=5`,
 `--load_retry_interval_micros` one minute): a broken version stays LOADING for about five
@@ -48,6 +49,7 @@ class ServerFlags:
     tensorflow_inter_op_parallelism: int
     saved_model_tags: str
     debug_retain_mb_per_load: float
+    debug_cpu_ms_per_request: float
 
     @property
     def intra_op_threads(self) -> int:
@@ -110,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="planted leak: MiB of heap kept per load, may be fractional (stand-in only)",
     )
+    add(
+        "--debug_cpu_ms_per_request",
+        type=float,
+        default=0.0,
+        help="planted CPU cost for tests: ms of the handling thread's CPU burnt per predict "
+        "request, REST and gRPC (stand-in only)",
+    )
     return parser
 
 
@@ -126,6 +135,7 @@ _NON_NEGATIVE = (
     "tensorflow_intra_op_parallelism",
     "tensorflow_inter_op_parallelism",
     "debug_retain_mb_per_load",
+    "debug_cpu_ms_per_request",
 )
 
 

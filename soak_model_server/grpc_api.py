@@ -63,10 +63,12 @@ def _set_model_spec(spec: Any, name: str, signature_name: str | None, version: i
 class GrpcApi:
     """The services' methods: request message -> response message, or ServingError."""
 
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: Manager, cpu_ms_per_request: float = 0.0) -> None:
         self._manager = manager
+        self._cpu_ms_per_request = cpu_ms_per_request  # --debug_cpu_ms_per_request
 
     def predict(self, request: Any, context: grpc.ServicerContext) -> Any:
+        inference.burn_thread_cpu(self._cpu_ms_per_request)
         name, version, label = _spec(request.model_spec)
         with self._manager.lease(name, version, label) as servable:
             inputs = {}
@@ -229,11 +231,13 @@ def handlers(api: GrpcApi) -> list[grpc.GenericRpcHandler]:
     ]
 
 
-def start_grpc_server(manager: Manager, host: str, port: int, max_threads: int) -> grpc.Server:
+def start_grpc_server(
+    manager: Manager, host: str, port: int, max_threads: int, cpu_ms_per_request: float = 0.0
+) -> grpc.Server:
     """Serve on host:port (OSError if the port cannot be bound)."""
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc"),
-        handlers=handlers(GrpcApi(manager)),
+        handlers=handlers(GrpcApi(manager, cpu_ms_per_request)),
         options=[
             ("grpc.max_send_message_length", _MAX_MESSAGE),
             ("grpc.max_receive_message_length", _MAX_MESSAGE),

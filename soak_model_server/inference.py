@@ -41,6 +41,16 @@ def _keys(names) -> str:
 # --- predict -------------------------------------------------------------------------------
 
 
+def burn_thread_cpu(ms: float) -> None:
+    """Busy-loop until this thread has used `ms` more milliseconds of CPU
+    (--debug_cpu_ms_per_request: CPU, not sleep, whatever the other threads do)."""
+    if ms <= 0:
+        return
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+
+
 def predict(
     servable: Servable,
     model_name: str,

@@ -53,9 +53,15 @@ def _decode(text: str) -> str:
 class RestApi:
     """Request -> (HTTP status, content type, body), independent of the HTTP transport."""
 
-    def __init__(self, manager: Manager, prometheus_path: str | None = None) -> None:
+    def __init__(
+        self,
+        manager: Manager,
+        prometheus_path: str | None = None,
+        cpu_ms_per_request: float = 0.0,
+    ) -> None:
         self._manager = manager
         self.prometheus_path = prometheus_path
+        self._cpu_ms_per_request = cpu_ms_per_request  # --debug_cpu_ms_per_request
 
     def handle(self, method: str, raw_path: str, body: bytes) -> tuple[int, str, str]:
         path = urlsplit(raw_path).path
@@ -137,6 +143,7 @@ class RestApi:
             )
 
     def _predict(self, name: str, version: int | None, label: str | None, body: bytes) -> str:
+        inference.burn_thread_cpu(self._cpu_ms_per_request)
         # As TF Serving: the body is parsed first, then one lease serves the signature lookup
         # and the run, so both see the same version during a swap.
         document = json_tensor.parse_document(body)

@@ -85,7 +85,11 @@ def run_server(flags: ServerFlags, prometheus_path: str | None = None) -> int:
     if first is not None:
         try:
             grpc_server = start_grpc_server(
-                manager, flags.rest_api_bind, flags.port, flags.grpc_max_threads
+                manager,
+                flags.rest_api_bind,
+                flags.port,
+                flags.grpc_max_threads,
+                flags.debug_cpu_ms_per_request,
             )
         except OSError as error:
             log.error("Failed to start server. Error: UNKNOWN: %s", error)
@@ -96,7 +100,7 @@ def run_server(flags: ServerFlags, prometheus_path: str | None = None) -> int:
                 rest_server = RestServer(
                     flags.rest_api_bind,
                     flags.rest_api_port,
-                    RestApi(manager, prometheus_path),
+                    RestApi(manager, prometheus_path, flags.debug_cpu_ms_per_request),
                     flags.rest_api_num_threads,
                 )
             except OSError as error:

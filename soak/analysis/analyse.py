@@ -1,11 +1,13 @@
 """A run directory's raw data -> one `RunResult` (soak/analysis/result.py).
 
 `analyse_run` reads run.toml, variant.json and the CSVs once and does all the
-analysis: per-swap figures, verdicts, latency, projection, comparison, why memory
-is kept (attribution.py: its clause is added to a leak's or plateau's reason), and
-the plot data of the report. It is pure (reads only) and works on a run that is
-still going, was interrupted, or crashed: what did not happen is reported as
-missing (None), never guessed. summary_json.py writes the result to disk.
+analysis: per-swap figures, verdicts, latency, the server's CPU (cpu.py), the
+pod's memory and its projection to the limit, each variant against the reference
+and the recommendation (comparison.py), why memory is kept (attribution.py: its
+clause is added to a leak's or plateau's reason), and the plot data of the report.
+It is pure (reads only) and works on a run that is still going, was interrupted, or
+crashed: what did not happen is reported as missing (None), never guessed.
+summary_json.py writes the result to disk.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any, TypeVar
 
 from soak import __version__
 from soak.analysis.attribution import attribute, explain
-from soak.analysis.comparison import compare
+from soak.analysis.comparison import compare, with_comparisons
+from soak.analysis.cpu import cpu_figures, per_swap_cpu
 from soak.analysis.inputs import RunSettings, VariantInputs, read_run
 from soak.analysis.latency import (
     LatencySeries,
@@ -27,6 +30,7 @@ from soak.analysis.latency import (
 )
 from soak.analysis.memory import MemorySeries, swap_memory
 from soak.analysis.plot_data import variant_timeline
+from soak.analysis.pod_memory import pod_memory
 from soak.analysis.projection import project
 from soak.analysis.result import (
     MemoryResult,
@@ -59,8 +63,10 @@ def analyse_run(run_dir: Path) -> RunResult:
     verdicts = classify_run(
         {m.inputs.name: m.settled_series() for m in measured}, threshold, settings.warmup_swaps
     )
-    variants = tuple(
-        analyse_variant(m, settings, threshold, verdicts[m.inputs.name]) for m in measured
+    variants = with_comparisons(
+        [analyse_variant(m, settings, threshold, verdicts[m.inputs.name]) for m in measured],
+        threshold,
+        size,
     )
     result = RunResult(
         status=run_status([v.status for v in variants]),
@@ -120,6 +126,7 @@ def _measure(v: VariantInputs, settings: RunSettings) -> _Measured:
     window_latency = swap_window_latency(requests, timeline)
     steady_latency = steady_window_latency(requests, timeline)
     load_ms, warmup_ms = (per_swap_ms(v.metrics, f) for f in ("tfs_load_ms", "tfs_warmup_ms"))
+    cpu = per_swap_cpu(series, requests, timeline)
     swaps = tuple(
         dataclasses.replace(
             s,
@@ -128,9 +135,12 @@ def _measure(v: VariantInputs, settings: RunSettings) -> _Measured:
             steady_p99_ms=steady_latency.get(s.index),
             tfs_load_ms=load_ms.get(s.index),
             tfs_warmup_ms=warmup_ms.get(s.index),
+            cpu_s=cpu_s,
+            steady_cpu_ms_per_request=steady_cpu,
         )
         for s in swap_memory(series, timeline)
         for p99, errors in [window_latency.get(s.index, (None, 0))]
+        for cpu_s, steady_cpu in [cpu.get(s.index, (None, None))]
     )
     return _Measured(v, timeline, series, requests, swaps)
 
@@ -147,12 +157,14 @@ def analyse_variant(
     baseline_mb = series.level_mb(timeline.baseline_t)
     final_mb = settled[-1].settled_mb if settled else baseline_mb
     basis, total_mb = _total_memory(series, timeline, settled)
+    swaps_completed = sum(s.completed for s in swaps)
+    pod = pod_memory(series, verdict, swaps_completed, settings.plan_swaps, timeline.stopped_t)
     return VariantResult(
         name=v.name,
         allocator=v.allocator,
         allocator_verified=v.allocator_verified,
         status=v.status,
-        swaps_completed=sum(s.completed for s in swaps),
+        swaps_completed=swaps_completed,
         memory=MemoryResult(
             metric=settings.metric,
             baseline_mb=baseline_mb,
@@ -174,17 +186,13 @@ def analyse_variant(
         library=v.library,
         reason=v.reason,
         server_exit=timeline.server_exit.detail if timeline.server_exit else None,
-        projection=project(
-            verdict.verdict,
-            verdict.mb_per_swap,
-            total_mb,
-            basis,
-            settings.memory_limit_bytes,
-            settings.swaps_per_day,
-        ),
+        projection=project(pod, basis, settings.memory_limit_bytes, settings.swaps_per_day),
         timeline=variant_timeline(series, requests, timeline, v.breakdown),
         swaps_done=timeline.swaps_done,
         attribution=attribution,
+        cpu=cpu_figures(swaps),
+        pod_memory=pod,
+        production_change=v.production_change,
     )
 
 

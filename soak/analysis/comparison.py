@@ -1,51 +1,218 @@
-"""Compare the variants of a run and say which one to use.
+"""Compare the variants of a run with its reference, and say which fix to use.
 
-Memory first (that is what a soak run is for): a variant that releases beats
-one that plateaus, which beats one that leaks; within a verdict, less retained
-memory (the level it settles at; per swap, for leaks) wins. Latency second:
-the lowest p99 during swaps.
+The reference is the run's first variant (`--allocators fixes` and the default run
+both put glibc first); every other variant is compared with it, figure by figure,
+as a Hodges–Lehmann shift with its 95 % interval (soak/analysis/shift.py), lower is
+better for all four:
+
+- `kept_mb`: per swap, the settled memory over the baseline (`retained_mb`), over
+  the swaps the verdict judges (after the warmup swaps);
+- `cpu_ms_per_request`: per steady window, the server's CPU-ms per request (cpu.py);
+- `steady_p99_ms`: per swap, the p99 of its steady window;
+- `swap_p99_ms`: per swap, the p99 of its swap window.
+
+A difference counts (`better` / `worse`) only when its interval excludes 0 *and* the
+shift is beyond the figure's practical margin (MARGINS below), so that two identical
+variants, which run one after the other while the machine drifts, compare `same`.
+
+The recommendation ranks the variants that give memory back (kept memory `better`,
+or `released` where the reference keeps memory: `plateau` or `leak`): by verdict,
+then by memory given back (amounts within the kept-memory margin of the best
+count as equal), then by what they cost (how many of CPU, steady and swap p99 are
+`worse`, then by how much), and names the trade-off in one line each, with what to
+change in production. No claim of speed rests on a difference inside the noise:
+`least_latency` is the fastest of the variants `better` on swap p99 (the reference
+when every other is `worse`), else None.
+
 When every allocator leaks at about the same rate, the growth does not come
 from the allocator, and saying so saves the user a useless change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 
-from soak.analysis.result import Comparison, VariantResult
-from soak.analysis.verdict import INCONCLUSIVE, LEAK, PLATEAU, RELEASED
+import numpy as np
+
+from soak.analysis.result import Comparison, Shift, VariantComparison, VariantResult
+from soak.analysis.shift import BETTER, SAME, WORSE, compare_samples
+from soak.analysis.verdict import FLAGGED, INCONCLUSIVE, LEAK, PLATEAU, RELEASED, kept_bound_mb
+from soak.store.records import MIB
 
 _RANK = {RELEASED: 0, PLATEAU: 1, LEAK: 2}
 SIMILAR_SLOPE_RATIO = 1.5  # slopes within this factor of each other grow "alike"
 
+# --- the practical margins: a difference smaller than these is `same` -------------------
+# Chosen on tests/analysis/data/identical_default_runs (6 default runs of the 128 MiB demo
+# model, glibc and jemalloc each, on a shared 2-core machine), comparing every run's
+# variant with the same variant of every other run (identical setups, minutes to days
+# apart: more drift than two variants of one run see, which run minutes apart):
+#
+# Kept memory: max(the verdict's kept-memory bound, 25 thresholds = max(25 MiB, 25 % of
+# the model), and KEPT_MARGIN_MODEL_SHARE of the model). glibc's settled memory jumps by
+# about 40 % of the model (~50-58 MiB on the demo model) and stays at a level for
+# several swaps, which the interval (independent values) does not see: identical glibc
+# runs differ by up to 55 MiB with intervals that exclude 0, identical jemalloc runs by
+# up to 9 MiB. With 51 MiB on the demo model: glibc against glibc `same` in 14 of 15
+# pairs (10 of 10 with equal swap counts), jemalloc against jemalloc 21 of 21, and
+# jemalloc against glibc of the same run `better` in 6 of 6 (shifts -57 to -111 MiB).
+KEPT_MARGIN_MODEL_SHARE = 0.4
+# Latency: LATENCY_MARGIN_SHARE of the reference's median, at least LATENCY_MARGIN_FLOOR_MS.
+# Latency drifts with the machine's load: the same default run repeated had steady p99s
+# of 7.9-14 ms and swap p99s of 195-318 ms, a run-to-run sd of 17-18 % of their median
+# (soak/regression.py, LATENCY_DRIFT), so the difference of two runs' p99s has an sd of
+# about 25 %; 50 % is two of those. Identical pairs: swap p99 `same` in 69 of 72; steady
+# p99 in 55 of 72 (one run's jemalloc had steady windows of 200-400 ms while the machine
+# was busy): a steady-latency label is the least sure of the four. Below 10 % (a share
+# often proposed) identical variants differed in 30 of 72 pairs.
+LATENCY_MARGIN_SHARE = 0.5
+LATENCY_MARGIN_FLOOR_MS = 1.0  # as soak/regression.py's floor: below it, no change is a finding
+# CPU per request: CPU_MARGIN_SHARE of the reference's median, at least CPU_MARGIN_FLOOR_MS.
+# The server's CPU time does not count the time it waits for the CPU, so the machine's
+# load moves it much less than latency; the tick of /proc's CPU times (10 ms over a
+# steady window of ~60 requests) makes a window's figure good to about 5 %.
+CPU_MARGIN_SHARE = 0.1
+CPU_MARGIN_FLOOR_MS = 0.1
+
+FIGURE_NAMES = {
+    "kept_mb": "kept memory",
+    "cpu_ms_per_request": "CPU per request",
+    "steady_p99_ms": "steady p99",
+    "swap_p99_ms": "swap p99",
+}
+COSTS = ("cpu_ms_per_request", "steady_p99_ms", "swap_p99_ms")
+
+
+def samples(v: VariantResult, figure: str) -> list[float]:
+    """The values a figure is compared on (module docstring)."""
+    take: dict[str, Callable[[VariantResult], list[float | None]]] = {
+        "kept_mb": lambda v: [
+            s.retained_mb for s in v.swaps if s.index in set(v.memory.verdict.swaps_judged)
+        ],
+        "cpu_ms_per_request": lambda v: [s.steady_cpu_ms_per_request for s in v.swaps],
+        "steady_p99_ms": lambda v: [s.steady_p99_ms for s in v.swaps],
+        "swap_p99_ms": lambda v: [s.p99_ms for s in v.swaps],
+    }
+    return [x for x in take[figure](v) if x is not None]
+
+
+def margin(figure: str, reference: Sequence[float], threshold_mb: float, model_mb: float) -> float:
+    """The practical margin of `figure` (see the constants above)."""
+    if figure == "kept_mb":
+        return max(kept_bound_mb(threshold_mb), KEPT_MARGIN_MODEL_SHARE * model_mb)
+    median = float(np.median(reference)) if len(reference) else 0.0
+    if figure == "cpu_ms_per_request":
+        return max(CPU_MARGIN_FLOOR_MS, CPU_MARGIN_SHARE * abs(median))
+    return max(LATENCY_MARGIN_FLOOR_MS, LATENCY_MARGIN_SHARE * abs(median))
+
+
+def versus(
+    v: VariantResult, reference: VariantResult, threshold_mb: float, model_size_bytes: int | None
+) -> VariantComparison:
+    """`v` against the reference on the four figures."""
+    model_mb = (model_size_bytes or 0) / MIB
+    shifts = {}
+    for figure in VariantComparison.FIGURES:
+        ref = samples(reference, figure)
+        shifts[figure] = compare_samples(
+            samples(v, figure), ref, margin(figure, ref, threshold_mb, model_mb)
+        )
+    return VariantComparison(reference=reference.name, **shifts)
+
+
+def with_comparisons(
+    variants: Sequence[VariantResult], threshold_mb: float, model_size_bytes: int | None
+) -> tuple[VariantResult, ...]:
+    """The variants, each but the reference (the first) compared with it."""
+    if len(variants) < 2:
+        return tuple(variants)
+    reference = variants[0]
+    return (
+        reference,
+        *(
+            dataclasses.replace(v, comparison=versus(v, reference, threshold_mb, model_size_bytes))
+            for v in variants[1:]
+        ),
+    )
+
 
 def compare(variants: Sequence[VariantResult], threshold_mb: float) -> Comparison:
-    """Which variant keeps the least memory, which is fastest, and what to use."""
+    """Which variant keeps the least memory, which is faster beyond the noise, and what to use.
+
+    The variants carry their comparison with the reference (`with_comparisons`).
+    """
     judged = [v for v in variants if v.status != "failed" and _verdict(v) in _RANK]
-    timed = [v for v in variants if v.status != "failed" and v.latency.swap_p99_ms is not None]
     least_memory = min(judged, key=_memory_key, default=None)
-    least_latency = min(timed, key=_swap_p99, default=None)
     alike = _grows_alike(judged, threshold_mb) if len(judged) == len(variants) else False
     control = next((v.memory.verdict.control for v in variants if v.memory.verdict.control), None)
+    reference = variants[0] if len(variants) >= 2 else None
+    ranking = _ranking(variants, reference) if reference is not None and not alike else []
     return Comparison(
         least_memory=least_memory.name if least_memory else None,
-        least_latency=least_latency.name if least_latency else None,
+        least_latency=_least_latency(variants),
         allocator_independent=alike,
-        recommendation=_recommend(variants, judged, least_memory, least_latency, alike),
+        recommendation=_recommend(variants, judged, least_memory, alike, ranking),
         control=control,
         retained_vs_control_mb=tuple(
             (v.name, v.memory.verdict.kept_mb) for v in variants if control is not None
         ),
+        reference=reference.name if reference is not None else None,
+        ranking=tuple(v.name for v in ranking),
     )
+
+
+def _least_latency(variants: Sequence[VariantResult]) -> str | None:
+    """The fastest of the variants with a lower swap p99 than the reference's beyond the
+    noise; the reference when every other one is slower beyond it; else None."""
+    others = [v for v in variants[1:] if v.status != "failed"]
+    if not others:
+        return None
+    labels = {v.name: _label(v, "swap_p99_ms") for v in others}
+    faster = [v for v in others if labels[v.name] == BETTER]
+    if faster:
+        return min(faster, key=_swap_p99).name
+    if all(label == WORSE for label in labels.values()):
+        return variants[0].name
+    return None
+
+
+def _ranking(variants: Sequence[VariantResult], reference: VariantResult) -> list[VariantResult]:
+    """The variants that give memory back against the reference, best first."""
+    found = [
+        v
+        for v in variants[1:]
+        if v.status != "failed"
+        and _verdict(v) in _RANK
+        and (
+            _label(v, "kept_mb") == BETTER
+            or (_verdict(v) == RELEASED and _verdict(reference) in FLAGGED)
+        )
+    ]
+    if not found:
+        return []
+    best = min(_kept_shift(v) for v in found)
+
+    def key(v: VariantResult) -> tuple[int, int, int, float, float]:
+        kept = _shift(v, "kept_mb")
+        step = kept.margin or 1.0
+        given_back = int((_kept_shift(v) - best) // step)  # within one margin of the best: 0
+        costs = [_shift(v, f) for f in COSTS]
+        worse = sum(c.label == WORSE for c in costs)
+        cost = sum(c.percent or 0.0 for c in costs)
+        return (_RANK[_verdict(v)], given_back, worse, cost, _kept_shift(v))
+
+    return sorted(found, key=key)
 
 
 def _recommend(
     variants: Sequence[VariantResult],
     judged: list[VariantResult],
     best: VariantResult | None,
-    fastest: VariantResult | None,
     alike: bool,
+    ranking: list[VariantResult],
 ) -> str:
+    """The headline, then one line per fix (ranking), joined by newlines."""
     if not variants:
         return "no recommendation: the run has no variant data"
     if best is None:
@@ -58,34 +225,98 @@ def _recommend(
             "is not the allocator's, so changing allocator won't help; look at the model "
             "and the server's load path"
         )
-    judged_names = {v.name for v in judged}
-    unjudged = [v.name for v in variants if v.name not in judged_names]
-    return _choice(variants, best, fastest) + (
-        f"; no verdict for {', '.join(unjudged)}" if unjudged else ""
-    )
-
-
-def _choice(
-    variants: Sequence[VariantResult], best: VariantResult, fastest: VariantResult | None
-) -> str:
-    keeps = f"it keeps the least memory ({_verdict(best)}, {_memory_text(best)})"
     if len(variants) == 1:
         return (
             f"{best.name}: {_verdict(best)} ({_memory_text(best)}); run other allocators "
-            "(e.g. --allocators glibc,jemalloc) to compare"
+            "or the fixes (e.g. --allocators fixes) to compare"
         )
-    if _verdict(best) == LEAK:
-        least = f"{best.name} leaks least ({_memory_text(best)})"
-        return f"every variant with a verdict leaks; {least}"
-    if fastest is None or fastest is best:
-        p99 = f" and has the lowest swap p99 ({_swap_p99(best):.0f} ms)" if fastest else ""
-        return f"use {best.name}: {keeps}{p99}"
-    theirs = best.latency.swap_p99_ms
-    versus = f" vs {theirs:.0f} ms" if theirs is not None else ""
-    return (
-        f"use {best.name}: {keeps}; {fastest.name} has the lower swap p99 "
-        f"({_swap_p99(fastest):.0f} ms{versus})"
-    )
+    judged_names = {v.name for v in judged}
+    unjudged = [v.name for v in variants if v.name not in judged_names]
+    suffix = f"; no verdict for {', '.join(unjudged)}" if unjudged else ""
+    reference = variants[0]
+    if ranking:
+        top = ranking[0]
+        if len(ranking) == 1:
+            head = f"use {top.name}: it gives back memory that {reference.name} keeps"
+        else:
+            head = (
+                f"use {top.name}: of the {len(ranking)} variants that give back memory "
+                f"{reference.name} keeps, it gives back the most at the least cost"
+            )
+        return "\n".join([head + suffix, *(tradeoff(v, reference) for v in ranking)])
+    ref_text = f"{reference.name}, the reference: {_verdict(reference)}, {_memory_text(reference)}"
+    if _verdict(reference) == RELEASED:
+        return (
+            f"keep {reference.name}: it releases ({_memory_text(reference)}); no variant "
+            f"keeps less memory beyond the noise{suffix}"
+        )
+    if all(_verdict(v) == LEAK for v in judged):
+        return f"every variant with a verdict leaks; none leaks less than {ref_text}{suffix}"
+    return f"no variant gives back memory beyond the noise ({ref_text}){suffix}"
+
+
+def tradeoff(v: VariantResult, reference: VariantResult) -> str:
+    """One line: what `v` gives back against the reference, what it costs, what to change."""
+    kept = _shift(v, "kept_mb")
+    ref = reference.name
+    if kept.label == BETTER and kept.shift is not None:
+        memory = f"keeps {-kept.shift:.0f} MiB less than {ref} ({_verdict(v)})"
+    else:
+        differs = f"{kept.shift:+.0f} MiB, " if kept.shift is not None else ""
+        memory = (
+            f"{_verdict(v)} where {ref} keeps memory (kept memory {differs}not beyond the noise)"
+        )
+    parts = [f"{v.name}: {memory}", cost_text(v, "cpu_ms_per_request", numbers=True)]
+    parts += [cost_text(v, f) for f in ("steady_p99_ms", "swap_p99_ms")]
+    if v.production_change:
+        parts.append(f"in production: {v.production_change}")
+    return "; ".join(parts)
+
+
+def cost_text(v: VariantResult, figure: str, numbers: bool = False) -> str:
+    """'CPU per request +3 % (±2)', 'swap p99 the same', 'steady p99 +60 % (±20), worse'.
+
+    `numbers`: the shift even when it is `same` (CPU: the cost people ask about).
+    """
+    name = FIGURE_NAMES[figure]
+    s = _shift(v, figure)
+    if s.shift is None:
+        return f"{name} not measured"
+    amount = _amount(s, figure)
+    if s.label is None:
+        return f"{name} {amount} (too few values to tell)"
+    if s.label == SAME:
+        if numbers:
+            return f"{name} {amount}"
+        if s.low is not None and s.high is not None and (s.low > 0 or s.high < 0):
+            return f"{name} {amount}, inside the margin"  # shown, but no claim rests on it
+        return f"{name} the same"
+    return f"{name} {amount}, {s.label}"
+
+
+def _amount(s: Shift, figure: str) -> str:
+    unit = "MiB" if figure == "kept_mb" else "ms"
+    pct, half = s.percent, s.percent_half_width
+    if pct is not None:
+        return f"{pct:+.0f} %" + (f" (±{half:.0f})" if half is not None else "")
+    assert s.shift is not None
+    half_abs = (s.high - s.low) / 2 if s.high is not None and s.low is not None else None
+    return f"{s.shift:+.2f} {unit}" + (f" (±{half_abs:.2f})" if half_abs is not None else "")
+
+
+def _shift(v: VariantResult, figure: str) -> Shift:
+    if v.comparison is None:
+        return Shift(None, None, None, None)
+    return v.comparison.figure(figure)
+
+
+def _label(v: VariantResult, figure: str) -> str | None:
+    return _shift(v, figure).label
+
+
+def _kept_shift(v: VariantResult) -> float:
+    shift = _shift(v, "kept_mb").shift
+    return shift if shift is not None else 0.0
 
 
 def _grows_alike(judged: list[VariantResult], threshold_mb: float) -> bool:

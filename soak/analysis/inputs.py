@@ -19,7 +19,7 @@ import pandas as pd
 
 from soak.analysis.tfs_metrics import USED_NAMES
 from soak.errors import UsageError
-from soak.settings import RunConfig, read_run_toml
+from soak.settings import RunConfig, VariantSpec, read_run_toml
 from soak.store.records import (
     CGROUP_MEMORY_COLUMNS,
     BreakdownRow,
@@ -35,6 +35,9 @@ VARIANT_STATUSES = ("completed", "interrupted", "failed")
 
 
 _DEFAULTS = RunConfig()
+# memory.csv's columns; `cpu_s` (the server's CPU seconds, the last column) is absent in
+# runs of an older soak: then it reads as NaN.
+MEMORY_COLUMNS = columns(MemorySample) + [c for c in ("cpu_s",) if c not in columns(MemorySample)]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class RunSettings:
     protocol: str = _DEFAULTS.protocol  # runs from before --protocol: REST
     memory_limit_bytes: int | None = _DEFAULTS.memory_limit_bytes
     swaps_per_day: float | None = _DEFAULTS.swaps_per_day
+    plan_swaps: int = _DEFAULTS.plan_swaps  # swaps between restarts the pod must hold
     variants: tuple[tuple[str, str], ...] = ()  # (name, allocator) in run order
 
 
@@ -65,7 +69,7 @@ class VariantInputs:
     status: str = "interrupted"
     reason: str | None = None
     model_size_bytes: int | None = None
-    memory: pd.DataFrame = field(default_factory=lambda: _empty(columns(MemorySample)))
+    memory: pd.DataFrame = field(default_factory=lambda: _empty(MEMORY_COLUMNS))
     latency: pd.DataFrame = field(default_factory=lambda: _empty(columns(LatencySample)))
     events: list[Event] = field(default_factory=list)
     split: int = 1  # parts per predict request (--split)
@@ -74,6 +78,9 @@ class VariantInputs:
     # breakdown.csv (SPEC §7): none in runs of an older soak
     breakdown: list[BreakdownRow] = field(default_factory=list)
     probe: str | None = None  # variant.json's "probe": "on" or "off: REASON" (None: absent)
+    # what a team changes in production to run as this variant, from its [[variants]] table
+    # in run.toml (None: not recorded)
+    production_change: str | None = None
 
 
 @dataclass
@@ -91,20 +98,38 @@ def read_run(path: Path) -> RunInputs:
     variant_dirs = {v.name: v for v in run.variants()}
     if not run.run_toml.exists() and not variant_dirs:
         raise UsageError(f"not a soak run directory (no run.toml, no variant data): {run.path}")
-    settings = read_settings(run.run_toml) if run.run_toml.exists() else RunSettings()
+    settings, specs = _read_run_toml(run.run_toml) if run.run_toml.exists() else (RunSettings(), ())
 
     ordered = list(settings.variants)
     ordered += [(name, name) for name in sorted(variant_dirs) if name not in dict(ordered)]
     variants = []
     for name, allocator in ordered:
         if name in variant_dirs:
-            variants.append(read_variant(variant_dirs[name], allocator))
+            v = read_variant(variant_dirs[name], allocator)
         else:
-            variants.append(VariantInputs(name, allocator, reason="did not run"))
+            v = VariantInputs(name, allocator, reason="did not run")
+        v.production_change = production_change(specs, name)
+        variants.append(v)
     return RunInputs(run.path, settings, variants)
 
 
+def production_change(specs: tuple[VariantSpec, ...], name: str) -> str | None:
+    """What a team changes in production to run as variant `name` (None: not recorded)."""
+    spec = next((v for v in specs if v.name == name), None)
+    if spec is None:
+        return None
+    try:
+        return spec.production_change()
+    except (KeyError, ValueError):  # an allocator this soak does not know
+        return None
+
+
 def read_settings(path: Path) -> RunSettings:
+    return _read_run_toml(path)[0]
+
+
+def _read_run_toml(path: Path) -> tuple[RunSettings, tuple[VariantSpec, ...]]:
+    """run.toml's settings, and its [[variants]] tables."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -114,10 +139,12 @@ def read_settings(path: Path) -> RunSettings:
     except ValueError as exc:
         raise UsageError(f"{path}: bad value: {exc}") from None
     names = {f.name for f in fields(RunSettings)} - {"variants"}
-    return RunSettings(
+    specs = tuple(values.get("variants", ()))
+    settings = RunSettings(
         **{k: v for k, v in values.items() if k in names},
-        variants=tuple((v.name, v.allocator) for v in values.get("variants", ())),
+        variants=tuple((v.name, v.allocator) for v in specs),
     )
+    return settings, specs
 
 
 def read_variant(vdir: VariantDir, allocator: str) -> VariantInputs:
@@ -133,7 +160,7 @@ def read_variant(vdir: VariantDir, allocator: str) -> VariantInputs:
         status=status,
         reason=meta.get("reason") or (None if meta else "variant.json missing or unreadable"),
         model_size_bytes=_opt(int, meta.get("model_size_bytes")),
-        memory=read_csv_frame(vdir.memory_csv, columns(MemorySample)),
+        memory=read_csv_frame(vdir.memory_csv, MEMORY_COLUMNS),
         latency=read_csv_frame(vdir.latency_csv, columns(LatencySample)),
         events=read_events(vdir.events_csv),
         split=int(meta.get("split") or 1),  # runs from before --split: unsplit
@@ -253,7 +280,7 @@ def read_events(path: Path) -> list[Event]:
 
 
 # Columns that may be empty in every row without the row being broken.
-_OPTIONAL = set(CGROUP_MEMORY_COLUMNS) | {"swap"}
+_OPTIONAL = set(CGROUP_MEMORY_COLUMNS) | {"swap", "cpu_s"}
 
 
 def _numeric(column: pd.Series) -> pd.Series:

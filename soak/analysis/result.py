@@ -49,6 +49,12 @@ class SwapResult:
     # (--metrics; soak/analysis/tfs_metrics.py); None without them
     tfs_load_ms: float | None = None
     tfs_warmup_ms: float | None = None
+    # the server's CPU (memory.csv cpu_s; soak/analysis/cpu.py), None without it: seconds
+    # from staging until memory settled (the load, and the requests served meanwhile) ...
+    cpu_s: float | None = None
+    # ... and CPU-ms per request in the steady window after it (from settled to the next
+    # staging), None when that window has too few requests or samples
+    steady_cpu_ms_per_request: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,16 +104,95 @@ class LatencyFigures:
 
 @dataclass(frozen=True)
 class Projection:
-    """When a leak reaches the memory limit (soak/analysis/projection.py)."""
+    """Whether the pod's memory fits the memory limit, and when it reaches it
+    (soak/analysis/projection.py)."""
 
     limit_mb: float
     basis: str
-    current_mb: float | None
-    mb_per_swap: float | None
+    current_mb: float | None  # the highest memory seen (the swap peak), on `basis`
+    mb_per_swap: float | None  # the growth it is projected at (the pod memory's rate)
     swaps_per_day: float | None
-    swaps_to_limit: float | None
+    swaps_to_limit: float | None  # more swaps until the peak reaches the limit (None: never)
     days_to_limit: float | None
     note: str
+    fits: bool | None = None  # pod_memory_mb within the limit (None: no figure)
+    pod_memory_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class CpuFigures:
+    """The server's CPU (soak/analysis/cpu.py), from memory.csv's cpu_s: None without it."""
+
+    steady_ms_per_request: float | None = None  # median over the steady windows
+    # the interquartile range over those windows: [25th, 75th percentile]
+    steady_ms_per_request_spread: tuple[float, float] | None = None
+    swap_cpu_s: float | None = None  # median over swaps of the CPU s from staging to settled
+    windows: int = 0  # steady windows with a figure
+    swaps: int = 0  # swaps with a CPU figure
+
+
+@dataclass(frozen=True)
+class PodMemory:
+    """What a pod needs (soak/analysis/pod_memory.py): the highest memory seen plus what
+    `plan_swaps` swaps keep at the growth's rate (its upper bound unless ruled out)."""
+
+    mb: float  # pod_memory_mb
+    peak_mb: float  # the highest memory seen in the run (a swap holds two versions)
+    basis: str  # the memory.csv column: rss_bytes, or cgroup_working_set_bytes
+    mb_per_swap: float  # the growth rate used (>= 0)
+    rate: str  # "upper bound", "measured" (growth ruled out) or "none" (no slope)
+    plan_swaps: int
+    more_swaps: int  # plan_swaps minus the swaps completed (>= 0)
+
+
+@dataclass(frozen=True)
+class Shift:
+    """One figure of a variant against the reference (soak/analysis/shift.py): the
+    Hodges–Lehmann shift (variant minus reference) and its 95 % interval."""
+
+    shift: float | None
+    low: float | None  # None: too few values for an interval
+    high: float | None
+    label: str | None  # better | same | worse (lower is better); None: too few values
+    margin: float | None = None  # a difference counts beyond this (and the interval)
+    n: int = 0  # the variant's values
+    n_reference: int = 0
+    reference_median: float | None = None
+
+    @property
+    def percent(self) -> float | None:
+        """The shift as a share of the reference's median, in %."""
+        if self.shift is None or not self.reference_median:
+            return None
+        return 100.0 * self.shift / abs(self.reference_median)
+
+    @property
+    def percent_half_width(self) -> float | None:
+        """Half the interval's width, in % of the reference's median."""
+        if self.low is None or self.high is None or not self.reference_median:
+            return None
+        return 100.0 * (self.high - self.low) / 2 / abs(self.reference_median)
+
+
+NO_SHIFT = Shift(None, None, None, None)
+
+
+@dataclass(frozen=True)
+class VariantComparison:
+    """A variant against the run's reference (its first variant), figure by figure:
+    lower is better for all four (soak/analysis/comparison.py)."""
+
+    reference: str
+    kept_mb: Shift = NO_SHIFT  # per-swap retained MiB over the swaps the verdict judges
+    cpu_ms_per_request: Shift = NO_SHIFT  # per steady window
+    steady_p99_ms: Shift = NO_SHIFT  # per swap's steady window
+    swap_p99_ms: Shift = NO_SHIFT  # per swap's window
+
+    FIGURES = ("kept_mb", "cpu_ms_per_request", "steady_p99_ms", "swap_p99_ms")
+
+    def figure(self, name: str) -> Shift:
+        shift: Shift = getattr(self, name)
+        return shift
 
 
 @dataclass(frozen=True)
@@ -197,6 +282,14 @@ class VariantResult:
     timeline: VariantTimeline | None = None  # None when read from summary.json
     swaps_done: str | None = None  # why it had no more swaps: as planned, decided, the bound
     attribution: Attribution = Attribution()  # why memory is kept (the probe's figures)
+    cpu: CpuFigures = CpuFigures()  # the server's CPU (None figures: memory.csv had no cpu_s)
+    pod_memory: PodMemory | None = None  # what a pod needs (None: no memory figure)
+    comparison: VariantComparison | None = None  # against the reference (None: it is)
+    production_change: str | None = None  # what to change in production (None: not recorded)
+
+    @property
+    def pod_memory_mb(self) -> float | None:
+        return self.pod_memory.mb if self.pod_memory is not None else None
 
     @property
     def live_leak(self) -> bool:
@@ -228,6 +321,9 @@ class Comparison:
     control: str | None = None  # the released variant keeping least: its level is one-time cost
     # each variant's retained memory (its level, MiB) minus the control's, in run order
     retained_vs_control_mb: tuple[tuple[str, float | None], ...] = ()
+    reference: str | None = None  # the variant the others are compared with (the first)
+    # the variants that give memory back against the reference, best first
+    ranking: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

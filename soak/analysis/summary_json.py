@@ -17,16 +17,21 @@ from typing import Any, TypeVar, get_type_hints
 from soak.analysis.analyse import default_threshold_mb
 from soak.analysis.inputs import RunSettings
 from soak.analysis.result import (
+    NO_SHIFT,
     PROBE_NOT_RECORDED,
     SCHEMA,
     Attribution,
     Comparison,
+    CpuFigures,
     LatencyFigures,
     MemoryResult,
     Model,
+    PodMemory,
     Projection,
     RunResult,
+    Shift,
     SwapResult,
+    VariantComparison,
     VariantResult,
 )
 from soak.analysis.verdict import INCONCLUSIVE, Verdict
@@ -68,6 +73,8 @@ def to_dict(result: RunResult) -> dict[str, Any]:
             "recommendation": result.comparison.recommendation,
             "control": result.comparison.control,
             "retained_vs_control_mb": dict(result.comparison.retained_vs_control_mb),
+            "reference": result.comparison.reference,
+            "ranking": list(result.comparison.ranking),
         },
         "soak_version": result.soak_version,
     }
@@ -117,6 +124,30 @@ def _variant(v: VariantResult) -> dict[str, Any]:
         "swaps_done": v.swaps_done,
         "projection": _fields(v.projection) if v.projection else None,
         "attribution": _attribution(v.attribution),
+        "cpu": _cpu(v.cpu),
+        "pod_memory_mb": v.pod_memory_mb,
+        "pod_memory": _fields(v.pod_memory) if v.pod_memory else None,
+        "comparison": _comparison(v.comparison) if v.comparison else None,
+        "production_change": v.production_change,
+    }
+
+
+def _cpu(c: CpuFigures) -> dict[str, Any]:
+    """SPEC §8's keys first, then soak's own."""
+    spread = c.steady_ms_per_request_spread
+    return {
+        "steady_ms_per_request": c.steady_ms_per_request,
+        "steady_ms_per_request_spread": list(spread) if spread is not None else None,
+        "swap_cpu_s": c.swap_cpu_s,
+        "windows": c.windows,
+        "swaps": c.swaps,
+    }
+
+
+def _comparison(c: VariantComparison) -> dict[str, Any]:
+    """SPEC §8: per figure {"shift", "low", "high", "label"}, then soak's own keys."""
+    return {"reference": c.reference} | {
+        figure: _fields(c.figure(figure)) for figure in VariantComparison.FIGURES
     }
 
 
@@ -136,7 +167,7 @@ def _attribution(a: Attribution) -> dict[str, Any]:
     }
 
 
-def _fields(record: LatencyFigures | SwapResult | Projection) -> dict[str, Any]:
+def _fields(record: LatencyFigures | SwapResult | Projection | PodMemory | Shift) -> dict[str, Any]:
     """A flat record under its field names, in field order (the summary.json keys)."""
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
 
@@ -190,6 +221,8 @@ def from_dict(data: Any) -> RunResult:
                 (str(k), _opt_float(v))
                 for k, v in _dict(comparison.get("retained_vs_control_mb")).items()
             ),
+            reference=_opt_str(comparison.get("reference")),
+            ranking=tuple(str(name) for name in comparison.get("ranking") or []),
         ),
         soak_version=str(data.get("soak_version", "")),
         schema=SCHEMA,
@@ -247,6 +280,47 @@ def _read_variant(v: dict[str, Any], threshold_mb: float) -> VariantResult:
         projection=_read_flat(Projection, projection) if isinstance(projection, dict) else None,
         timeline=None,
         attribution=_read_attribution(v.get("attribution")),
+        cpu=_read_cpu(v.get("cpu")),
+        pod_memory=_read_pod_memory(v.get("pod_memory"), v.get("pod_memory_mb")),
+        comparison=_read_comparison(v.get("comparison")),
+        production_change=_opt_str(v.get("production_change")),
+    )
+
+
+def _read_cpu(value: Any) -> CpuFigures:
+    """Files from before the CPU figures (or runs without cpu_s): every figure None."""
+    c = _dict(value)
+    spread = c.get("steady_ms_per_request_spread")
+    return _read_flat(
+        CpuFigures,
+        c,
+        steady_ms_per_request_spread=(
+            (float(spread[0]), float(spread[1]))
+            if isinstance(spread, list | tuple) and len(spread) == 2 and None not in spread
+            else None
+        ),
+    )
+
+
+def _read_pod_memory(value: Any, mb: Any) -> PodMemory | None:
+    """None in files from before it (or when the run had no memory figure)."""
+    if not isinstance(value, dict) or mb is None:
+        return None
+    return _read_flat(PodMemory, value, mb=float(mb))
+
+
+def _read_comparison(value: Any) -> VariantComparison | None:
+    """None for the reference, and in files from before the comparisons."""
+    if not isinstance(value, dict) or value.get("reference") is None:
+        return None
+    return VariantComparison(
+        reference=str(value["reference"]),
+        **{
+            figure: _read_flat(Shift, value[figure])
+            if isinstance(value.get(figure), dict)
+            else NO_SHIFT
+            for figure in VariantComparison.FIGURES
+        },
     )
 
 
@@ -300,4 +374,5 @@ _CONVERT: dict[Any, Callable[[Any], Any]] = {
     int | None: _opt_int,
     float | None: _opt_float,
     str | None: _opt_str,
+    bool | None: lambda v: None if v is None else bool(v),
 }

@@ -9,6 +9,8 @@ these; nothing here assumes the last swap finished.
 At the end of a variant with the allocator probe, the trim experiment writes
 `release` and `released` (and `settle_timeout` if memory did not settle after
 it): those belong to no swap, so the swaps are read from the events before it.
+A variant that releases after each unload (`release_after_unload`, e.g. glibc-trim)
+writes a `trimmed` event inside each swap: it is neither of those, and changes no step.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Timeline:
     swaps_done: str | None = None  # why the variant had no more swaps (planned, decided, bound)
     release: Event | None = None  # the trim experiment asked the allocator to release
     released: Event | None = None  # memory settled after it
+    swaps_done_t: float | None = None  # when the variant had no more swaps
 
 
 def build_timeline(events: list[Event]) -> Timeline:
@@ -69,6 +72,7 @@ def build_timeline(events: list[Event]) -> Timeline:
     settled = _first_per_swap(swap_events, EventKind.SETTLED)
     timed_out = _first_per_swap(swap_events, EventKind.SETTLE_TIMEOUT)
     stopped = next((e for e in events if e.event == EventKind.STOPPED), None)
+    swaps_done = next((e for e in events if e.event == EventKind.SWAPS_DONE), None)
     exited = next((e for e in events if e.event == EventKind.SERVER_EXITED), None)
     if exited is not None and stopped is not None and stopped.t <= exited.t:
         exited = None  # it exited because we stopped it
@@ -114,7 +118,8 @@ def build_timeline(events: list[Event]) -> Timeline:
         swaps=swaps,
         server_exit=exited,
         stopped_t=stopped.t if stopped else None,
-        swaps_done=next((e.detail for e in events if e.event == EventKind.SWAPS_DONE), None),
+        swaps_done=swaps_done.detail if swaps_done is not None else None,
+        swaps_done_t=swaps_done.t if swaps_done is not None else None,
         release=release,
         released=released,
     )

@@ -303,6 +303,13 @@ class _VariantSession:
             )
         self._verify_allocator(self.target)
         breakdown = self._breakdown(self.target)
+        if self.variant.spec.release_after_unload:
+            if breakdown.probe.client is None:  # else it would be plain glibc, misnamed
+                raise SoakError(
+                    f"variant {self.variant.name} releases through soak's probe after each "
+                    f"unload, and the probe is {breakdown.probe.summary}"
+                )
+            driver.after_unload = breakdown.release_call
 
         # The request is built from the metadata read over REST (TF Serving always serves
         # REST next to gRPC as soak starts it); over gRPC the same body goes as tensors.
@@ -374,12 +381,7 @@ class _VariantSession:
             return
         prober.stop()
         before = breakdown.read(swap, BreakdownPoint.SETTLED)  # the progress line's only
-
-        def release() -> str | None:
-            answer = breakdown.release()
-            return answer.called if answer else None
-
-        if driver.release(release) is None:
+        if driver.release(breakdown.release_call) is None:
             return
         after = breakdown.take(swap, BreakdownPoint.RELEASED)
         if before.anon_bytes is not None and after.anon_bytes is not None:

@@ -85,6 +85,9 @@ class SwapDriver:
         self.serving_version = 1  # staged before the server started
         self.last_staged = 1  # version numbers only grow, even past a failed load
         self.failed_in_a_row = 0  # swaps whose version failed to load, since the last load
+        # called right after each old version has unloaded (a variant with
+        # release_after_unload: the probe's release), returning what it called
+        self.after_unload: Callable[[], str | None] | None = None
 
     def event(self, kind: str, version: int | None = None, detail: str = "") -> None:
         self.events.append(Event(time.time(), self.clock.swap, kind, version, detail))
@@ -159,6 +162,12 @@ class SwapDriver:
         self.failed_in_a_row = 0
         self.serving_version = new
         self.stager.remove(old)
+        if self.after_unload is not None:
+            called = self.after_unload()
+            if called is None:
+                self._check_alive()
+                raise ServerDied(f"the probe did not answer the release after version {old}")
+            self.event(EventKind.TRIMMED, old, called)
         return SwapOutcome(index, new, True, self.wait_settled(time.time()))
 
     def hold(self, seconds: float) -> None:

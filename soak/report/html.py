@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jinja2
 
+from soak.analysis import comparison
 from soak.analysis.result import PROBE_NOT_RECORDED, RunResult
 from soak.report import plots
 from soak.report.format import number
@@ -47,6 +48,7 @@ class Plots:
     memory: tuple[str | None, ...]
     latency: tuple[str | None, ...]
     attribution: tuple[str | None, ...] = ()  # why memory is kept (the probe's figures)
+    fixes: str | None = None  # kept MiB against CPU-ms per request (None: nothing to draw)
 
 
 def write_report(run_dir: Path, result: RunResult) -> Path:
@@ -68,6 +70,11 @@ def render(result: RunResult) -> str:
         open_rows=OPEN_SWAP_TABLE_ROWS,
         tfs_metrics=tfs_metrics,
         not_recorded=PROBE_NOT_RECORDED,
+        margins={  # in % (the practical margins of the comparison, soak/analysis/comparison.py)
+            "kept_model": round(100 * comparison.KEPT_MARGIN_MODEL_SHARE),
+            "cpu": round(100 * comparison.CPU_MARGIN_SHARE),
+            "latency": round(100 * comparison.LATENCY_MARGIN_SHARE),
+        },
     )
 
 
@@ -100,4 +107,5 @@ def draw(result: RunResult) -> Plots:
         memory=tuple(memory),
         latency=tuple(latency),
         attribution=tuple(attribution),
+        fixes=plots.fixes(result.variants),
     )

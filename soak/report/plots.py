@@ -250,6 +250,48 @@ def latency_windows(variants: Sequence[VariantResult]) -> str:
     return _data_uri(fig)
 
 
+def fixes(variants: Sequence[VariantResult]) -> str | None:
+    """What each variant keeps against what it costs: kept MiB (the median over the judged
+    swaps, bars their interquartile range) against the server's CPU-ms per request (the
+    median over the steady windows, bars their interquartile range). None: no variant
+    has both figures (a single variant, or memory.csv without cpu_s)."""
+    points = []
+    for i, v in enumerate(variants):
+        judged = set(v.memory.verdict.swaps_judged)
+        retained = [
+            s.retained_mb for s in v.swaps if s.index in judged and s.retained_mb is not None
+        ]
+        cpu = v.cpu
+        if retained and cpu.steady_ms_per_request is not None:
+            points.append((i, v, np.asarray(retained, dtype=float), cpu))
+    if len(variants) < 2 or not points:
+        return None
+    fig = Figure(figsize=(WIDTH_IN * 0.6, 3.6))
+    ax = fig.add_subplot()
+    for i, v, kept, cpu in points:
+        assert cpu.steady_ms_per_request is not None
+        x = cpu.steady_ms_per_request
+        low_x, high_x = cpu.steady_ms_per_request_spread or (x, x)
+        y = float(np.median(kept))
+        low_y, high_y = np.percentile(kept, [25, 75])
+        ax.errorbar(
+            [x],
+            [y],
+            xerr=[[max(0.0, x - low_x)], [max(0.0, high_x - x)]],
+            yerr=[[max(0.0, y - low_y)], [max(0.0, high_y - y)]],
+            fmt="o",
+            color=color(i),
+            capsize=3,
+            label=f"{v.name} ({v.memory.verdict.verdict})",
+        )
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel("server CPU-ms per request (steady windows)")
+    ax.set_ylabel("kept MiB (settled - baseline)")
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+    return _data_uri(fig)
+
+
 HISTORY_COLORS = ("#1f77b4", "#9467bd", "#ff7f0e", "#8c564b")  # not the verdicts' colors
 VERDICT_COLORS = {
     "leak": "#b03a2e",

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from soak.analysis.result import RunResult, VariantResult
+from soak.analysis.comparison import FIGURE_NAMES
+from soak.analysis.result import RunResult, VariantComparison, VariantResult
 from soak.report.format import number
 from soak.store.records import MIB
 from soak.store.run_dir import RunDir
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 COLUMNS = (
     "variant", "allocator", "status", "swaps", "baseline MiB", "retained MiB", "level MiB",
-    "MiB/swap", "verdict", "steady p99", "swap p99", "errors",
+    "MiB/swap", "verdict", "steady p99", "swap p99", "errors", "CPU ms/req", "pod MiB",
 )  # fmt: skip
 # When the variants split requests differently (--split): their latency side by side.
 SPLIT_COLUMNS = ("variant", "split", "steady p50", "steady p99", "swap p99")
@@ -34,9 +35,11 @@ def summary_table(result: RunResult) -> str:
     for v in result.variants:
         lines.append(f"{v.name}: {v.verdict_text}: {v.memory.verdict.reason}")
         lines.append(f"{v.name}: {attribution_line(v)}")
+        if v.comparison is not None:
+            lines.append(f"{v.name}: {comparison_line(v)}")
         if v.swaps_done:
             lines.append(f"{v.name}: {v.swaps_done}")
-        if v.projection is not None and v.projection.swaps_to_limit is not None:
+        if v.projection is not None and v.projection.note:
             lines.append(f"{v.name}: memory limit: {v.projection.note}")
         if v.status == "failed" and v.reason:
             lines.append(f"{v.name}: failed: {v.reason}")
@@ -49,7 +52,9 @@ def summary_table(result: RunResult) -> str:
         )
         lines.append(f"retained vs the control ({control}): {others}")
     if result.comparison.recommendation:
-        lines.append(f"recommendation: {result.comparison.recommendation}")
+        head, *fixes = result.comparison.recommendation.splitlines()
+        lines.append(f"recommendation: {head}")
+        lines += [f"  {n}. {line}" for n, line in enumerate(fixes, 1)]
     lines.append(  # where the run went: its report, in its run dir
         f"run {result.status}: {RunDir(Path(result.run_dir)).report_html} "
         f"(metric {result.metric}, threshold {result.threshold_mb:.1f} MiB per swap)"
@@ -80,6 +85,24 @@ def attribution_line(v: VariantResult) -> str:
         parts.append("no release")
     seen = f" ({a.allocator_seen})" if a.allocator_seen else ""
     return f"attribution{seen}: " + ", ".join(parts)
+
+
+def comparison_line(v: VariantResult) -> str:
+    """The variant against the reference: each figure's shift, 95 % interval and label."""
+    c = v.comparison
+    assert c is not None
+    parts = []
+    for figure in VariantComparison.FIGURES:
+        s = c.figure(figure)
+        unit = " MiB" if figure == "kept_mb" else " ms"
+        spec = "+.1f" if figure != "cpu_ms_per_request" else "+.2f"
+        if s.shift is None:
+            parts.append(f"{FIGURE_NAMES[figure]} -")
+            continue
+        interval = f" [{number(s.low, spec)}, {number(s.high, spec)}]" if s.low is not None else ""
+        label = s.label or "too few values"
+        parts.append(f"{FIGURE_NAMES[figure]} {number(s.shift, spec)}{unit}{interval} {label}")
+    return f"vs {c.reference}: " + ", ".join(parts)
 
 
 def _table(columns: tuple[str, ...], body: list[tuple[str, ...]]) -> list[str]:
@@ -122,6 +145,8 @@ def _row(v: VariantResult) -> tuple[str, ...]:
         number(latency.steady_p99_ms, ".1f", suffix=" ms", missing="-"),
         number(latency.swap_p99_ms, ".1f", suffix=" ms", missing="-"),
         str(latency.errors),
+        number(v.cpu.steady_ms_per_request, ".2f", missing="-"),
+        number(v.pod_memory_mb, ".0f", missing="-"),
     )
 
 
@@ -137,6 +162,8 @@ TREND_FIGURES = (  # (RecordedVariant field, label, format, unit)
     ("retained_mb_per_swap", "MiB/swap", ".2f", ""),
     ("steady_p99_ms", "steady p99", ".1f", " ms"),
     ("swap_p99_ms", "swap p99", ".0f", " ms"),
+    ("cpu_ms_per_request", "CPU ms/req", ".2f", ""),
+    ("pod_memory_mb", "pod", ".0f", " MiB"),
 )
 
 

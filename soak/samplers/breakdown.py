@@ -117,6 +117,11 @@ class BreakdownSampler:
         """Ask the allocator to give its free memory back (None: no probe, or no answer)."""
         return self._ask(ProbeClient.release)
 
+    def release_call(self) -> str | None:
+        """`release`, answering only what the probe called (e.g. "malloc_trim(0)")."""
+        answer = self.release()
+        return answer.called if answer else None
+
     def _stats(self) -> ProbeStats | None:
         return self._ask(ProbeClient.stats)
 

@@ -1,7 +1,8 @@
 """Memory of the server, sampled about 10 times a second into memory.csv.
 
 `MemorySampler` is the thread that asks the target for a reading (the target
-reads /proc and its cgroup with `soak.procfs`) and appends it to memory.csv.
+reads /proc and its cgroup with `soak.procfs`) and appends it to memory.csv: the
+memory figures and the server's cumulative CPU seconds (`cpu_s`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 
 from soak.samplers.background import BackgroundLoop
 from soak.samplers.clock import SwapClock
@@ -86,14 +88,15 @@ class MemorySampler(BackgroundLoop):
                 Event(time.time(), self.clock.swap, EventKind.SAMPLER_FAILED, None, reason)
             )
 
-    def _record(self, values: dict[str, int]) -> None:
+    def _record(self, values: Mapping[str, float]) -> None:
         sample = MemorySample(
             t=time.time(),
-            rss_bytes=values["rss_bytes"],
-            anon_bytes=values["anon_bytes"],
-            cgroup_anon_bytes=values.get("cgroup_anon_bytes"),
-            cgroup_working_set_bytes=values.get("cgroup_working_set_bytes"),
+            rss_bytes=int(values["rss_bytes"]),
+            anon_bytes=int(values["anon_bytes"]),
+            cgroup_anon_bytes=_bytes(values.get("cgroup_anon_bytes")),
+            cgroup_working_set_bytes=_bytes(values.get("cgroup_working_set_bytes")),
             swap=self.clock.swap,
+            cpu_s=values.get("cpu_s"),
         )
         self.log.append(sample)
         with self._lock:
@@ -101,3 +104,7 @@ class MemorySampler(BackgroundLoop):
             horizon = sample.t - self.keep_s
             while self._recent[0].t < horizon:
                 self._recent.popleft()
+
+
+def _bytes(value: float | None) -> int | None:
+    return None if value is None else int(value)

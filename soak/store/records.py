@@ -15,11 +15,18 @@ MIB = 1 << 20
 # Memory columns every target reports, and the ones only containers add.
 PROCESS_MEMORY_COLUMNS = ("rss_bytes", "anon_bytes")
 CGROUP_MEMORY_COLUMNS = ("cgroup_anon_bytes", "cgroup_working_set_bytes")
+# The server's cumulative CPU seconds, read with its memory (every target reports it).
+CPU_COLUMNS = ("cpu_s",)
 
 
 @dataclass(frozen=True, slots=True)
 class MemorySample:
-    """One reading of the server's memory. Cgroup figures are None for processes."""
+    """One reading of the server's memory. Cgroup figures are None for processes.
+
+    `cpu_s` is the server's cumulative CPU time (user + system, seconds) at `t`: the
+    process's /proc/PID/stat, or a container's cgroup (entrypoint included, as Kubernetes
+    counts it). None where unknown; memory.csv of an older soak has no such column.
+    """
 
     t: float
     rss_bytes: int
@@ -27,6 +34,7 @@ class MemorySample:
     cgroup_anon_bytes: int | None = None
     cgroup_working_set_bytes: int | None = None
     swap: int = 0
+    cpu_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +135,9 @@ class EventKind:
     PROBE = "probe"  # the allocator probe answered, or is off (detail: allocator, or why off)
     RELEASE = "release"  # the trim experiment asked the allocator to release (detail: its call)
     RELEASED = "released"  # memory settled after the release (detail: settled anon MiB)
+    # the probe released free memory right after the old version unloaded (a variant with
+    # release_after_unload, e.g. glibc-trim; detail: its call)
+    TRIMMED = "trimmed"
 
 
 def columns(record_type: type) -> list[str]:

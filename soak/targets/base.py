@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,8 +58,12 @@ class Target(ABC):
         """The MemorySample fields this target fills."""
 
     @abstractmethod
-    def read_memory(self) -> dict[str, int]:
-        """One cheap reading: {column: bytes} for `memory_columns()`."""
+    def read_memory(self) -> Mapping[str, float]:
+        """One cheap reading: {column: value} for `memory_columns()`.
+
+        The memory columns in bytes (ints); "cpu_s" the server's cumulative CPU seconds
+        (user + system) so far, a float, left out when the target cannot tell.
+        """
 
     @abstractmethod
     def mapped_paths(self) -> set[str]:

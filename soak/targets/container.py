@@ -11,6 +11,9 @@ Memory: on a local engine the server process is read from the host's /proc
 and its cgroup, like a process target. When the engine's processes are not in
 this pid namespace (DOCKER_HOST, a socket from elsewhere) only the stats API
 is there, so process figures are approximated from the container's cgroup.
+CPU time (`cpu_s`): a v2 cgroup's cpu.stat (the entrypoint's wrapper included, as
+Kubernetes counts a container), else the server process's /proc/PID/stat; the stats
+API's total usage on a remote engine.
 Any engine still has to see the model's path and share 127.0.0.1 with soak:
 bind mount and host networking are on the engine's machine.
 """
@@ -36,12 +39,14 @@ from soak.procfs import (
     find_cgroup_memory_dir,
     namespace_pid,
     paths_in_maps,
+    read_cgroup_cpu_s,
     read_cgroup_memory,
     read_mapped_paths,
+    read_proc_cpu_s,
     read_proc_memory,
     read_smaps_rollup,
 )
-from soak.store.records import CGROUP_MEMORY_COLUMNS, PROCESS_MEMORY_COLUMNS
+from soak.store.records import CGROUP_MEMORY_COLUMNS, CPU_COLUMNS, PROCESS_MEMORY_COLUMNS
 from soak.targets import probe_library
 from soak.targets.base import LaunchSpec, Target
 from soak.targets.docker_engine import LABEL_VARIANT, is_local, owner_labels
@@ -101,6 +106,7 @@ class ContainerTarget(Target):
         self.container: Container | None = None
         self._server: psutil.Process | None = None  # on the host, local engines only
         self._cgroup_dir: Path | None = None
+        self._cpu_cgroup_dir: Path | None = None  # v2: CPU from its cpu.stat, else /proc
         self._log_thread: threading.Thread | None = None
         self._log_error: Exception | None = None
         self._final_state: dict | None = None
@@ -198,18 +204,23 @@ class ContainerTarget(Target):
             self._server = self._wait_for_server()
             if self._server is not None:
                 self._cgroup_dir = find_cgroup_memory_dir(self._server.pid)
+                if self._cgroup_dir is not None and (self._cgroup_dir / "cpu.stat").is_file():
+                    self._cpu_cgroup_dir = self._cgroup_dir  # v2 (a v1 memory dir has none)
 
     def memory_columns(self) -> tuple[str, ...]:
-        return PROCESS_MEMORY_COLUMNS + CGROUP_MEMORY_COLUMNS
+        return PROCESS_MEMORY_COLUMNS + CGROUP_MEMORY_COLUMNS + CPU_COLUMNS
 
-    def read_memory(self) -> dict[str, int]:
+    def read_memory(self) -> dict[str, float]:
         if not self.local:
             return self._read_memory_stats()
-        if self.server_pid is None:
+        pid = self.server_pid
+        if pid is None:
             raise ProcessLookupError(f"no server process in container {self._name()}")
-        values = read_proc_memory(self.server_pid)
+        values: dict[str, float] = {**read_proc_memory(pid)}
         if self._cgroup_dir is not None:
             values.update(read_cgroup_memory(self._cgroup_dir))
+        cpu_s = None if self._cpu_cgroup_dir is None else read_cgroup_cpu_s(self._cpu_cgroup_dir)
+        values["cpu_s"] = read_proc_cpu_s(pid) if cpu_s is None else cpu_s
         return values
 
     def mapped_paths(self) -> set[str]:
@@ -295,6 +306,7 @@ class ContainerTarget(Target):
             "memory_limit_bytes": self.memory_limit_bytes,
             "cpuset_cpus": self.cpuset_cpus,
             "memory_source": "proc+cgroup" if self.local else "docker stats API",
+            "cpu_source": self._cpu_source(),
             "container_id": self.container.id if self.container is not None else None,
         }
         with contextlib.suppress(docker.errors.APIError):
@@ -359,7 +371,15 @@ class ContainerTarget(Target):
                 return psutil.Process(pid)
         return None
 
-    def _read_memory_stats(self) -> dict[str, int]:
+    def _cpu_source(self) -> str:
+        """Where `cpu_s` comes from (environment.json)."""
+        if not self.local:
+            return "docker stats API (the container's cgroup)"
+        if self._cpu_cgroup_dir is not None:
+            return "cgroup v2 cpu.stat (the container)"
+        return "/proc/PID/stat (the server process)"
+
+    def _read_memory_stats(self) -> dict[str, float]:
         """Figures from the stats API (remote engines), all from the container's cgroup."""
         stats = self._require_container().stats(stream=False, one_shot=True)
         memory = stats.get("memory_stats") or {}
@@ -367,11 +387,15 @@ class ContainerTarget(Target):
         if not raw:
             raise ProcessLookupError(f"container {self._name()} has no memory stats (exited?)")
         cgroup = cgroup_memory(raw, memory.get("usage", 0))
-        return {
+        values: dict[str, float] = {
             "rss_bytes": cgroup.anon_bytes + cgroup.file_mapped_bytes,
             "anon_bytes": cgroup.anon_bytes,
             **cgroup.columns(),
         }
+        cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+        if cpu_ns is not None:  # nanoseconds, user + system
+            values["cpu_s"] = cpu_ns / 1e9
+        return values
 
     def _start_log_thread(self) -> None:
         """Follow the container's output into server.log, so a crash loses nothing."""

@@ -12,8 +12,8 @@ from typing import BinaryIO
 from soak import interrupts
 from soak.errors import EnvironmentFailure
 from soak.owner import OWNER_ENV, Owner
-from soak.procfs import read_mapped_paths, read_proc_memory, read_smaps_rollup
-from soak.store.records import PROCESS_MEMORY_COLUMNS
+from soak.procfs import read_mapped_paths, read_proc_cpu_s, read_proc_memory, read_smaps_rollup
+from soak.store.records import CPU_COLUMNS, PROCESS_MEMORY_COLUMNS
 from soak.targets import probe_library
 from soak.targets.base import LaunchSpec, Target
 
@@ -78,10 +78,11 @@ class ProcessTarget(Target):
             os.sched_setaffinity(0, self.cpus)
 
     def memory_columns(self) -> tuple[str, ...]:
-        return PROCESS_MEMORY_COLUMNS
+        return PROCESS_MEMORY_COLUMNS + CPU_COLUMNS
 
-    def read_memory(self) -> dict[str, int]:
-        return read_proc_memory(self._started_pid())
+    def read_memory(self) -> dict[str, float]:
+        pid = self._started_pid()
+        return {**read_proc_memory(pid), "cpu_s": read_proc_cpu_s(pid)}
 
     def mapped_paths(self) -> set[str]:
         return read_mapped_paths(self._started_pid())

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -45,6 +46,14 @@ class SimVariant:
     first_ms: float = 120.0
     cgroup: bool = False
     rps: float = 20.0
+    # the server's CPU (memory.csv cpu_s; None: no such column, as in older runs): ms per
+    # request, ms per second of idling, and s per load (spread over LOADING -> AVAILABLE)
+    cpu_ms_per_request: float | None = None
+    cpu_idle_ms_per_s: float = 0.0
+    cpu_s_per_load: float = 0.0
+    cpu_drift: float = 0.0  # the per-request cost grows by this share over the variant
+    table: dict = field(default_factory=dict)  # more keys of its [[variants]] table (env, ...)
+    extra_events: list = field(default_factory=list)  # (offset s, swap, kind, version, detail)
 
 
 def swap_times(k: int) -> dict[str, float]:
@@ -97,6 +106,9 @@ def write_variant(run: RunDir, sim: SimVariant, seed: int = 0) -> None:
         )
     else:
         events.append(Event(T0 + end_s, sim.swaps, EventKind.STOPPED, None))
+    if sim.extra_events:  # as the run writes them: in time order
+        events += [Event(T0 + s, k, kind, v, d) for s, k, kind, v, d in sim.extra_events]
+        events.sort(key=lambda e: e.t)
 
     def memory_mb(t: float) -> float:
         if t < 0.5:
@@ -121,7 +133,24 @@ def write_variant(run: RunDir, sim: SimVariant, seed: int = 0) -> None:
     mem_cols = ["t", "rss_bytes", "anon_bytes", "swap"]
     if sim.cgroup:
         mem_cols[3:3] = ["cgroup_anon_bytes", "cgroup_working_set_bytes"]
+    if sim.cpu_ms_per_request is not None:
+        mem_cols.append("cpu_s")
     memory = CsvLog(vdir.memory_csv, MemorySample, mem_cols)
+    request_ts = np.arange(1.0, min(end_s - 0.5, limit), 1.0 / sim.rps)
+
+    def cpu_s(t: float) -> float:
+        """The server's CPU seconds at t: requests sent so far, idling, loads."""
+        assert sim.cpu_ms_per_request is not None
+        sent = request_ts[request_ts <= t]
+        per_request = sim.cpu_ms_per_request * (1 + sim.cpu_drift * sent / end_s)
+        loads = 0.0
+        for k in range(1, sim.swaps + 1):
+            st = swap_times(k)
+            loads += sim.cpu_s_per_load * min(
+                1.0, max(0.0, (t - st["loading"]) / (st["available"] - st["loading"]))
+            )
+        return float(per_request.sum()) / 1000 + sim.cpu_idle_ms_per_s * t / 1000 + loads
+
     latency = CsvLog(vdir.latency_csv, LatencySample)
     event_log = CsvLog(vdir.events_csv, Event)
     for e in events:
@@ -134,11 +163,16 @@ def write_variant(run: RunDir, sim: SimVariant, seed: int = 0) -> None:
     for t in np.arange(0.0, min(end_s, limit), 0.1):
         anon = (memory_mb(t) + rng.normal(0, sim.noise_mb)) * MIB
         cg = (int(anon * 1.02), int(anon * 1.1)) if sim.cgroup else (None, None)
-        memory.append(MemorySample(T0 + t, int(anon + 120 * MIB), int(anon), *cg, swap_at(t)))
+        sample = MemorySample(T0 + t, int(anon + 120 * MIB), int(anon), *cg, swap_at(t))
+        if sim.cpu_ms_per_request is not None:  # a column this test writes itself
+            sample = SimpleNamespace(
+                **{c: getattr(sample, c) for c in mem_cols if c != "cpu_s"}, cpu_s=cpu_s(t)
+            )
+        memory.append(sample)
 
     firsts = {swap_times(k)["available"] for k in range(1, sim.swaps + 1)}
     pending_first = set()
-    for i, t in enumerate(np.arange(1.0, min(end_s - 0.5, limit), 1.0 / sim.rps)):
+    for i, t in enumerate(request_ts):
         k = swap_at(t)
         st = swap_times(k) if k else None
         in_swap = st is not None and st["staged"] <= t <= st["end"]  # slow while versions change
@@ -184,7 +218,7 @@ def write_run(path: Path, sims: list[SimVariant], **settings) -> Path:
         "warmup_swaps": 2,
         "metric": "anon_bytes",
     } | settings
-    config["variants"] = [{"name": s.name, "allocator": s.allocator} for s in sims]
+    config["variants"] = [{"name": s.name, "allocator": s.allocator} | s.table for s in sims]
     run.run_toml.write_text(tomli_w.dumps(config), encoding="utf-8")
     for i, sim in enumerate(sims):
         write_variant(run, sim, seed=i)

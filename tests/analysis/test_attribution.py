@@ -415,7 +415,7 @@ def test_the_history_keeps_the_attribution_and_migrates_an_older_file(
 
     # a history of schema 1: the variants table without the attribution's columns
     old = tmp_path / "old.sqlite"
-    added = history._ADDED_VARIANT_COLUMNS[2]
+    added = [c for names in history._ADDED_VARIANT_COLUMNS.values() for c in names]
     v1_columns = [c for c in history._VARIANT_COLUMNS if c not in added]
     run_columns = [c for c in history._RUN_COLUMNS if c != "run_dir"]
     with sqlite3.connect(old) as con:
@@ -446,7 +446,8 @@ def test_the_history_keeps_the_attribution_and_migrates_an_older_file(
     assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 1
 
     history.record(old, result, run)  # a writer migrates it
-    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 2
+    version = sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0]
+    assert version == history.SCHEMA_VERSION
     both = {r.run_dir: r.variants[0] for r in history.runs(old)}
     assert both["/elsewhere/run"].released_mb is None
     recorded = both[str(run.resolve())]

@@ -3,6 +3,8 @@
 import base64
 import re
 
+from markupsafe import escape
+
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
 from soak.report.html import write_report
@@ -39,7 +41,8 @@ def test_report_is_one_self_contained_page(make_run, sim_variant):
     svgs = images(page)
     assert len(svgs) == 6
     assert all(base64.b64decode(s).decode().lstrip().startswith("<?xml") for s in svgs)
-    assert result.comparison.recommendation in page
+    for line in result.comparison.recommendation.splitlines():  # the headline, then the fixes
+        assert str(escape(line)) in page
     for v in result.variants:
         assert f"<span class=v-{v.memory.verdict.verdict}>" in page
     assert "Memory limit: 2048 MiB" in page

@@ -94,9 +94,18 @@ def test_completed_run_has_the_spec_summary(make_run, sim_variant, assert_spec_s
     assert [s["errors"] for s in jemalloc["swaps"]] == [2] * 8
 
     assert summary["comparison"]["least_memory"] == "jemalloc"
-    assert summary["comparison"]["least_latency"] == "jemalloc"
+    # 20 ms against 30 ms in the swap windows: inside the latency margin (50 %), no claim
+    assert summary["comparison"]["least_latency"] is None
     assert summary["comparison"]["allocator_independent"] is False
     assert summary["comparison"]["recommendation"].startswith("use jemalloc")
+    assert summary["comparison"]["reference"] == "glibc"
+    assert summary["comparison"]["ranking"] == ["jemalloc"]
+    assert glibc["comparison"] is None  # the reference
+    versus = jemalloc["comparison"]
+    assert versus["reference"] == "glibc"
+    assert versus["kept_mb"]["label"] == "better" and versus["kept_mb"]["shift"] < -40
+    assert versus["swap_p99_ms"]["label"] == "same"
+    assert versus["cpu_ms_per_request"]["shift"] is None  # no cpu_s in memory.csv
 
 
 def test_killed_run_truncated_csvs_and_a_swap_that_never_settled(make_run, sim_variant):
@@ -204,28 +213,46 @@ def test_projection_to_the_memory_limit_from_the_cgroup_working_set(make_run, si
         swaps_per_day=48,
     )
     glibc = by_name(analyse_run(run))["glibc"]
-    projection = glibc.projection
-    assert projection.basis == "cgroup_working_set_bytes"
+    projection, pod = glibc.projection, glibc.pod_memory
+    assert projection.basis == pod.basis == "cgroup_working_set_bytes"
     assert projection.limit_mb == 1024.0
-    # The simulator's working set is 1.1 x anon: 1.1 x (300 + 8 x 8) MiB.
-    assert projection.current_mb == pytest.approx(1.1 * 364.0, abs=1.0)
-    expected_swaps = (1024.0 - projection.current_mb) / glibc.memory.retained_mb_per_swap
+    # The simulator's working set is 1.1 x anon; its peak is the last swap's: 1.1 x (300 +
+    # 7 x 8 + the 40 MiB model loaded beside the old one) MiB.
+    assert projection.current_mb == pod.peak_mb == pytest.approx(1.1 * 396.0, abs=1.0)
+    # the growth's upper bound: the verdict's slope (retained heap counts one for one in
+    # the working set) and a little noise
+    assert pod.rate == "upper bound"
+    assert glibc.memory.retained_mb_per_swap <= pod.mb_per_swap < 8.5
+    assert pod.more_swaps == 30 - 8
+    assert pod.mb == pytest.approx(pod.peak_mb + 22 * pod.mb_per_swap, abs=0.01)
+    expected_swaps = (1024.0 - projection.current_mb) / pod.mb_per_swap
     assert projection.swaps_to_limit == pytest.approx(expected_swaps, abs=0.01)
     assert projection.days_to_limit == pytest.approx(expected_swaps / 48, abs=0.01)
+    assert projection.fits is (pod.mb <= 1024.0)
+    assert f"reaches 1024 MiB after about {expected_swaps:.0f} more swaps" in projection.note
     assert glibc.swaps[0].cgroup_anon_settled_mb == pytest.approx(
         1.02 * glibc.swaps[0].settled_mb, abs=0.01
     )
 
 
-def test_no_projection_without_a_limit_or_for_a_plateau(make_run, sim_variant):
+def test_every_verdict_is_projected_from_the_pod_memory(make_run, sim_variant):
     run = make_run([sim_variant("glibc", "glibc", leaking(8.0))])
-    assert by_name(analyse_run(run))["glibc"].projection is None
+    assert by_name(analyse_run(run))["glibc"].projection is None  # no limit given
     run = make_run(
         [sim_variant("glibc", "glibc", lambda k: 15.0 * min(k, 3))], memory_limit_bytes=1 << 30
     )
     glibc = by_name(analyse_run(run))["glibc"]
     assert glibc.memory.verdict.verdict == "plateau"
-    assert glibc.projection.swaps_to_limit is None
+    assert glibc.memory.verdict.growth == "below"  # ruled out: the measured slope, ~0
+    assert glibc.pod_memory.rate == "measured"
+    assert glibc.pod_memory.mb == pytest.approx(glibc.pod_memory.peak_mb, abs=0.5)
+    assert glibc.projection.fits is True
+    assert glibc.projection.note.startswith("fits: needs")
+    run = make_run([sim_variant("glibc", "glibc", leaking(8.0))], memory_limit_bytes=400 << 20)
+    glibc = by_name(analyse_run(run))["glibc"]
+    assert glibc.projection.fits is False  # the 8th swap peaked at 120 + 396 MiB of RSS
+    assert glibc.projection.swaps_to_limit == 0.0
+    assert glibc.projection.note.startswith("already at or above the limit")
 
 
 def test_threshold_and_warmup_from_run_toml(make_run, sim_variant):

@@ -68,10 +68,13 @@ def test_jemalloc_container_serves_reloads_and_reports_memory(
         os.rename(staged, spec.base_path / "2")
         wait_for_state(target, 2)
         wait_for_state(target, 1, "END")
+        # Loading version 2 took CPU: the server's CPU seconds rose meanwhile.
+        assert target.read_memory()["cpu_s"] > memory["cpu_s"] > 0
 
         # The remote-engine path: stats API and docker exec, same container.
         target.local = False
         remote = target.read_memory()
+        assert remote["cpu_s"] > memory["cpu_s"]  # the container's cgroup: server and wrapper
         assert remote["cgroup_anon_bytes"] > 20 * MIB
         assert remote["anon_bytes"] == remote["cgroup_anon_bytes"]
         assert verify("jemalloc", target.mapped_paths())[0]

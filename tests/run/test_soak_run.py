@@ -53,7 +53,7 @@ def test_short_run_writes_the_run_directory(
             assert swap["peak_mb"] >= swap["settled_mb"] - 1
         vdir = out / variant["name"]
         memory = pd.read_csv(vdir / "memory.csv")
-        assert list(memory.columns) == ["t", "rss_bytes", "anon_bytes", "swap"]
+        assert list(memory.columns) == ["t", "rss_bytes", "anon_bytes", "cpu_s", "swap"]
         duration = memory.t.iloc[-1] - memory.t.iloc[0]
         assert len(memory) > 5 * duration  # about 10 Hz
         assert (memory.anon_bytes <= memory.rss_bytes).all()
