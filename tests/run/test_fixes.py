@@ -16,6 +16,8 @@ from soak.allocator_specs import FIXES, FIXES_PRESET_NAMES
 from soak.config import resolve
 from soak.errors import UsageError
 
+PLANTED_MB = 16
+
 
 def test_the_fixes_preset_runs_glibc_first_then_the_fixes():
     config = resolve({}, {"allocators": "fixes"})
@@ -91,3 +93,41 @@ def test_glibc_trim_releases_after_each_unload_and_keeps_less_than_glibc(tmp_pat
     summary = json.loads((out / "summary.json").read_text())
     kept = {v["name"]: v["memory"]["retained_mb"] for v in summary["variants"]}
     assert kept["glibc"] > 40 and kept["glibc-trim"] < 0.5 * kept["glibc"], kept
+
+
+BURN_MS = 20.0
+
+
+def test_a_known_cpu_cost_and_a_planted_leak_compare_worse_than_the_reference(
+    small_model, tmp_path, soak_cli
+):
+    """Ground truth for the comparison (SPEC §8), on the real stand-in: one variant burns
+    20 ms of CPU per predict, another keeps 16 MiB per load; the reference does neither."""
+    config = tmp_path / "soak.toml"
+    config.write_text(
+        f'swaps = 6\nrps = 10\nsteady_s = 2\nquiet = true\nmodel = "{small_model}"\n'
+        '[[variants]]\nname = "reference"\nallocator = "glibc"\n'
+        '[[variants]]\nname = "burn"\nallocator = "glibc"\n'
+        f'server_args = ["--debug_cpu_ms_per_request={BURN_MS:g}"]\n'
+        '[[variants]]\nname = "planted"\nallocator = "glibc"\n'
+        f'server_args = ["--debug_retain_mb_per_load={PLANTED_MB}"]\n'
+    )
+    out = tmp_path / "run"
+    result = soak_cli("run", "--config", str(config), "--out", str(out), timeout=1200)
+    assert result.returncode in (0, 1), result.stderr  # 1: the planted leak fails the gate
+    variants = {v["name"]: v for v in json.loads((out / "summary.json").read_text())["variants"]}
+    cpu = {name: v["cpu"]["steady_ms_per_request"] for name, v in variants.items()}
+    # the server's CPU per request rises by what it burns, within 10 %
+    assert cpu["burn"] - cpu["reference"] == pytest.approx(BURN_MS, rel=0.1), cpu
+    burn = variants["burn"]["comparison"]["cpu_ms_per_request"]
+    assert (
+        burn["label"] == "worse" and burn["low"] <= BURN_MS * 1.1 and burn["high"] >= BURN_MS * 0.9
+    )
+    assert variants["burn"]["comparison"]["kept_mb"]["label"] == "same"
+    planted = variants["planted"]["comparison"]
+    assert planted["kept_mb"]["label"] == "worse", planted
+    assert planted["cpu_ms_per_request"]["label"] == "same", planted
+    for name, v in variants.items():  # what a pod needs is never below what the run saw
+        with open(out / name / "memory.csv") as f:
+            peak_rss = max(int(row["rss_bytes"]) for row in csv.DictReader(f)) / 2**20
+        assert v["pod_memory_mb"] >= peak_rss, (name, v["pod_memory_mb"], peak_rss)
