@@ -33,7 +33,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from soak.samplers import http1
-from soak.samplers.clock import SwapClock
+from soak.samplers.clock import EpochClock, SwapClock
 from soak.samplers.grpc_client import GrpcCallError, GrpcClient
 from soak.samplers.http1 import Connection, HttpError
 from soak.samplers.open_loop import OpenLoop
@@ -194,10 +194,10 @@ class LatencyProber:
         self._loop = OpenLoop(
             self._send, rps, concurrency, max_in_flight, max_duration_s, name="soak-probe"
         )
-        self._t0_mono = self._t0_epoch = 0.0
+        self.epoch_clock = EpochClock()  # the clock of its rows' t_intended, t_start, t_end
 
     def start(self) -> None:
-        self._t0_mono, self._t0_epoch = time.monotonic(), time.time()
+        self.epoch_clock.anchor()
         self._loop.start()
 
     def stop(self) -> None:
@@ -206,25 +206,21 @@ class LatencyProber:
 
     def recent_p99_ms(self, window_s: float = 30) -> float | None:
         """p99 latency of the requests answered in the last `window_s` seconds (nearest rank)."""
-        horizon = time.time() - window_s
+        horizon = self.epoch_clock.now() - window_s
         with self._lock:
             latencies = sorted(ms for t_end, ms in self._recent if t_end >= horizon)
         if not latencies:
             return None
         return latencies[math.ceil(0.99 * len(latencies)) - 1]
 
-    def _epoch(self, t_mono: float) -> float:
-        """Epoch seconds of a monotonic instant (immune to wall-clock steps during the run)."""
-        return self._t0_epoch + (t_mono - self._t0_mono)
-
     def _send(self, due: float) -> None:
         swap = self.clock.swap
         start, end, status = self._post()
         latency_ms = (end - due) * 1000.0
         sample = LatencySample(
-            t_intended=self._epoch(due),
-            t_start=self._epoch(start),
-            t_end=self._epoch(end),
+            t_intended=self.epoch_clock.epoch(due),
+            t_start=self.epoch_clock.epoch(start),
+            t_end=self.epoch_clock.epoch(end),
             latency_ms=latency_ms,
             status=status,
             swap=swap,
