@@ -148,7 +148,16 @@ def interruptible() -> AbstractContextManager[None]:
 
 
 def forcible() -> AbstractContextManager[None]:
-    """A region only the second (forcing) signal interrupts (the analysis)."""
+    """A region only the second (forcing) signal interrupts (the analysis).
+
+    It never starts after a forced stop, wherever that signal was raised before
+    (cleanup of an interrupted region may have caught it as the first one): what the
+    last line says, "forced: no analysis", then holds whenever the user forced.
+    """
+    s = _state
+    if s.forced:
+        s.raised = s.force_raised = True
+        raise Interrupted(s.signum or signal.SIGINT, forced=True)
     return _region(_FORCIBLE)
 
 

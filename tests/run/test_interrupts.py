@@ -64,6 +64,21 @@ def test_a_second_signal_forces_and_interrupts_the_analysis():
         assert caught.value.forced and caught.value.exit_code == 130
 
 
+def test_a_forced_stop_skips_the_analysis_even_if_cleanup_caught_it():
+    # The second signal lands while the first one's cleanup is still in an interruptible
+    # region: it raises there and is caught as an interruption; the analysis still skips.
+    with interrupts.handling():
+        with pytest.raises(Interrupted), interrupts.interruptible():
+            send(signal.SIGINT)
+        time.sleep(interrupts.REPEAT_AFTER_S)
+        with pytest.raises(Interrupted) as caught, interrupts.interruptible():
+            send(signal.SIGINT)
+        assert caught.value.forced
+        with pytest.raises(Interrupted) as caught, interrupts.forcible():
+            pass
+        assert caught.value.forced
+
+
 def test_one_stop_delivered_twice_at_once_does_not_force():
     # timeout(1) sends its signal to the command, then to its process group
     with interrupts.handling():
