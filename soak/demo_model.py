@@ -9,8 +9,8 @@ Every int64 id is valid input (ids are mapped into each table with floormod), so
 generator can send arbitrary ids. Weights come from numpy and are fed through placeholders, so
 the GraphDef stays small whatever the size (no constants near protobuf's 2 GiB limit).
 
-TensorFlow is imported inside the writer: `model_size_bytes` is used by the analysis, which
-should not pay TensorFlow's import time.
+TensorFlow is imported inside the writer: the layout (`variable_shapes`) and the request
+inputs (`demo_inputs`) are plain numpy, usable where TensorFlow is not installed.
 """
 
 from __future__ import annotations
@@ -216,28 +216,3 @@ def _write_warmup(version_dir: Path, rng: np.random.Generator) -> None:
         for index in range(WARMUP_RECORDS)
     ]
     write_warmup_requests(version_dir, DEMO_MODEL_NAME, requests)
-
-
-def model_size_bytes(path: Path) -> int:
-    """Bytes on disk of one version (graph and variables files).
-
-    `path` is a SavedModel dir or a base path; for a base path, the highest numeric version.
-    """
-    path = Path(path)
-    version_dir = path if _is_saved_model(path) else _latest_version(path)
-    files = [version_dir / name for name in ("saved_model.pb", "saved_model.pbtxt")]
-    files += (version_dir / "variables").glob("**/*")
-    return sum(f.stat().st_size for f in files if f.is_file())
-
-
-def _is_saved_model(path: Path) -> bool:
-    return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
-
-
-def _latest_version(base_path: Path) -> Path:
-    if not base_path.is_dir():
-        raise UsageError(f"model path {base_path} is not a directory")
-    versions = [p for p in base_path.iterdir() if p.name.isdigit() and _is_saved_model(p)]
-    if not versions:
-        raise UsageError(f"{base_path} is neither a SavedModel nor a base path of versions")
-    return max(versions, key=lambda p: int(p.name))

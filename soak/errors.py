@@ -5,7 +5,6 @@ EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
-EXIT_TERMINATED = 143  # SIGTERM (a scheduler stopping the run)
 
 
 class SoakError(Exception):

@@ -64,7 +64,6 @@ THRESHOLD_MODEL_FRACTION = 0.01
 MIB = 1 << 20
 
 LEAK, PLATEAU, RELEASED, INCONCLUSIVE = "leak", "plateau", "released", "inconclusive"
-VERDICTS = (LEAK, PLATEAU, RELEASED, INCONCLUSIVE)
 FLAGGED = (LEAK, PLATEAU)  # memory never given back: `soak check` fails these
 ABOVE, BELOW, UNSURE = "above", "below", "unsure"
 

@@ -1,4 +1,4 @@
-"""A soak run: each variant in turn on a fresh target, then the analysis.
+"""A soak run's measuring: each variant in turn on a fresh target (the runner analyses after).
 
 Whatever happens to one variant (allocator not loaded, server died, OOM, its
 container removed from outside), the next one still runs, and everything

@@ -10,10 +10,10 @@ from soak.demo_model import (
     MIB,
     TABLES,
     demo_inputs,
-    model_size_bytes,
     variable_shapes,
     write_demo_model,
 )
+from soak.driver.model_versions import resolve_model
 from soak.errors import UsageError
 from soak_model_server.warmup import read_warmup_requests
 
@@ -92,8 +92,9 @@ def test_same_seed_gives_the_same_model(tmp_path):
 def test_variables_add_up_to_the_requested_size(base_path):
     for version in ("1", "2"):
         assert _checkpoint_bytes(base_path / version) == pytest.approx(SIZE_MB * MIB, rel=0.01)
-    assert model_size_bytes(base_path) == pytest.approx(SIZE_MB * MIB, rel=0.02)
-    assert model_size_bytes(base_path / "1") == model_size_bytes(base_path)
+    for path in (base_path, base_path / "1"):  # a base path, a SavedModel dir
+        size = resolve_model(str(path), demo_size_mb=0).size_bytes
+        assert size == pytest.approx(SIZE_MB * MIB, rel=0.02)
 
 
 def test_full_size_layout_keeps_most_tables_below_glibcs_mmap_threshold():
@@ -144,6 +145,6 @@ def test_refuses_to_write_over_an_existing_model(base_path):
 
 def test_model_size_of_something_that_is_not_a_model(tmp_path):
     with pytest.raises(UsageError):
-        model_size_bytes(tmp_path)
+        resolve_model(str(tmp_path), demo_size_mb=0)
     with pytest.raises(UsageError):
-        model_size_bytes(tmp_path / "missing")
+        resolve_model(str(tmp_path / "missing"), demo_size_mb=0)

@@ -99,7 +99,8 @@ def test_two_soaks_on_one_engine_both_complete_with_their_own_verdicts(
     for out in outs:
         (variant,) = summary(out)["variants"]
         assert variant["status"] == "completed" and variant["swaps_completed"] == 3
-        assert variant["memory"]["verdict"] in ("leak", "plateau", "released", "inconclusive")
+        # jemalloc gives the memory back: a neighbour's swaps must not get it flagged
+        assert variant["memory"]["verdict"] in ("released", "inconclusive"), variant["memory"]
     assert not session_containers(docker_client, test_session)
 
 
