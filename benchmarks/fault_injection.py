@@ -31,7 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
-from soak.owner import LABEL_SESSION, SESSION_ENV, owned_processes
+from soak.core.owner import LABEL_SESSION, SESSION_ENV, owned_processes
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 EXPECTED_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
@@ -163,8 +163,8 @@ def main() -> None:
     backends = args.backends.split(",")
     client = None
     if "docker" in backends:
-        from soak.images import resolve_image
         from soak.targets.docker_engine import connect
+        from soak.targets.images import resolve_image
 
         client = connect()
         args.image = resolve_image(client, args.image, progress=lambda m: print(m))
@@ -185,7 +185,7 @@ def main() -> None:
         )
 
     # what the next run does first: sweep what dead runs left
-    from soak.owner import kill_dead_runs_processes
+    from soak.core.owner import kill_dead_runs_processes
 
     kill_dead_runs_processes()
     if client is not None:

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from soak.procfs import read_proc_memory
+from soak.core.procfs import read_proc_memory
 from soak.samplers.clock import SwapClock
 from soak.samplers.memory import MemorySampler
 from soak.store.csv_log import CsvLog

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from soak.procfs import find_cgroup_memory_dir, read_cgroup_memory, read_proc_memory
+from soak.core.procfs import find_cgroup_memory_dir, read_cgroup_memory, read_proc_memory
 
 N = 20000
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from soak.demo_model import DEMO_MODEL_NAME, demo_inputs, write_demo_model
+from soak.driver.demo_model import DEMO_MODEL_NAME, demo_inputs, write_demo_model
 
 SERVER = Path(sys.executable).parent / "soak-model-server"
 MIB = 2**20

@@ -18,9 +18,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-from soak.allocator_specs import purge_delay_s
 from soak.analysis import summary_json
-from soak.settings import read_run_toml
+from soak.config.allocators import purge_delay_s
+from soak.config.settings import read_run_toml
 
 
 def main(run_dirs: list[Path]) -> int:

@@ -1,5 +1,5 @@
 import sys
 
-from soak.cli import main
+from soak.cli.main import main
 
 sys.exit(main())

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from soak.owner import SESSION_ENV
+from soak.core.owner import SESSION_ENV
 
 # Everything this test session starts (in-process or through `soak run` children) is
 # tagged with it, so the session's checks and cleanup touch only what is its own.

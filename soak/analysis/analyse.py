@@ -49,6 +49,7 @@ from soak.analysis.verdict import (
     classify_run,
     default_threshold_mb,
 )
+from soak.store.records import Status
 
 DECIMALS = 3  # figures are rounded to this many places, as summary.json holds them
 
@@ -89,11 +90,11 @@ def analyse_run(run_dir: Path) -> RunResult:
 def run_status(statuses: list[str]) -> str:
     """Any failed variant fails the run; else any interrupted one (or none at all)."""
     if not statuses:
-        return "interrupted"
-    for status in ("failed", "interrupted"):
+        return Status.INTERRUPTED
+    for status in (Status.FAILED, Status.INTERRUPTED):
         if status in statuses:
             return status
-    return "completed"
+    return Status.COMPLETED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +215,7 @@ def _usable(
     settings: RunSettings,
 ) -> Verdict:
     """The verdict, unless the variant has no usable data at all."""
-    if v.status == "failed" and timeline.server_exit is None:
+    if v.status == Status.FAILED and timeline.server_exit is None:
         why = f"the variant failed: {v.reason or 'no reason recorded'}"
     elif v.memory.empty:
         why = "no readable samples in memory.csv (missing, empty, or without a t column)"

@@ -38,7 +38,7 @@ import numpy as np
 from soak.analysis.result import Comparison, Shift, VariantComparison, VariantResult
 from soak.analysis.shift import BETTER, SAME, WORSE, compare_samples
 from soak.analysis.verdict import FLAGGED, INCONCLUSIVE, LEAK, PLATEAU, RELEASED, kept_bound_mb
-from soak.store.records import MIB
+from soak.store.records import MIB, Status
 
 _RANK = {RELEASED: 0, PLATEAU: 1, LEAK: 2}
 SIMILAR_SLOPE_RATIO = 1.5  # slopes within this factor of each other grow "alike"
@@ -142,7 +142,7 @@ def compare(variants: Sequence[VariantResult], threshold_mb: float) -> Compariso
 
     The variants carry their comparison with the reference (`with_comparisons`).
     """
-    judged = [v for v in variants if v.status != "failed" and _verdict(v) in _RANK]
+    judged = [v for v in variants if v.status != Status.FAILED and _verdict(v) in _RANK]
     least_memory = min(judged, key=_memory_key, default=None)
     alike = _grows_alike(judged, threshold_mb) if len(judged) == len(variants) else False
     control = next((v.memory.verdict.control for v in variants if v.memory.verdict.control), None)
@@ -165,7 +165,7 @@ def compare(variants: Sequence[VariantResult], threshold_mb: float) -> Compariso
 def _least_latency(variants: Sequence[VariantResult]) -> str | None:
     """The fastest of the variants with a lower swap p99 than the reference's beyond the
     noise; the reference when every other one is slower beyond it; else None."""
-    others = [v for v in variants[1:] if v.status != "failed"]
+    others = [v for v in variants[1:] if v.status != Status.FAILED]
     if not others:
         return None
     labels = {v.name: _label(v, "swap_p99_ms") for v in others}
@@ -182,7 +182,7 @@ def _ranking(variants: Sequence[VariantResult], reference: VariantResult) -> lis
     found = [
         v
         for v in variants[1:]
-        if v.status != "failed"
+        if v.status != Status.FAILED
         and _verdict(v) in _RANK
         and (
             _label(v, "kept_mb") == BETTER
@@ -347,7 +347,7 @@ def _memory_text(v: VariantResult) -> str:
 
 
 def _why(v: VariantResult) -> str:
-    if v.status == "failed":
+    if v.status == Status.FAILED:
         return f"failed ({v.reason or 'no reason given'})"
     return v.memory.verdict.reason or INCONCLUSIVE
 

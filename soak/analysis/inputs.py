@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from soak.analysis.tfs_metrics import USED_NAMES
-from soak.errors import UsageError
-from soak.settings import RunConfig, VariantSpec, read_run_toml
+from soak.config.settings import RunConfig, VariantSpec, read_run_toml
+from soak.core.errors import UsageError
 from soak.store.records import (
     CGROUP_MEMORY_COLUMNS,
     BreakdownRow,
@@ -27,11 +27,12 @@ from soak.store.records import (
     LatencySample,
     MemorySample,
     MetricSample,
+    Status,
     columns,
 )
 from soak.store.run_dir import RunDir, VariantDir
 
-VARIANT_STATUSES = ("completed", "interrupted", "failed")
+VARIANT_STATUSES = (Status.COMPLETED, Status.INTERRUPTED, Status.FAILED)
 
 
 _DEFAULTS = RunConfig()
@@ -42,7 +43,7 @@ MEMORY_COLUMNS = columns(MemorySample) + [c for c in ("cpu_s",) if c not in colu
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The parts of run.toml that the analysis needs; defaults are the settings' (soak.settings)."""
+    """The parts of run.toml the analysis needs; defaults from soak.config.settings."""
 
     model_name: str = _DEFAULTS.model_name
     backend: str = _DEFAULTS.backend
@@ -66,7 +67,7 @@ class VariantInputs:
     allocator: str
     library: str | None = None
     allocator_verified: bool = False
-    status: str = "interrupted"
+    status: str = Status.INTERRUPTED
     reason: str | None = None
     model_size_bytes: int | None = None
     memory: pd.DataFrame = field(default_factory=lambda: _empty(MEMORY_COLUMNS))
@@ -151,7 +152,7 @@ def read_variant(vdir: VariantDir, allocator: str) -> VariantInputs:
     meta = _read_json(vdir.variant_json)
     status = meta.get("status")
     if status not in VARIANT_STATUSES:  # "running" or missing: the run was killed
-        status = "interrupted"
+        status = Status.INTERRUPTED
     return VariantInputs(
         name=vdir.name,
         allocator=str(meta.get("allocator") or allocator),

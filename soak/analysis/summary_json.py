@@ -35,6 +35,7 @@ from soak.analysis.result import (
     VariantResult,
 )
 from soak.analysis.verdict import INCONCLUSIVE, Verdict
+from soak.store.records import Status
 from soak.store.run_dir import RunDir
 
 _DEFAULTS = RunSettings()
@@ -201,7 +202,7 @@ def from_dict(data: Any) -> RunResult:
     threshold = float(data.get("threshold_mb") or default_threshold_mb(size))
     comparison = _dict(data.get("comparison"))
     return RunResult(
-        status=str(data.get("status", "interrupted")),
+        status=str(data.get("status", Status.INTERRUPTED)),
         backend=str(data.get("backend", _DEFAULTS.backend)),
         model=Model(str(model.get("name", _DEFAULTS.model_name)), size),
         variants=tuple(_read_variant(_dict(v), threshold) for v in data.get("variants") or []),
@@ -260,7 +261,7 @@ def _read_variant(v: dict[str, Any], threshold_mb: float) -> VariantResult:
         VariantResult,
         v,
         allocator=str(v.get("allocator", v.get("name", ""))),
-        status=str(v.get("status", "interrupted")),
+        status=str(v.get("status", Status.INTERRUPTED)),
         swaps_completed=int(v.get("swaps_completed", sum(s.completed for s in swaps))),
         memory=_read_flat(
             MemoryResult,

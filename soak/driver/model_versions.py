@@ -7,8 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from soak.errors import UsageError
-from soak.extras import require_tensorflow
+from soak.core.errors import UsageError
+from soak.core.extras import require_tensorflow
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 DEMO_VERSIONS = 3
@@ -163,7 +163,7 @@ def demo_model_path(size_mb: float) -> Path:
     if cached is not None:
         return cached
     require_tensorflow("generating the demo model")
-    from soak.demo_model import write_demo_model  # imports TensorFlow: only when needed
+    from soak.driver.demo_model import write_demo_model  # imports TensorFlow: only when needed
 
     path = _demo_cache_path(size_mb)
     cache = path.parent

@@ -4,7 +4,7 @@ Whatever happens to one variant (allocator not loaded, server died, OOM, its
 container removed from outside), the next one still runs, and everything
 measured so far stays on disk. When the model's first version does not load,
 the later variants are not tried: they would fail the same way. On SIGINT or
-SIGTERM (`soak.interrupts`) the current variant is stopped, marked
+SIGTERM (`soak.core.interrupts`) the current variant is stopped, marked
 interrupted, and the analysis still runs on what was measured.
 """
 
@@ -21,12 +21,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from soak import interrupts
+from soak.config.settings import RunConfig
+from soak.core import interrupts
+from soak.core.errors import SoakError
 from soak.driver.plan import RunPlan, VariantPlan
+from soak.driver.progress import Progress
 from soak.driver.staging import VersionStager
 from soak.driver.swap_driver import FirstLoadFailed, ServerDied, SwapDriver
-from soak.errors import SoakError
-from soak.progress import Progress
 from soak.samplers.breakdown import BreakdownSampler, connect_probe
 from soak.samplers.clock import SwapClock
 from soak.samplers.latency import GrpcPredict, LatencyProber, PredictCall, RestPredict
@@ -41,7 +42,6 @@ from soak.samplers.payload import (
 from soak.samplers.server_log import ServerLogWatcher
 from soak.samplers.split import SplitPredict, split_body
 from soak.samplers.status import GrpcStatus, StatusPoller
-from soak.settings import RunConfig
 from soak.store.csv_log import CsvLog
 from soak.store.records import (
     MIB,
@@ -52,6 +52,7 @@ from soak.store.records import (
     LatencySample,
     MemorySample,
     MetricSample,
+    Status,
 )
 from soak.store.run_dir import RunDir, VariantDir
 from soak.targets import monitoring, probe_library
@@ -110,14 +111,14 @@ class Orchestrator:
                     continue
                 result = self.run_variant(variant)
                 results.append(result)
-                if result.status == "interrupted":
+                if result.status == Status.INTERRUPTED:
                     break  # (a plain Ctrl-C too, when no handlers are installed)
                 if result.model_failed:
                     model_failure = f"not tried: in variant {variant.name}, {result.reason}"
         finally:
             self._remove_own_leftovers()
         signum = interrupts.pending()
-        if signum is None and any(r.status == "interrupted" for r in results):
+        if signum is None and any(r.status == Status.INTERRUPTED for r in results):
             signum = signal.SIGINT
         if signum is not None:
             raise RunInterrupted(results, signum)
@@ -138,10 +139,10 @@ class Orchestrator:
         vdir = self.run_dir.variant(variant.name)
         vdir.path.mkdir(parents=True, exist_ok=True)
         CsvLog(vdir.events_csv, Event).close()  # an empty timeline: the variant is known
-        facts = self._facts(variant) | {"status": "failed", "reason": reason}
+        facts = self._facts(variant) | {"status": Status.FAILED, "reason": reason}
         _write_json(vdir.variant_json, facts)
-        self.progress.variant_done(variant.name, "failed", reason)
-        return VariantResult(variant.name, "failed", reason)
+        self.progress.variant_done(variant.name, Status.FAILED, reason)
+        return VariantResult(variant.name, Status.FAILED, reason)
 
     def _facts(self, variant: VariantPlan) -> dict[str, Any]:
         return {
@@ -149,7 +150,7 @@ class Orchestrator:
             "allocator": variant.allocator,
             "library": variant.library,
             "allocator_verified": False,
-            "status": "running",
+            "status": Status.RUNNING,
             "reason": None,
             "model_size_bytes": self.plan.model.size_bytes,
             "split": variant.split,
@@ -172,16 +173,16 @@ class Orchestrator:
         model_failed = False
         t = time.time()
         if error is None:
-            facts["status"] = "completed"
+            facts["status"] = Status.COMPLETED
         elif isinstance(error, KeyboardInterrupt):
             signum = getattr(error, "signum", signal.SIGINT)
-            facts["status"] = "interrupted"
+            facts["status"] = Status.INTERRUPTED
             facts["reason"] = f"interrupted by {interrupts.signal_name(signum)}"
             events.append(
                 Event(t, session.clock.swap, EventKind.INTERRUPTED, None, facts["reason"])
             )
         else:
-            facts["status"] = "failed"
+            facts["status"] = Status.FAILED
             facts["reason"] = session.failure_reason(error)
             model_failed = isinstance(error, FirstLoadFailed)
             if isinstance(error, ServerDied) or session.server_gone():

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from soak.allocator_specs import purge_delay_s
+from soak.config.allocators import purge_delay_s
+from soak.config.settings import DEFAULT_SERVER_BINARY, RunConfig, VariantSpec
+from soak.core.errors import UsageError
+from soak.core.extras import standin_hint, tensorflow_installed
+from soak.core.owner import Owner, kill_dead_runs_processes, kill_run_processes
+from soak.core.procfs import parse_cpu_list
 from soak.driver.model_versions import ModelSource, cached_demo_model, resolve_model
-from soak.errors import UsageError
-from soak.extras import standin_hint, tensorflow_installed
-from soak.owner import Owner, kill_dead_runs_processes, kill_run_processes
-from soak.procfs import parse_cpu_list
-from soak.settings import DEFAULT_SERVER_BINARY, RunConfig, VariantSpec
 from soak.targets import probe_library
 from soak.targets.allocators import container_library, find_library, preload_env
 from soak.targets.base import LaunchSpec, Target
@@ -251,7 +251,7 @@ def _probe(
     if not config.probe:
         return None, "--no-probe"
     if isinstance(backend, DockerBackend):
-        from soak.images import holds_probe
+        from soak.targets.images import holds_probe
 
         if not holds_probe(backend.client, backend.image):
             return None, (
@@ -279,8 +279,8 @@ def _library(config: RunConfig, variant: VariantSpec) -> str | None:
 
 def _docker_backend(config: RunConfig, message: Message) -> tuple[DockerBackend, list[str]]:
     """Connect, clear leftovers of dead runs (their descriptions), resolve (or build) the image."""
-    from soak.images import image_for_allocators
     from soak.targets.docker_engine import connect, engine_facts, remove_dead_run_containers
+    from soak.targets.images import image_for_allocators
 
     client = connect()
     removed = [c.describe() for c in remove_dead_run_containers(client)]

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from soak.core.errors import EnvironmentFailure
 from soak.driver.settle import SettleRule
 from soak.driver.staging import VersionStager
-from soak.errors import EnvironmentFailure
 from soak.samplers.clock import SwapClock
 from soak.samplers.memory import MemorySampler
 from soak.samplers.server_log import ServerLogWatcher

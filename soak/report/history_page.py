@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from soak.history import RecordedRun, Trend, trends
+from soak.history.store import RecordedRun, Trend, trends
 from soak.report import plots
 from soak.report.html import _ENV
 

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 from soak.analysis.comparison import FIGURE_NAMES
 from soak.analysis.result import RunResult, VariantComparison, VariantResult
 from soak.report.format import number
-from soak.store.records import MIB
+from soak.store.records import MIB, Status
 from soak.store.run_dir import RunDir
 
 if TYPE_CHECKING:
-    from soak.history import RecordedRun, RecordedVariant, Trend
+    from soak.history.store import RecordedRun, RecordedVariant, Trend
 
 COLUMNS = (
     "variant", "allocator", "status", "swaps", "baseline MiB", "retained MiB", "level MiB",
@@ -41,7 +41,7 @@ def summary_table(result: RunResult) -> str:
             lines.append(f"{v.name}: {v.swaps_done}")
         if v.projection is not None and v.projection.note:
             lines.append(f"{v.name}: memory limit: {v.projection.note}")
-        if v.status == "failed" and v.reason:
+        if v.status == Status.FAILED and v.reason:
             lines.append(f"{v.name}: failed: {v.reason}")
     control = result.comparison.control
     if control is not None:
@@ -169,7 +169,7 @@ TREND_FIGURES = (  # (RecordedVariant field, label, format, unit)
 
 def history_table(runs: Sequence[RecordedRun], path: Path, last: int | None = None) -> str:
     """`soak history`: per variant, config and model, its runs (oldest first) and the trend."""
-    from soak.history import trends
+    from soak.history.store import trends
 
     groups = trends(runs, last)
     if not groups:
@@ -242,7 +242,7 @@ def _trend(trend: Trend, name: str, label: str, spec: str, unit: str) -> str:
 
 def _last_vs_before(trend: Trend) -> str:
     """The newest completed run against the median of the completed ones before it."""
-    done = [(run, v) for run, v in trend.points if v.status == "completed"]
+    done = [(run, v) for run, v in trend.points if v.status == Status.COMPLETED]
     if len(done) < 2:
         return "last vs before: needs 2 completed runs"
     before, (_, newest) = done[:-1], done[-1]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from soak import interrupts
+from soak.core import interrupts
 from soak.samplers.probe import ProbeClient, ProbeError, ProbeStats, Release
 from soak.store.csv_log import CsvLog
 from soak.store.records import BreakdownRow

@@ -1,7 +1,7 @@
 """Memory of the server, sampled about 10 times a second into memory.csv.
 
 `MemorySampler` is the thread that asks the target for a reading (the target
-reads /proc and its cgroup with `soak.procfs`) and appends it to memory.csv: the
+reads /proc and its cgroup with `soak.core.procfs`) and appends it to memory.csv: the
 memory figures and the server's cumulative CPU seconds (`cpu_s`).
 """
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from soak.errors import EnvironmentFailure, UsageError
+from soak.core.errors import EnvironmentFailure, UsageError
 
 _INT_DTYPES = {"DT_INT64", "DT_INT32", "DT_INT16", "DT_INT8", "DT_UINT8", "DT_UINT16"}
 _FLOAT_DTYPES = {"DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_BFLOAT16"}

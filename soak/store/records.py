@@ -9,6 +9,7 @@ k during swap k (from its staging until the next swap is staged).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from enum import StrEnum
 
 MIB = 1 << 20
 
@@ -113,6 +114,15 @@ class BreakdownPoint:
     BASELINE = "baseline"
     SETTLED = "settled"
     RELEASED = "released"
+
+
+class Status(StrEnum):
+    """A variant's status in variant.json (and a run's in summary.json): a str, as stored."""
+
+    RUNNING = "running"  # variant.json while it runs: still there if soak was killed
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"  # stopped by the user (or soak was killed)
+    FAILED = "failed"  # the target or the allocator failed; the next variant still runs
 
 
 class EventKind:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from soak.allocator_specs import ALLOCATORS
-from soak.errors import EnvironmentFailure
+from soak.config.allocators import ALLOCATORS
+from soak.core.errors import EnvironmentFailure
 
 # Where Debian and Ubuntu put shared libraries (also inside TF Serving images).
 LIBRARY_DIRS = (

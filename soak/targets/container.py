@@ -32,9 +32,9 @@ import docker.errors
 import psutil
 from docker.models.containers import Container
 
-from soak import interrupts
-from soak.errors import EnvironmentFailure
-from soak.procfs import (
+from soak.core import interrupts
+from soak.core.errors import EnvironmentFailure
+from soak.core.procfs import (
     cgroup_memory,
     find_cgroup_memory_dir,
     namespace_pid,

@@ -1,7 +1,7 @@
 """The Docker engine: connecting, what it is, and removing what dead runs left behind.
 
 Every container soak starts carries labels naming its run and the orchestrator
-process that owns it (`soak.owner.Owner`: pid and start time, host, machine,
+process that owns it (`soak.core.owner.Owner`: pid and start time, host, machine,
 boot, pid namespace, session). A new run removes the containers whose owner
 is provably dead, and a run removes its own; nothing else is touched.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 
-from soak.errors import EnvironmentFailure
-from soak.owner import LABEL_RUN, Owner
+from soak.core.errors import EnvironmentFailure
+from soak.core.owner import LABEL_RUN, Owner
 
 LABEL_VARIANT = "soak.variant"
 
@@ -69,7 +69,7 @@ class RemovedContainer:
 
 
 def remove_dead_run_containers(client: docker.DockerClient) -> list[RemovedContainer]:
-    """Remove soak containers whose orchestrator is provably dead (soak.owner); those removed.
+    """Remove soak containers whose orchestrator is provably dead (soak.core.owner); those removed.
 
     Containers of live orchestrators, of other hosts or pid namespaces, and
     containers with no owner recorded are kept.

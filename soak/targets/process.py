@@ -9,10 +9,10 @@ import signal
 import subprocess
 from typing import BinaryIO
 
-from soak import interrupts
-from soak.errors import EnvironmentFailure
-from soak.owner import OWNER_ENV, Owner
-from soak.procfs import read_mapped_paths, read_proc_cpu_s, read_proc_memory, read_smaps_rollup
+from soak.core import interrupts
+from soak.core.errors import EnvironmentFailure
+from soak.core.owner import OWNER_ENV, Owner
+from soak.core.procfs import read_mapped_paths, read_proc_cpu_s, read_proc_memory, read_smaps_rollup
 from soak.store.records import CPU_COLUMNS, PROCESS_MEMORY_COLUMNS
 from soak.targets import probe_library
 from soak.targets.base import LaunchSpec, Target
@@ -34,7 +34,7 @@ class ProcessTarget(Target):
         self.spec = spec
         self.binary = binary
         self.cpus = cpus  # pin the server (and its threads) to these CPUs
-        self.owner = owner  # marked in the server's environment (soak.owner)
+        self.owner = owner  # marked in the server's environment (soak.core.owner)
         self.rest_url = f"http://127.0.0.1:{spec.rest_port}"
         self._proc: subprocess.Popen | None = None
         self._log: BinaryIO | None = None

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soak import history
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
 from soak.analysis.attribution import (
@@ -32,7 +31,8 @@ from soak.analysis.attribution import (
 from soak.analysis.inputs import read_breakdown
 from soak.analysis.result import LIVE_LEAK, PROBE_NOT_RECORDED, Attribution
 from soak.analysis.verdict import LEAK, PLATEAU, RELEASED, Verdict, theil_sen
-from soak.gate import verdict_lines
+from soak.gate.check import verdict_lines
+from soak.history import store as history
 from soak.report.html import render
 from soak.report.terminal import attribution_line, summary_table
 from soak.store.csv_log import CsvLog

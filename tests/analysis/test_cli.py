@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import soak.runner
-from soak import __version__, history
+import soak.cli.runner
+from soak import __version__
 from soak.analysis.analyse import analyse_run
-from soak.cli import build_parser, main
-from soak.runner import conclude
+from soak.cli.main import build_parser, main
+from soak.cli.runner import conclude
+from soak.history import store as history
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,7 +75,7 @@ def fake_run(monkeypatch, make_run, sim_variant):
         shutil.copytree(sim, config.out)
         return conclude(config, Path(config.out), [], False)
 
-    monkeypatch.setattr(soak.runner, "run_soak", run_soak)
+    monkeypatch.setattr(soak.cli.runner, "run_soak", run_soak)
 
 
 def test_a_run_says_once_where_it_went(fake_run, tmp_path, capsys):

@@ -394,7 +394,7 @@ def test_the_history_keeps_cpu_and_pod_memory_and_migrates_schema_2(
 ):
     import sqlite3
 
-    from soak import history
+    from soak.history import store as history
 
     run = make_run([sim_variant("glibc", "glibc", releasing, cpu_ms_per_request=3.0)])
     result = analyse_run(run)

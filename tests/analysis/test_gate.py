@@ -8,8 +8,8 @@ import pytest
 
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
-from soak.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
-from soak.gate import Limits, add_check_arguments, check, load_result, run_check
+from soak.core.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
+from soak.gate.check import Limits, add_check_arguments, check, load_result, run_check
 
 
 def leaking(mb):
@@ -108,7 +108,7 @@ def test_no_limits_fails_an_undecided_verdict_unless_allowed(make_run, sim_varia
 
 def test_unmeasured_figure_fails_closed(make_run, sim_variant):
     run = make_run([sim_variant("glibc", "glibc", releasing, swaps=3)])  # 1 swap after warmup
-    lines = check(analyse_run(run), Limits(max_retained_mb_per_swap=2.0))
+    lines = check(analyse_run(run), Limits(maxima={"max_retained_mb_per_swap": 2.0}))
     assert len(lines) == 1
     assert lines[0].startswith("glibc: retained_mb_per_swap unknown (verdict inconclusive: only 1 ")
     assert "--max-retained-mb-per-swap 2 cannot be checked" in lines[0]
@@ -122,7 +122,7 @@ def test_failed_variant_crosses_the_gate(make_run, sim_variant):
             )
         ]
     )
-    lines = check(analyse_run(run), Limits(max_errors=100))
+    lines = check(analyse_run(run), Limits(maxima={"max_errors": 100}))
     assert lines == [f"tcmalloc: variant failed (allocator not loaded) in {run}"]
     renamed = check(analyse_run(run), Limits(), run_dir="runs/nightly")  # as the caller names it
     assert renamed == ["tcmalloc: variant failed (allocator not loaded) in runs/nightly"]

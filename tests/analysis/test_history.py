@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from soak import history
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
-from soak.cli import main
-from soak.config import from_keywords
-from soak.errors import UsageError
-from soak.runner import conclude
+from soak.cli.main import main
+from soak.cli.runner import conclude
+from soak.config.resolve import from_keywords
+from soak.core.errors import UsageError
+from soak.history import store as history
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENT = {
@@ -167,7 +167,7 @@ WRITER = textwrap.dedent(
     import sys, time
     from dataclasses import replace
     from pathlib import Path
-    from soak import history
+    from soak.history import store as history
     from soak.analysis import summary_json
 
     db, template, out, first, count, slow = sys.argv[1:7]

@@ -6,7 +6,7 @@ import pytest
 
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
-from soak.pytest_plugin import SoakResult
+from soak.plugin.result import SoakResult
 
 
 def leaking(k):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import soak.runner
-from soak.demo_model import write_demo_model
-from soak.runner import conclude
+import soak.cli.runner
+from soak.cli.runner import conclude
+from soak.driver.demo_model import write_demo_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
 
@@ -61,7 +61,7 @@ def simulated(monkeypatch, make_run, sim_variant):
         shutil.copytree(leak if planted else clean, config.out)
         return conclude(config, Path(config.out), [], False)
 
-    monkeypatch.setattr(soak.runner, "run_soak", run_soak)
+    monkeypatch.setattr(soak.cli.runner, "run_soak", run_soak)
     return configs
 
 

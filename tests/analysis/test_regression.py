@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from soak import history
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
-from soak.gate import Limits, check, history_references
-from soak.regression import (
+from soak.analysis.regression import (
     NOISE_Z,
     RETAINED_MB,
     Measured,
@@ -22,6 +20,8 @@ from soak.regression import (
     measured,
     memory_scatter,
 )
+from soak.gate.check import Limits, check, history_references
+from soak.history import store as history
 
 DATA = Path(__file__).parent / "data" / "identical_default_runs"
 DEFAULT_RUN_TOML = """\

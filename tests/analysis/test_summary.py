@@ -10,7 +10,7 @@ import tomli_w
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
 from soak.analysis.inputs import read_csv_frame
-from soak.errors import UsageError
+from soak.core.errors import UsageError
 from soak.store.records import MemorySample, columns
 
 MODEL_MB = 40.0  # the simulator's model size: a load adds this much

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from soak.demo_model import (
+from soak.core.errors import UsageError
+from soak.driver.demo_model import (
     MIB,
     TABLES,
     demo_inputs,
@@ -14,7 +15,6 @@ from soak.demo_model import (
     write_demo_model,
 )
 from soak.driver.model_versions import resolve_model
-from soak.errors import UsageError
 from soak_model_server.warmup import read_warmup_requests
 
 SIZE_MB = 4.0

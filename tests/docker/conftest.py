@@ -26,7 +26,7 @@ AVAILABLE_TIMEOUT_S = 120
 
 @pytest.fixture(scope="session")
 def docker_client(test_session):
-    from soak.owner import LABEL_SESSION
+    from soak.core.owner import LABEL_SESSION
     from soak.targets.docker_engine import connect
 
     result = subprocess.run(
@@ -48,7 +48,7 @@ def docker_client(test_session):
 
 @pytest.fixture(scope="session")
 def standin_image(docker_client) -> str:
-    from soak.images import ensure_standin_image
+    from soak.targets.images import ensure_standin_image
 
     return ensure_standin_image(docker_client, progress=lambda message: None)
 
@@ -85,7 +85,7 @@ def tf_serving_like_image(docker_client, standin_image, tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory) -> Path:
     """A 2-version demo model of 4 MiB (a base path of numeric versions)."""
-    from soak.demo_model import write_demo_model
+    from soak.driver.demo_model import write_demo_model
 
     return write_demo_model(tmp_path_factory.mktemp("demo") / "demo", versions=2, size_mb=4)
 

@@ -13,8 +13,8 @@ import docker.errors
 import psutil
 import pytest
 
-from soak.errors import EnvironmentFailure
-from soak.owner import (
+from soak.core.errors import EnvironmentFailure
+from soak.core.owner import (
     LABEL_BOOT,
     LABEL_HOST,
     LABEL_PID,
@@ -22,7 +22,7 @@ from soak.owner import (
     LABEL_PIDNS,
     LABEL_RUN,
 )
-from soak.procfs import process_start_ticks
+from soak.core.procfs import process_start_ticks
 from soak.store.records import MIB
 from soak.targets.allocators import container_library, verify
 from soak.targets.container import ContainerTarget

@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from soak.owner import LABEL_SESSION
+from soak.core.owner import LABEL_SESSION
 
 pytestmark = pytest.mark.docker
 

@@ -35,7 +35,7 @@ def test_unreachable_docker_host_is_one_line_failure():
 
 
 def test_installs_and_starts_dockerd_on_a_fresh_debian(docker_client):
-    from soak.images import ensure_base_image
+    from soak.targets.images import ensure_base_image
 
     base = ensure_base_image(docker_client, progress=lambda message: None)
     script = (

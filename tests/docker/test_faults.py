@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from soak.owner import LABEL_PID, LABEL_SESSION
+from soak.core.owner import LABEL_PID, LABEL_SESSION
 from soak.targets.docker_engine import LABEL_VARIANT
 
 pytestmark = pytest.mark.docker

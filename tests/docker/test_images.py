@@ -13,9 +13,8 @@ import uuid
 import docker.errors
 import pytest
 
-from soak import images
-from soak.errors import EnvironmentFailure
-from soak.targets import probe_library
+from soak.core.errors import EnvironmentFailure
+from soak.targets import images, probe_library
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from soak.owner import LABEL_PID
+from soak.core.owner import LABEL_PID
 from soak.targets.docker_engine import remove_dead_run_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.exclusive]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from soak.allocator_specs import ALLOCATORS
+from soak.config.allocators import ALLOCATORS
 from soak.samplers.probe import ProbeError
 from soak.targets import probe_library
 from soak.targets.allocators import locate_library

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory) -> Path:
     """A 2-version demo model of 8 MiB: a real SavedModel, quick to load."""
-    from soak.demo_model import write_demo_model
+    from soak.driver.demo_model import write_demo_model
 
     return write_demo_model(tmp_path_factory.mktemp("model") / "demo", versions=2, size_mb=8)
 

@@ -4,9 +4,9 @@ import tomllib
 
 import pytest
 
-from soak.config import resolve
-from soak.errors import UsageError
-from soak.settings import parse_size
+from soak.config.resolve import resolve
+from soak.config.settings import parse_size
+from soak.core.errors import UsageError
 
 
 def test_defaults_are_the_embedded_run():

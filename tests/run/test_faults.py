@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from soak import interrupts
-from soak.owner import OWNER_ENV, Owner, kill_dead_runs_processes, marked_process
+from soak.core import interrupts
+from soak.core.owner import OWNER_ENV, Owner, kill_dead_runs_processes, marked_process
 
 RUN_ARGS = ("--allocators", "glibc", "--swaps", "50", "--rps", "10", "--steady", "1")
 STOP_WITHIN_S = 30  # "within seconds", with room for a loaded shared machine

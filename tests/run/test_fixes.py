@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from soak.allocator_specs import FIXES, FIXES_PRESET_NAMES
-from soak.config import resolve
-from soak.errors import UsageError
+from soak.config.allocators import FIXES, FIXES_PRESET_NAMES
+from soak.config.resolve import resolve
+from soak.core.errors import UsageError
 
 PLANTED_MB = 16
 

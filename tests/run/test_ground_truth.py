@@ -17,7 +17,7 @@ import time
 import pytest
 import tomli_w
 
-from soak.pytest_plugin import SoakResult
+from soak.plugin.result import SoakResult
 
 PLANTED_MB = 16
 JEMALLOC_PROMPT_PURGE = {

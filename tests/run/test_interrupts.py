@@ -1,4 +1,4 @@
-"""soak.interrupts on its own: where a signal raises, where it is held, what forcing does."""
+"""soak.core.interrupts on its own: where a signal raises, where it is held, what forcing does."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from soak import interrupts
-from soak.interrupts import Interrupted
+from soak.core import interrupts
+from soak.core.interrupts import Interrupted
 
 
 def send(signum: int) -> None:

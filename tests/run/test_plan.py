@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from soak.analysis.swap_budget import SwapBudget
-from soak.config import resolve
+from soak.config.resolve import resolve
+from soak.config.settings import VariantSpec
+from soak.core.errors import EnvironmentFailure, UsageError
 from soak.driver.model_versions import ModelSource
 from soak.driver.orchestrator import Orchestrator
 from soak.driver.plan import RunPlan, VariantPlan, prepare
-from soak.errors import EnvironmentFailure, UsageError
-from soak.progress import Progress
-from soak.settings import VariantSpec
+from soak.driver.progress import Progress
 from soak.store.records import PROCESS_MEMORY_COLUMNS, EventKind
 from soak.targets import allocators
 from soak.targets.base import LaunchSpec, Target
@@ -120,7 +120,7 @@ class NoTensorflow(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 sys.meta_path.insert(0, NoTensorflow())
-from soak.cli import main
+from soak.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

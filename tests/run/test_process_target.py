@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from soak.config import resolve
+from soak.config.resolve import resolve
+from soak.core.errors import UsageError
+from soak.core.procfs import parse_cpu_list
 from soak.driver.plan import prepare
-from soak.errors import UsageError
-from soak.procfs import parse_cpu_list
 from soak.targets.base import LaunchSpec
 from soak.targets.process import ProcessTarget
 

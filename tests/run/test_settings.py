@@ -10,10 +10,9 @@ import pytest
 import tomli_w
 
 from soak.analysis.inputs import RunSettings, read_settings
-from soak.cli import build_parser
-from soak.config import from_keywords, resolve
-from soak.errors import UsageError
-from soak.settings import (
+from soak.cli.main import build_parser
+from soak.config.resolve import from_keywords, resolve
+from soak.config.settings import (
     Option,
     RunConfig,
     VariantSpec,
@@ -22,6 +21,7 @@ from soak.settings import (
     options_of,
     read_run_toml,
 )
+from soak.core.errors import UsageError
 
 # A run.toml as soak 0.1 wrote it (before the settings were declared once).
 OLD_RUN_TOML = """\

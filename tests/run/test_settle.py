@@ -1,6 +1,6 @@
 """When memory has settled: stopped falling, and not before the allocator could give pages back."""
 
-from soak.allocator_specs import purge_delay_s
+from soak.config.allocators import purge_delay_s
 from soak.driver.settle import SettleRule
 from soak.store.records import MIB
 

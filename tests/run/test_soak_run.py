@@ -8,7 +8,7 @@ import tomllib
 import pandas as pd
 import pytest
 
-from soak import history
+from soak.history import store as history
 
 
 def test_short_run_writes_the_run_directory(
@@ -132,7 +132,7 @@ def test_a_dying_server_fails_its_variant_and_the_next_still_runs(
 
 
 def test_missing_allocator_library_names_the_debian_package(monkeypatch, tmp_path):
-    from soak.errors import EnvironmentFailure
+    from soak.core.errors import EnvironmentFailure
     from soak.targets import allocators
 
     monkeypatch.setattr(allocators, "LIBRARY_DIRS", (str(tmp_path),))  # an empty system

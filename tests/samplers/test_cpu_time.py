@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from soak.procfs import find_cgroup_memory_dir, read_cgroup_cpu_s, read_proc_cpu_s
+from soak.core.procfs import find_cgroup_memory_dir, read_cgroup_cpu_s, read_proc_cpu_s
 from soak.samplers.clock import SwapClock
 from soak.samplers.memory import MemorySampler
 from soak.store.csv_log import CsvLog

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from soak.procfs import find_cgroup_memory_dir, read_cgroup_memory, read_proc_memory
+from soak.core.procfs import find_cgroup_memory_dir, read_cgroup_memory, read_proc_memory
 from soak.samplers.clock import SwapClock
 from soak.samplers.memory import MAX_CONSECUTIVE_FAILURES, MemorySampler
 from soak.store.csv_log import CsvLog

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from soak.errors import EnvironmentFailure, UsageError
+from soak.core.errors import EnvironmentFailure, UsageError
 from soak.samplers.payload import (
     build_predict_payload,
     fetch_metadata,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from soak.procfs import read_proc_cpu_s
+from soak.core.procfs import read_proc_cpu_s
 from soak.samplers.latency import GrpcPredict
 from soak_model_server.flags import parse_flags
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from soak.errors import UsageError
+from soak.core.errors import UsageError
 
 STANDIN = "standin"  # the extra's name in pyproject.toml
 STANDIN_EXTRA = f"soak[{STANDIN}]"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from soak.procfs import PROC, process_start_ticks
+from soak.core.procfs import PROC, process_start_ticks
 
 SESSION_ENV = "SOAK_SESSION"  # set by a test session or CI job: tags everything it starts
 OWNER_ENV = "SOAK_OWNER"  # in each server process's environment

@@ -28,10 +28,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from soak.analysis.regression import COMPARED, Measured, measured
 from soak.analysis.result import RunResult, VariantResult
-from soak.errors import UsageError
-from soak.regression import COMPARED, Measured, measured
-from soak.settings import RunConfig, VariantSpec, config_from_run_toml
+from soak.config.settings import RunConfig, VariantSpec, config_from_run_toml
+from soak.core.errors import UsageError
+from soak.store.records import Status
 from soak.store.run_dir import RunDir
 
 # 2: variants' attribution (live_mb, held_mb, released_mb, left_after_...)
@@ -354,7 +355,7 @@ def comparable(
         v = run.variant(variant)
         if v is None or v.config_hash != config_hash or run.model_path != model_path:
             continue
-        if v.status != "completed" or not v.allocator_verified or run.run_dir == own:
+        if v.status != Status.COMPLETED or not v.allocator_verified or run.run_dir == own:
             continue
         if before_t is not None and run.started_t > before_t:
             continue

@@ -18,45 +18,31 @@ so two identical runs never regress against each other.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
-from soak.analysis.result import RunResult, VariantResult
-from soak.analysis.verdict import FLAGGED, INCONCLUSIVE
-from soak.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
-from soak.regression import (
+from soak.analysis.regression import (
     DEFAULT_REGRESSION_PCT,
-    ERRORS,
-    RETAINED_MB,
-    RETAINED_MB_PER_SWAP,
-    STEADY_P99_MS,
-    SWAP_P99_MS,
     Figure,
     Reference,
     compare,
     measured,
 )
-
-__all__ = [
-    "ERRORS",
-    "RETAINED_MB",
-    "RETAINED_MB_PER_SWAP",
-    "STEADY_P99_MS",
-    "SWAP_P99_MS",
-    "Figure",
-    "Limits",
-    "check",
-]
+from soak.analysis.result import RunResult, VariantResult
+from soak.analysis.verdict import FLAGGED, INCONCLUSIVE
+from soak.core.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
+from soak.gate.limits import LIMITS, Limit, maxima
+from soak.store.records import Status
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_retained_mb_per_swap: float | None = None
-    max_retained_mb: float | None = None
-    max_swap_p99_ms: float | None = None
-    max_errors: int | None = None
+    """What `soak check` checks: absolute maxima (soak.gate.limits), a baseline or history."""
+
+    maxima: Mapping[str, float] = field(default_factory=dict)  # by Limit name
     variant: str | None = None  # check only this variant
     baseline_dir: Path | None = None
     against_history: int | None = None  # the last N comparable runs of the history
@@ -65,16 +51,14 @@ class Limits:
     history: Path | None = None  # the history file (default: beside the run dir)
 
     def any_limit(self) -> bool:
-        return any(
-            getattr(self, f.name) is not None
-            for f in fields(self)
-            if f.name not in ("variant", "allow_inconclusive", "history")
+        return bool(self.maxima) or any(
+            value is not None
+            for value in (
+                self.baseline_dir,
+                self.against_history,
+                self.max_regression_pct,
+            )
         )
-
-
-# The absolute limits: the Limits field (and option) name -> the figure it limits.
-MEMORY_LIMITS = {"max_retained_mb_per_swap": RETAINED_MB_PER_SWAP, "max_retained_mb": RETAINED_MB}
-LATENCY_LIMITS = {"max_swap_p99_ms": SWAP_P99_MS, "max_errors": ERRORS}
 
 
 def check(
@@ -94,10 +78,10 @@ def check(
     variants = selected(result, limits.variant)
     lines = [] if variants else [f"no variant data in {run}"]
     for v in variants:
-        if v.status == "failed":
+        if v.status == Status.FAILED:
             lines.append(failed_line(v, run))
             continue
-        lines += limit_lines(v, limits, {**MEMORY_LIMITS, **LATENCY_LIMITS}, run)
+        lines += limit_lines(v, limits, LIMITS, run)
         if not limits.any_limit():
             lines += verdict_lines(v, run, limits.allow_inconclusive)
     pct = limits.max_regression_pct
@@ -129,7 +113,7 @@ def regression_lines(
     lines = []
     for v in variants:
         reference = references.get(v.name)
-        if reference is None or not reference.runs or v.status == "failed":
+        if reference is None or not reference.runs or v.status == Status.FAILED:
             continue
         for r in compare(v, reference.runs, pct):
             if r.regressed or r.unknown:
@@ -150,7 +134,7 @@ def history_references(
     given or the demo model's size), completed. A variant without any is not
     compared (a note says so): the first runs of a schedule have no history.
     """
-    from soak import history
+    from soak.history import store as history
 
     hashes, model_path = history.variant_config_hashes(run_dir, result)
     references: dict[str, Reference] = {}
@@ -195,25 +179,25 @@ def verdict_lines(v: VariantResult, run: str, allow_inconclusive: bool = False) 
 
 
 def limit_lines(
-    v: VariantResult, limits: Limits, figures: dict[str, Figure], run: str
+    v: VariantResult, limits: Limits, checked: tuple[Limit, ...], run: str
 ) -> list[str]:
-    """One line per limit of `figures` (by option name) that `v` crosses or cannot be checked on."""
+    """One line per limit of `checked` that `v` crosses or cannot be checked on."""
     lines = []
-    for option_name, figure in figures.items():
-        limit = getattr(limits, option_name)
-        if limit is None:
+    for limit in checked:
+        maximum = limits.maxima.get(limit.name)
+        if maximum is None:
             continue
-        value = figure.of(v)
-        option = "--" + option_name.replace("_", "-")
+        figure, value = limit.figure, limit.figure.of(v)
         if value is None:
             lines.append(
                 f"{v.name}: {figure.name} unknown ({_why_unknown(v, figure)}), "
-                f"{option} {limit:g} cannot be checked in {run}"
+                f"{limit.option} {maximum:g} cannot be checked in {run}"
             )
-        elif value > limit:
+        elif value > maximum:
             unit = _u(figure.unit)
             lines.append(
-                f"{v.name}: {figure.name} {value:g}{unit} > {option} {limit:g}{unit} in {run}"
+                f"{v.name}: {figure.name} {value:g}{unit} > "
+                f"{limit.option} {maximum:g}{unit} in {run}"
             )
     return lines
 
@@ -229,30 +213,13 @@ def load_result(run_dir: Path) -> RunResult:
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     """The limit options of `soak check` (the caller adds the RUN_DIR positional, `run_dir`)."""
-    parser.add_argument(
-        "--max-retained-mb-per-swap",
-        type=float,
-        metavar="MIB",
-        help="fail if a variant keeps more than this per swap (the fitted slope) (default: none)",
-    )
-    parser.add_argument(
-        "--max-retained-mb",
-        type=float,
-        metavar="MIB",
-        help="fail if a variant ends more than this above its baseline (default: none)",
-    )
-    parser.add_argument(
-        "--max-swap-p99-ms",
-        type=float,
-        metavar="MS",
-        help="fail if the p99 latency during swaps is above this (default: none)",
-    )
-    parser.add_argument(
-        "--max-errors",
-        type=int,
-        metavar="N",
-        help="fail if more than N requests got no 200 (default: none)",
-    )
+    for limit in LIMITS:
+        parser.add_argument(
+            limit.option,
+            type=limit.kind,
+            metavar=limit.metavar,
+            help=f"{limit.help} (default: none)",
+        )
     parser.add_argument("--variant", metavar="NAME", help="check only this variant (default: all)")
     parser.add_argument(
         "--baseline",
@@ -302,23 +269,12 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
         raise UsageError("--max-regression needs --baseline OTHER_RUN_DIR or --against-history N")
     if args.history is not None and args.against_history is None:
         raise UsageError("--history needs --against-history N")
-    for option in (
-        "max_retained_mb_per_swap",
-        "max_retained_mb",
-        "max_swap_p99_ms",
-        "max_errors",
-        "max_regression",
-    ):
-        value = getattr(args, option)
-        if value is not None and value < 0:
-            raise UsageError(f"--{option.replace('_', '-')} must be >= 0, not {value:g}")
+    if args.max_regression is not None and args.max_regression < 0:
+        raise UsageError(f"--max-regression must be >= 0, not {args.max_regression:g}")
     if args.against_history is not None and args.against_history < 1:
         raise UsageError(f"--against-history must be >= 1, not {args.against_history}")
     return Limits(
-        max_retained_mb_per_swap=args.max_retained_mb_per_swap,
-        max_retained_mb=args.max_retained_mb,
-        max_swap_p99_ms=args.max_swap_p99_ms,
-        max_errors=args.max_errors,
+        maxima=maxima({limit.name: getattr(args, limit.name) for limit in LIMITS}),
         variant=args.variant,
         baseline_dir=args.baseline,
         against_history=args.against_history,
@@ -336,7 +292,7 @@ def run_check(args: argparse.Namespace) -> int:
     references: dict[str, Reference] | None = None
     notes: list[str] = []
     if limits.against_history is not None:
-        from soak.settings import default_history_path
+        from soak.config.settings import default_history_path
 
         path = limits.history or default_history_path(Path(args.run_dir))
         references, notes = history_references(

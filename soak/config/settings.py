@@ -36,8 +36,8 @@ from typing import Any
 
 import tomli_w
 
-from soak.allocator_specs import ALLOCATORS, FIXES, FIXES_PRESET, FIXES_PRESET_NAMES
-from soak.procfs import parse_cpu_list
+from soak.config.allocators import ALLOCATORS, FIXES, FIXES_PRESET, FIXES_PRESET_NAMES
+from soak.core.procfs import parse_cpu_list
 
 BACKENDS = ("process", "docker")
 PROTOCOLS = ("rest", "grpc")

@@ -1,6 +1,6 @@
 """Run configuration: defaults < TOML file (`--config`) < command-line flags.
 
-The settings are declared in `soak.settings`; this module merges what the
+The settings are declared in `soak.config.settings`; this module merges what the
 user gave and checks it, listing every problem at once, so a scheduled run
 fails in a second instead of an hour in. Resolution is pure: it looks at the
 paths the user named, never at the environment (no PATH, no Docker, no
@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from soak.errors import UsageError
-from soak.settings import DEFAULT_RUNS_DIR, RunConfig, VariantSpec, option_by_key, options
+from soak.config.settings import DEFAULT_RUNS_DIR, RunConfig, VariantSpec, option_by_key, options
+from soak.core.errors import UsageError
 
 __all__ = ["RunConfig", "VariantSpec", "from_keywords", "load_toml", "resolve"]
 

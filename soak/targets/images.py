@@ -39,11 +39,11 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from soak import extras
-from soak.errors import EnvironmentFailure
+from soak.core import extras
+from soak.core.errors import EnvironmentFailure
 from soak.targets import probe_library
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = PROJECT_ROOT / "docker"
 BASE_SCRIPT = DOCKER_DIR / "base" / "make-debian-base.sh"
 STANDIN_DIR = DOCKER_DIR / "standin"

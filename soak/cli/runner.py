@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from soak import interrupts
 from soak.analysis.swap_budget import AUTO, SwapBudget
 from soak.analysis.verdict import default_threshold_mb
+from soak.config.settings import RunConfig
+from soak.core import interrupts
+from soak.core.errors import SoakError
+from soak.driver.environment import collect
 from soak.driver.orchestrator import Orchestrator, RunInterrupted, VariantResult
 from soak.driver.plan import prepare
-from soak.environment import collect
-from soak.errors import SoakError
-from soak.progress import Progress
-from soak.settings import RunConfig
+from soak.driver.progress import Progress
+from soak.store.records import Status
 from soak.store.run_dir import RunDir
 
 if TYPE_CHECKING:
@@ -41,11 +42,11 @@ class RunOutcome:
 
     @property
     def failed_variants(self) -> list[VariantResult]:
-        return [v for v in self.variants if v.status == "failed"]
+        return [v for v in self.variants if v.status == Status.FAILED]
 
 
 def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
-    """Prepare, execute, analyse; SIGINT/SIGTERM stop it cleanly (`soak.interrupts`).
+    """Prepare, execute, analyse; SIGINT/SIGTERM stop it cleanly (`soak.core.interrupts`).
 
     Interrupted, it still writes summary.json from what was measured and returns
     with `signal` set; a second signal skips the analysis too (interrupts.Interrupted
@@ -97,7 +98,7 @@ def conclude(
     for `soak report`); one that lands later is held, so what the last line says
     (analysed or not) is what happened.
     """
-    from soak import history
+    from soak.history import store as history
     from soak.report.outputs import write_outputs
 
     with interrupts.forcible():

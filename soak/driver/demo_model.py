@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from soak.errors import UsageError
+from soak.core.errors import UsageError
 
 DEMO_MODEL_NAME = "demo"
 SIGNATURE_NAME = "serving_default"

@@ -10,7 +10,7 @@ from importlib import metadata
 
 import psutil
 
-from soak.allocator_specs import ALLOCATORS
+from soak.config.allocators import ALLOCATORS
 from soak.driver.plan import RunPlan
 from soak.targets.allocators import locate_library, package_version
 

@@ -1,0 +1,1 @@
+"""The command line: `soak run`, `report`, `check`, `history`, `demo-model`, `image`."""

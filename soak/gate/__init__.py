@@ -1,0 +1,1 @@
+"""The gate: `soak check` limits and regressions, for CI and schedulers."""

@@ -1,0 +1,1 @@
+"""The run history: every analysed run recorded, trends and references for the gate."""
