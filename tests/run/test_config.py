@@ -5,7 +5,7 @@ import tomllib
 import pytest
 
 from soak.config.resolve import resolve
-from soak.config.settings import parse_size
+from soak.config.declarations import parse_size
 from soak.core.errors import UsageError
 
 
