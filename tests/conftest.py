@@ -19,8 +19,8 @@ def test_session() -> str:
     return TEST_SESSION
 
 
-# summary.json keys that SPEC §3 names: users and scripts read these.
-SPEC_SUMMARY_KEYS = {
+# summary.json keys that docs/contract.md#summaryjson lists: users and scripts read these.
+CONTRACT_SUMMARY_KEYS = {
     "": {"schema", "status", "backend", "model", "variants"},
     "variant": {
         "name",
@@ -53,8 +53,8 @@ SPEC_SUMMARY_KEYS = {
 }
 
 
-def _assert_spec_summary(summary: dict) -> None:
-    keys = SPEC_SUMMARY_KEYS
+def _assert_contract_summary(summary: dict) -> None:
+    keys = CONTRACT_SUMMARY_KEYS
     assert set(summary) >= keys[""] and summary["schema"] == "soak.summary/1"
     for variant in summary["variants"]:
         assert set(variant) >= keys["variant"], variant["name"]
@@ -64,6 +64,6 @@ def _assert_spec_summary(summary: dict) -> None:
 
 
 @pytest.fixture
-def assert_spec_summary():
-    """Check that a summary dict has every key SPEC §3 names."""
-    return _assert_spec_summary
+def assert_contract_summary():
+    """Check that a summary dict has every key docs/contract.md#summaryjson lists."""
+    return _assert_contract_summary

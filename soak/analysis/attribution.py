@@ -1,4 +1,5 @@
-"""Why memory is kept: live data, or free memory the allocator holds (SPEC §7).
+"""Why memory is kept: live data, or free memory the allocator holds
+(docs/contract.md#allocator-probe; docs/verdicts.md#why-the-memory-is-kept).
 
 From one variant's breakdown.csv (the process's memory from smaps_rollup and the
 allocator's own figures from the probe inside the server, at the baseline, after

@@ -76,7 +76,7 @@ class VariantInputs:
     split: int = 1  # parts per predict request (--split)
     # the rows of metrics.csv (--metrics) that the analysis uses (tfs_metrics.USED_NAMES)
     metrics: pd.DataFrame = field(default_factory=lambda: _empty(columns(MetricSample)))
-    # breakdown.csv (SPEC §7): none in runs of an older soak
+    # breakdown.csv (docs/contract.md#run-directory): none in runs of an older soak
     breakdown: list[BreakdownRow] = field(default_factory=list)
     probe: str | None = None  # variant.json's "probe": "on" or "off: REASON" (None: absent)
     # what a team changes in production to run as this variant, from its [[variants]] table

@@ -1,4 +1,5 @@
-"""The memory a pod needs: the answer for `resources.limits.memory` (SPEC §8 `pod_memory_mb`).
+"""The memory a pod needs: the answer for `resources.limits.memory` (`pod_memory_mb`,
+docs/contract.md#fixes).
 
     pod_memory_mb = peak + rate * max(0, plan_swaps - swaps completed)
 

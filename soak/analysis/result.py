@@ -2,7 +2,7 @@
 
 `analyse_run` (soak/analysis/analyse.py) builds a `RunResult`; report, terminal
 table, gate, comparison and the pytest plugin read it; summary_json.py writes it
-to summary.json (SPEC §3) and reads it back. Figures are MiB (2^20 bytes),
+to summary.json (docs/contract.md#summaryjson) and reads it back. Figures are MiB (2^20 bytes),
 milliseconds and seconds, rounded to 3 places as summary.json holds them, so a
 result read back from summary.json equals the one it was written from (but
 for the plot data, `VariantResult.timeline`, which summary.json does not hold).
@@ -76,7 +76,7 @@ class MemoryResult:
 
     @property
     def retained_mb_per_swap(self) -> float | None:
-        """The verdict's robust slope (SPEC §3 `retained_mb_per_swap`)."""
+        """The verdict's robust slope (`retained_mb_per_swap`, docs/contract.md#summaryjson)."""
         return self.verdict.mb_per_swap
 
 
@@ -197,7 +197,8 @@ class VariantComparison:
 
 @dataclass(frozen=True)
 class Attribution:
-    """Why memory is kept (SPEC §7; soak/analysis/attribution.py): MiB over the baseline.
+    """Why memory is kept (docs/contract.md#allocator-probe; soak/analysis/attribution.py): MiB
+    over the baseline.
 
     `live_mb`, `held_mb` and `non_heap_mb` are at the verdict's level: the median over
     the swaps the verdict judges (after the warmup swaps), as `Verdict.level_mb` is.

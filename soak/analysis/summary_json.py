@@ -1,4 +1,5 @@
-"""summary.json (SPEC §3, `soak.summary/1`) <-> `RunResult`: the one place that knows its keys.
+"""summary.json (`soak.summary/1`, docs/contract.md#summaryjson) <-> `RunResult`: the one place
+that knows its keys.
 
 `to_dict` lays the result out as summary.json always had it; `from_dict` reads
 it back, also from files of earlier versions (a missing key is None, or the
@@ -134,7 +135,7 @@ def _variant(v: VariantResult) -> dict[str, Any]:
 
 
 def _cpu(c: CpuFigures) -> dict[str, Any]:
-    """SPEC §8's keys first, then soak's own."""
+    """The keys of docs/contract.md#fixes first, then soak's own."""
     spread = c.steady_ms_per_request_spread
     return {
         "steady_ms_per_request": c.steady_ms_per_request,
@@ -146,14 +147,15 @@ def _cpu(c: CpuFigures) -> dict[str, Any]:
 
 
 def _comparison(c: VariantComparison) -> dict[str, Any]:
-    """SPEC §8: per figure {"shift", "low", "high", "label"}, then soak's own keys."""
+    """docs/contract.md#fixes: per figure {"shift", "low", "high", "label"}, then soak's own
+    keys."""
     return {"reference": c.reference} | {
         figure: _fields(c.figure(figure)) for figure in VariantComparison.FIGURES
     }
 
 
 def _attribution(a: Attribution) -> dict[str, Any]:
-    """SPEC §7's keys first, then soak's own."""
+    """The keys of docs/contract.md#allocator-probe first, then soak's own."""
     return {
         "probe": a.probe,
         "live_mb": a.live_mb,

@@ -1,4 +1,5 @@
-"""Does memory grow from swap to swap, and does it come back? The verdict rules (SPEC §1).
+"""Does memory grow from swap to swap, and does it come back? The verdict rules
+(docs/contract.md#verdicts; docs/verdicts.md#how-a-verdict-is-decided).
 
 Input: the settled memory after each completed swap, as MiB above the baseline
 (swap 0), and a threshold T in MiB per swap. Two questions, answered separately,
@@ -124,7 +125,7 @@ def swap_noise(y: Sequence[float]) -> float:
 
 
 def default_threshold_mb(model_size_bytes: int | None) -> float:
-    """SPEC §1: T = max(1 MiB, 1 % of the model's size) per swap."""
+    """docs/contract.md#verdicts: T = max(1 MiB, 1 % of the model's size) per swap."""
     size_mb = (model_size_bytes or 0) / MIB
     return max(MIN_THRESHOLD_MB, THRESHOLD_MODEL_FRACTION * size_mb)
 

@@ -58,7 +58,7 @@ def purge_delay_s(allocator: str, env: Mapping[str, str]) -> float:
 
 @dataclass(frozen=True)
 class Fix:
-    """A named variant of `--allocators` beside the plain allocators (SPEC §8)."""
+    """A named variant of `--allocators` beside the plain allocators (docs/contract.md#fixes)."""
 
     name: str
     allocator: str

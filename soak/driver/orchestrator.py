@@ -377,7 +377,8 @@ class _VariantSession:
         swap: int,
     ) -> None:
         """Traffic off, the allocator gives its free memory back, memory settles: what
-        came back was held by the allocator, what stays is live (SPEC §7)."""
+        came back was held by the allocator, what stays is live
+        (docs/contract.md#allocator-probe)."""
         if breakdown.probe.client is None:
             return
         prober.stop()

@@ -1,4 +1,4 @@
-"""When has memory settled? When it has stopped falling (SPEC §1, Settling).
+"""When has memory settled? When it has stopped falling (docs/contract.md#settling).
 
 No fixed sleep: glibc keeps freed memory at once, jemalloc returns pages over
 its decay time (10 s by default), tcmalloc slowly. We compare the level now with

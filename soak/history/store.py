@@ -74,12 +74,14 @@ class RecordedVariant:
     retained_mb_per_swap_noise: float | None
     steady_p99_ms_noise: float | None
     swap_p99_ms_noise: float | None
-    # why memory is kept (SPEC §7; None: the probe was off, or a run recorded before it)
+    # why memory is kept (docs/contract.md#allocator-probe; None: the probe was off, or a run
+    # recorded before it)
     live_mb: float | None = None
     held_mb: float | None = None
     released_mb: float | None = None
     left_after_release_mb: float | None = None
-    # what fixes cost (SPEC §8; None: no cpu_s in memory.csv, or a run recorded before it)
+    # what fixes cost (docs/contract.md#fixes; None: no cpu_s in memory.csv, or a run recorded
+    # before it)
     cpu_ms_per_request: float | None = None  # steady, the median over the windows
     swap_cpu_s: float | None = None
     pod_memory_mb: float | None = None

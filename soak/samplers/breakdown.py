@@ -1,4 +1,5 @@
-"""What the server's memory is made of, once per settled point (breakdown.csv, SPEC §7).
+"""What the server's memory is made of, once per settled point (breakdown.csv,
+docs/contract.md#allocator-probe).
 
 The process's side from /proc/PID/smaps_rollup (anonymous, lazily freed,
 file-backed), the allocator's side from the probe inside the server (in use,
@@ -35,7 +36,7 @@ class ProbeState:
 
     @property
     def summary(self) -> str:
-        """variant.json's `probe`: "on" or "off: REASON" (SPEC §7)."""
+        """variant.json's `probe`: "on" or "off: REASON" (docs/contract.md#run-directory)."""
         return "on" if self.client else f"off: {self.off_reason}"
 
 

@@ -22,7 +22,7 @@ class ProbeError(Exception):
 
 @dataclass(frozen=True)
 class ProbeStats:
-    """The allocator's own view of the heap (SPEC §7)."""
+    """The allocator's own view of the heap (docs/contract.md#allocator-probe)."""
 
     pid: int
     allocator: str

@@ -1,1 +1,1 @@
-"""The run store: the run directory of SPEC §3, written while the run goes."""
+"""The run store: the run directory (docs/contract.md#run-directory), written while the run goes."""

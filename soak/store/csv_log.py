@@ -1,7 +1,7 @@
 """Append-only CSV logs, flushed every half second.
 
 Several sampler threads write while the run goes; a crash or a kill loses at
-most the last second of rows (SPEC §3). Appends only write into the file's
+most the last second of rows (docs/contract.md#run-directory). Appends only write into the file's
 buffer; one flusher thread (for all logs) flushes every log that has new rows
 every FLUSH_INTERVAL_S. One wake-up twice a second for all logs costs less than
 a flush decision on every row (soak's own CPU, see benchmarks/monitor_overhead.py),

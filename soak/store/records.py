@@ -1,4 +1,4 @@
-"""The rows of the run directory's CSV files (SPEC §3).
+"""The rows of the run directory's CSV files (docs/contract.md#run-directory).
 
 These dataclasses are the contract between the samplers that write rows and
 the analysis that reads them back; the CSV header is the field order.
@@ -86,7 +86,8 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class BreakdownRow:
-    """What the server's memory is made of at one point (breakdown.csv, SPEC §7).
+    """What the server's memory is made of at one point (breakdown.csv,
+    docs/contract.md#run-directory).
 
     `point` is `baseline`, `settled` (after each swap) or `released` (after the trim
     experiment at the end of the variant). The process figures come from

@@ -1,4 +1,4 @@
-"""Paths of the run directory (SPEC §3), in one place."""
+"""Paths of the run directory (docs/contract.md#run-directory), in one place."""
 
 from __future__ import annotations
 

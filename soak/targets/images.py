@@ -1,4 +1,5 @@
-"""Container images soak builds itself: the stand-in image and the allocator layer (SPEC §5).
+"""Container images soak builds itself: the stand-in image and the allocator layer
+(docs/contract.md#docker).
 
 No registry is reachable, so nothing is pulled. Each image is tagged with a
 hash of its recipe and reused while that tag exists:
@@ -14,7 +15,7 @@ hash of its recipe and reused while that tag exists:
   Ubuntu based TF Serving image (docker/allocators/); hash of the base image
   id, the recipe and the probe's source.
 
-Both images hold the allocator probe (SPEC §7) at
+Both images hold the allocator probe (docs/contract.md#allocator-probe) at
 `probe_library.CONTAINER_LIBRARY`, compiled in a build stage on the image's own
 base, so against its glibc, by the probe's one recipe (soak/targets/probe/build.sh);
 the compiler stays in that stage, which is removed after the build.

@@ -1,4 +1,5 @@
-"""The allocator probe (SPEC §7): where its library is, built from source when missing.
+"""The allocator probe (docs/contract.md#allocator-probe): where its library is, built from source
+when missing.
 
 `libsoakprobe.so` is preloaded after the variant's allocator
 (`LD_PRELOAD=<allocator>:<probe>`). From a thread of its own it answers

@@ -66,6 +66,18 @@ def test_the_readme_and_gitignore_say_where_things_go():
     assert "SPEC" not in readme
 
 
+def test_the_code_cites_the_contract_in_the_repository():
+    """Comments cite docs/ pages, not a document the repository does not hold."""
+    for package in ("soak", "soak_model_server", "docker"):
+        for path in (ROOT / package).rglob("*"):
+            if (
+                path.is_file()
+                and path.suffix in (".py", ".c", ".sh", "")
+                and "SPEC" in (path.read_text(errors="replace"))
+            ):
+                raise AssertionError(f"{path} cites SPEC")
+
+
 @pytest.fixture
 def fake_run(monkeypatch, make_run, sim_variant):
     """`soak run` replaced by a simulated run (the rest of the command is real)."""

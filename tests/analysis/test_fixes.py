@@ -1,4 +1,5 @@
-"""Fixes and what they cost (SPEC §8): the server's CPU, the variants against the reference
+"""Fixes and what they cost (docs/contract.md#fixes): the server's CPU, the variants against the
+reference
 with their uncertainty, the recommendation, the memory a pod needs."""
 
 import csv

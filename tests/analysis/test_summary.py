@@ -42,7 +42,7 @@ def all_floats(value):
     return [value] if isinstance(value, float) else []
 
 
-def test_completed_run_has_the_spec_summary(make_run, sim_variant, assert_spec_summary):
+def test_completed_run_has_the_spec_summary(make_run, sim_variant, assert_contract_summary):
     run = make_run(
         [
             # 50 requests/s: the 8 slow first requests after swaps stay under 1 % of swap windows
@@ -60,7 +60,7 @@ def test_completed_run_has_the_spec_summary(make_run, sim_variant, assert_spec_s
     assert summary["model"] == {"name": "ranker", "size_bytes": int(MODEL_MB * 2**20)}
     assert summary["threshold_mb"] == 1.0  # max(1 MiB, 1 % of 40 MiB)
     assert all(math.isfinite(f) for f in all_floats(summary))
-    assert_spec_summary(summary)
+    assert_contract_summary(summary)
     for v in summary["variants"]:
         assert v["swaps_completed"] == 8
         assert [s["index"] for s in v["swaps"]] == list(range(1, 9))

@@ -113,7 +113,8 @@ def test_summary_json_reads_back_into_the_same_result(name, make_run, sim_varian
 
 
 def test_a_summary_of_an_earlier_version_reads_with_defaults(tmp_path):
-    """Only the keys SPEC §3 names (what the first versions wrote): the rest is None/default."""
+    """Only the keys docs/contract.md#summaryjson lists (what the first versions wrote): the rest
+    is None/default."""
     old = {
         "schema": SCHEMA,
         "status": "completed",

@@ -32,7 +32,7 @@ def ours(session: str) -> dict:
 
 
 def test_docker_run_soaks_glibc_and_jemalloc_containers(
-    docker_client, standin_image, demo_model, tmp_path, assert_spec_summary, test_session
+    docker_client, standin_image, demo_model, tmp_path, assert_contract_summary, test_session
 ):
     out = tmp_path / "run"
     result = docker_run(
@@ -40,7 +40,7 @@ def test_docker_run_soaks_glibc_and_jemalloc_containers(
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert_spec_summary(summary)
+    assert_contract_summary(summary)
     assert summary["backend"] == "docker" and summary["status"] == "completed"
     for variant in summary["variants"]:
         assert variant["status"] == "completed" and variant["allocator_verified"] is True

@@ -1,4 +1,5 @@
-"""libsoakprobe.so in real processes: real allocators, real sockets, no mocks (SPEC §7)."""
+"""libsoakprobe.so in real processes: real allocators, real sockets, no mocks
+(docs/contract.md#allocator-probe)."""
 
 from __future__ import annotations
 

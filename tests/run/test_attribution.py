@@ -1,6 +1,7 @@
 """Why memory is kept, proven on real runs: the probe inside the real stand-in.
 
-Ground truth (SPEC §7): a planted live leak (`--debug_retain_mb_per_load`)
+Ground truth (docs/verdicts.md#why-the-memory-is-kept): a planted live leak
+(`--debug_retain_mb_per_load`)
 shows as growth of the allocator's in-use bytes, on glibc and on jemalloc, and
 stays after the release; what glibc keeps on the demo model is free memory it
 holds, and comes back on malloc_trim. A server the probe cannot enter still

@@ -4,8 +4,8 @@ import tomllib
 
 import pytest
 
-from soak.config.resolve import resolve
 from soak.config.declarations import parse_size
+from soak.config.resolve import resolve
 from soak.core.errors import UsageError
 
 

@@ -1,4 +1,4 @@
-"""The fix variants (SPEC §8): named variants a team can take to production.
+"""The fix variants (docs/contract.md#fixes): named variants a team can take to production.
 
 Their settings are checked as configuration; glibc-trim, the one that needs soak's
 probe inside the server, is proven on a real run of the demo model against glibc.
@@ -74,7 +74,8 @@ def _events(run: Path, variant: str) -> list[dict]:
 
 
 def test_glibc_trim_releases_after_each_unload_and_keeps_less_than_glibc(tmp_path, soak_cli):
-    """The demo model, where glibc keeps the freed model's memory (SPEC §7): a trim
+    """The demo model, where glibc keeps the freed model's memory
+    (docs/verdicts.md#why-the-memory-is-kept): a trim
     right after each unload gives it back before memory settles."""
     out = tmp_path / "run"
     result = soak_cli(
@@ -101,7 +102,8 @@ BURN_MS = 20.0
 def test_a_known_cpu_cost_and_a_planted_leak_compare_worse_than_the_reference(
     small_model, tmp_path, soak_cli
 ):
-    """Ground truth for the comparison (SPEC §8), on the real stand-in: one variant burns
+    """Ground truth for the comparison (docs/contract.md#fixes), on the real stand-in: one variant
+    burns
     20 ms of CPU per predict, another keeps 16 MiB per load; the reference does neither."""
     config = tmp_path / "soak.toml"
     config.write_text(

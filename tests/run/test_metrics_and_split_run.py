@@ -24,7 +24,7 @@ split = 4
 
 
 def test_grpc_run_with_metrics_and_split_variants(
-    small_model, tmp_path, soak_cli, assert_spec_summary
+    small_model, tmp_path, soak_cli, assert_contract_summary
 ):
     config = tmp_path / "soak.toml"
     config.write_text(CONFIG)
@@ -33,7 +33,7 @@ def test_grpc_run_with_metrics_and_split_variants(
     result = soak_cli("run", "--config", str(config), *args, "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert_spec_summary(summary)
+    assert_contract_summary(summary)
     assert [v["latency"]["split"] for v in summary["variants"]] == [1, 4]
     for variant in summary["variants"]:
         assert variant["status"] == "completed" and variant["latency"]["protocol"] == "grpc"

@@ -12,7 +12,7 @@ from soak.history import store as history
 
 
 def test_short_run_writes_the_run_directory(
-    small_model, tmp_path, soak_cli, processes_mentioning, assert_spec_summary
+    small_model, tmp_path, soak_cli, processes_mentioning, assert_contract_summary
 ):
     out = tmp_path / "run"
     result = soak_cli(
@@ -36,7 +36,7 @@ def test_short_run_writes_the_run_directory(
     for name in ("summary.json", "report.html", "run.toml", "environment.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert_spec_summary(summary)
+    assert_contract_summary(summary)
     assert summary["status"] == "completed"
     assert summary["backend"] == "process" and summary["model"]["size_bytes"] > 8 << 20
     assert [v["name"] for v in summary["variants"]] == ["glibc", "jemalloc"]

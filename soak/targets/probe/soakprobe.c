@@ -1,4 +1,4 @@
-/* libsoakprobe.so: asks the process's own allocator what it holds (SPEC §7).
+/* libsoakprobe.so: asks the process's own allocator what it holds (docs/contract.md#allocator-probe).
  *
  * Preloaded after the allocator (LD_PRELOAD=<allocator>:libsoakprobe.so). With
  * SOAK_PROBE_SOCKET set (%p: the pid), a thread of its own answers one JSON
