@@ -108,7 +108,7 @@ def test_labels_need_the_interval_and_the_margin():
 def test_identical_default_runs_compare_the_same_and_jemalloc_keeps_less():
     """The margins, on the real default runs: every run's jemalloc against glibc of the same
     run, and jemalloc against jemalloc of other runs (identical setups)."""
-    from soak.analysis.comparison import margin, samples
+    from soak.analysis.comparison import margin, samples, versus
 
     results = {
         p.stem: summary_json.from_dict(json.loads(p.read_text()))
@@ -118,13 +118,8 @@ def test_identical_default_runs_compare_the_same_and_jemalloc_keeps_less():
     for result in results.values():
         names = {v.name: v for v in result.variants}
         if {"glibc", "jemalloc"} <= set(names):
-            ref = samples(names["glibc"], "kept_mb")
-            kept = compare_samples(
-                samples(names["jemalloc"], "kept_mb"),
-                ref,
-                margin("kept_mb", ref, result.threshold_mb, model_mb),
-            )
-            assert kept.label == "better"
+            compared = versus(names["jemalloc"], names["glibc"], result.threshold_mb, 128 << 20)
+            assert compared.kept_mb.label == "better"
     jemallocs = [r.variant("jemalloc") for r in results.values()]
     for a in jemallocs:
         for b in jemallocs:
