@@ -60,7 +60,8 @@ SIMILAR_SLOPE_RATIO = 1.5  # slopes within this factor of each other grow "alike
 # Between a variant that gives memory back (`released`) and one not shown to (flagged or
 # inconclusive), the verdicts have already told them apart, so the shift needs only to
 # pass the verdict's own bound: jemalloc against glibc of the same run is then `better`
-# at any level glibc settled on (shifts -57 to -111 MiB on the demo model: the fixture and 3 runs of the preset).
+# at any level glibc settled on (shifts -57 to -111 MiB on the demo model: the fixture
+# and 3 runs of the preset).
 KEPT_MARGIN_MODEL_SHARE = 0.75
 # Latency: LATENCY_MARGIN_SHARE of the reference's median, at least LATENCY_MARGIN_FLOOR_MS.
 # Latency drifts with the machine's load: the same default run repeated had steady p99s
