@@ -137,6 +137,7 @@ def history_references(
     from soak.history import store as history
 
     hashes, model_path = history.variant_config_hashes(run_dir, result)
+    machine = history.machine_of(run_dir)
     references: dict[str, Reference] = {}
     notes: list[str] = []
     for v in variants:
@@ -158,6 +159,13 @@ def history_references(
             f"{runs} in {history_path}",
             tuple(recorded.measured() for _, recorded in found),
         )
+        elsewhere = sorted({m for run, _ in found if (m := run.machine) != machine})
+        if machine is not None and elsewhere:
+            notes.append(
+                f"{v.name}: {sum(run.machine != machine for run, _ in found)} of {len(found)} "
+                f"reference runs came from another machine ({'; '.join(elsewhere)}; "
+                f"this run: {machine}): a difference may be the machine's"
+            )
     return references, notes
 
 

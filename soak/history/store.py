@@ -126,6 +126,11 @@ class RecordedRun:
     def variant(self, name: str) -> RecordedVariant | None:
         return next((v for v in self.variants if v.name == name), None)
 
+    @property
+    def machine(self) -> str:
+        """What tells two machines apart for a comparison (pytest-benchmark's machine_info)."""
+        return _machine_text(self.host, self.cores, self.memory_total_bytes)
+
 
 _RUN_COLUMNS = [f.name for f in fields(RecordedRun) if f.name != "variants"]
 _VARIANT_COLUMNS = [f.name for f in fields(RecordedVariant)]
@@ -218,6 +223,19 @@ def recorded_run(result: RunResult, run: RunDir) -> RecordedRun:
             for v in result.variants
         ),
     )
+
+
+def machine_of(run_dir: Path) -> str | None:
+    """The machine a run dir's environment.json names (None: not recorded)."""
+    env = _read_json(RunDir(Path(run_dir)).environment_json)
+    if not env:
+        return None
+    return _machine_text(env.get("host"), env.get("cores"), env.get("memory_total_bytes"))
+
+
+def _machine_text(host: str | None, cores: int | None, memory_bytes: int | None) -> str:
+    memory = f"{memory_bytes / (1 << 30):.0f} GiB" if memory_bytes else "? GiB"
+    return f"{host or '?'}, {cores or '?'} cores, {memory}"
 
 
 def read_config(run: RunDir) -> RunConfig:

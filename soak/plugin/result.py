@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,10 @@ from soak.store.records import Status
 if TYPE_CHECKING:  # the analysis (pandas) loads when a test uses soak, not with pytest
     from soak.analysis.result import RunResult, VariantResult
     from soak.gate.limits import Limit
+
+
+class SoakWarning(UserWarning):
+    """What a test should know about a comparison without failing on it."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +93,11 @@ class SoakResult:
             assert against_history is not None
             if self.history is None:
                 raise TypeError("this result was not recorded in a history: pass a baseline")
-            references = history_references(
+            references, notes = history_references(
                 self.result, self.run_dir, variants, against_history, self.history
-            )[0]
+            )
+            for note in notes:  # e.g. references from another machine: shown, not failed
+                warnings.warn(note, SoakWarning, stacklevel=2)
         failures = [_not_completed(v, run) for v in variants if not _usable(v)]
         pct = DEFAULT_REGRESSION_PCT if max_regression_pct is None else max_regression_pct
         usable = [v for v in variants if _usable(v)]

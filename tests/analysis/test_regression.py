@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -160,3 +161,32 @@ def test_identical_default_runs_never_regress_against_their_history(tmp_path):
         assert check(result, Limits(against_history=5), references=references) == []  # type: ignore[arg-type]
     # every variant of every run but the first has references
     assert compared == sum(len(result.variants) for _, result in list(dirs.values())[1:])
+
+
+def test_references_from_another_machine_are_named(tmp_path):
+    """--against-history compares with runs of this machine; others are said (not failed)."""
+    runs = list(_recorded().values())[:3]
+    db = tmp_path / "history.sqlite"
+    hosts = ["ci-small", "ci-small", "ci-big"]  # the last is the run being checked
+    dirs = []
+    for n, (result, host) in enumerate(zip(runs, hosts, strict=True)):
+        run_dir = tmp_path / f"run{n}"
+        run_dir.mkdir()
+        (run_dir / "run.toml").write_text(DEFAULT_RUN_TOML)
+        cores = 2 if host == "ci-small" else 16
+        env = {"host": host, "cores": cores, "memory_total_bytes": cores << 32}
+        (run_dir / "environment.json").write_text(json.dumps(env))
+        result = replace(result, run_dir=str(run_dir))  # type: ignore[type-var]
+        history.record(db, result, run_dir)
+        with history._transaction(db, create=True) as con:
+            con.execute("UPDATE runs SET started_t = ? WHERE run_dir = ?", (n, str(run_dir)))
+        dirs.append((run_dir, result))
+    second, last = dirs[1], dirs[2]
+    _, notes = history_references(second[1], second[0], list(second[1].variants), 5, db)  # type: ignore[attr-defined]
+    assert not any("another machine" in note for note in notes)
+    _, notes = history_references(last[1], last[0], list(last[1].variants), 5, db)  # type: ignore[attr-defined]
+    other = [note for note in notes if "another machine" in note]
+    # every reference came from the small machine
+    assert other and all(re.search(r"(\d+) of \1 reference runs", n) for n in other)
+    assert all("came from another machine (ci-small, 2 cores, 8 GiB;" in n for n in other)
+    assert all("this run: ci-big, 16 cores, 64 GiB" in n for n in other)
