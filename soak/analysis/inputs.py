@@ -11,8 +11,10 @@ import csv
 import io
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -314,7 +316,7 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _opt(kind, value):
+def _opt(kind: Callable[[Any], Any], value: Any) -> Any:
     return None if value is None else kind(value)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import NoReturn
 
 from soak import __version__
 from soak.cli import check, demo_model, history, image, report, run
@@ -20,7 +21,7 @@ COMMANDS = (run, report, check, history, demo_model, image)
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2)."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("soak").strip()  # main() prints "soak: " already
         raise UsageError(f"{command}: {message}" if command else message)
 
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _raise_interrupt(signum, frame):
+def _raise_interrupt(signum: int, frame: object) -> None:
     raise interrupts.Interrupted(signum)
 
 

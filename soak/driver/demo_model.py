@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -116,7 +118,9 @@ def write_demo_model(
     return out_dir
 
 
-def _random_weights(shapes: dict[str, tuple[int, ...]], rng: np.random.Generator):
+def _random_weights(
+    shapes: dict[str, tuple[int, ...]], rng: np.random.Generator
+) -> Iterator[tuple[str, np.ndarray]]:
     """Embeddings ~ N(0, 0.05); kernels He-scaled; biases small."""
     for name, shape in shapes.items():
         values = rng.standard_normal(shape, dtype=np.float32)
@@ -160,7 +164,7 @@ def _write_version(
             builder.save()
 
 
-def _build_forward(tf, weights, shapes):
+def _build_forward(tf: Any, weights: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
     """Placeholders and the score: embeddings looked up by id, pooled, concatenated, MLP."""
     v1 = tf.compat.v1
     user_id = v1.placeholder(tf.int64, [None], name="user_id")
@@ -198,7 +202,7 @@ def demo_inputs(rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
     """A request batch for the demo model: ids over the whole int64 range, any sign."""
     info = np.iinfo(np.int64)
 
-    def ids(shape):
+    def ids(shape: tuple[int, ...]) -> np.ndarray:
         return rng.integers(info.min, info.max, shape, dtype=np.int64, endpoint=True)
 
     return {

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from soak.config.settings import RunConfig
 from soak.core import interrupts
@@ -66,6 +66,13 @@ class VariantResult:
     status: str  # completed | interrupted | failed
     reason: str | None = None
     model_failed: bool = False  # the model's first version did not load
+
+
+class _Startable(Protocol):
+    def start(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Startable)
 
 
 class RunInterrupted(Exception):
@@ -418,7 +425,7 @@ class _VariantSession:
         self.logs.append(log)
         return log
 
-    def _thread(self, sampler):
+    def _thread(self, sampler: _S) -> _S:
         sampler.start()
         self.threads.append(sampler)
         return sampler

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from typing import Any, TextIO
 
 from soak.store.records import MIB
 
@@ -15,7 +16,7 @@ REFRESH_S = 1.0
 
 
 class Progress:
-    def __init__(self, quiet: bool = False, stream=None):
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
         self.quiet = quiet
         self.stream = stream or sys.stderr
         self.live = not quiet and self.stream.isatty()
@@ -33,13 +34,13 @@ class Progress:
         self._clear()
         print(f"soak: {text}", file=self.stream, flush=True)
 
-    def variant_started(self, name: str, swaps: str, memory, prober) -> None:
+    def variant_started(self, name: str, swaps: str, memory: Any, prober: Any) -> None:
         self._state = {"name": name, "swaps": swaps, "swap": 0, "memory": memory, "prober": prober}
         if self.live and self._thread is None:
             self._thread = threading.Thread(target=self._refresh, daemon=True)
             self._thread.start()
 
-    def swap_done(self, index: int, outcome=None) -> None:
+    def swap_done(self, index: int, outcome: Any = None) -> None:
         self._state["swap"] = index
         if self.quiet:
             return

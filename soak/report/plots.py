@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -360,7 +361,7 @@ def _dates(t: Sequence[float]) -> np.ndarray:
     return np.asarray(t, dtype=float) / 86400.0
 
 
-def _date_axis(fig: Figure, ax) -> None:
+def _date_axis(fig: Figure, ax: Any) -> None:
     from matplotlib import dates
 
     locator = dates.AutoDateLocator(tz=dt.UTC)

@@ -11,6 +11,7 @@ import binascii
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
@@ -68,7 +69,7 @@ def _instance_shape(name: str, tensor_info: dict, batch: int) -> list[int]:
     return [1 if d == -1 else d for d in dims[1:]]
 
 
-def _value(name: str, dtype: str, rng: random.Random):
+def _value(name: str, dtype: str, rng: random.Random) -> Any:
     if dtype in _INT_DTYPES:
         return rng.randrange(10)
     if dtype in _FLOAT_DTYPES:
@@ -82,7 +83,7 @@ def _value(name: str, dtype: str, rng: random.Random):
     )
 
 
-def _tensor(name: str, dtype: str, shape: list[int], rng: random.Random):
+def _tensor(name: str, dtype: str, shape: list[int], rng: random.Random) -> Any:
     if not shape:
         return _value(name, dtype, rng)
     return [_tensor(name, dtype, shape[1:], rng) for _ in range(shape[0])]
@@ -194,7 +195,7 @@ def _named(value: object) -> bool:
     return isinstance(value, dict) and set(value) != {"b64"}
 
 
-def _decoded(value):
+def _decoded(value: Any) -> Any:
     if isinstance(value, dict) and set(value) == {"b64"}:
         try:
             return base64.b64decode(value["b64"], validate=True)
@@ -214,7 +215,7 @@ def _only_input(declared: dict, signature_name: str) -> str:
     return next(iter(declared))
 
 
-def _array_of(name: str, value, dtype: str | None) -> np.ndarray:
+def _array_of(name: str, value: Any, dtype: str | None) -> np.ndarray:
     try:
         if dtype == "DT_STRING":
             array = np.array(value, dtype=object)
@@ -233,5 +234,5 @@ def _array_of(name: str, value, dtype: str | None) -> np.ndarray:
     return array
 
 
-def _utf8(item) -> bytes:
+def _utf8(item: Any) -> bytes:
     return item if isinstance(item, bytes) else str(item).encode()

@@ -16,6 +16,7 @@ import time
 import weakref
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from soak.store.records import columns
 
@@ -41,7 +42,7 @@ class CsvLog:
         self._dirty = False
         _Flusher.register(self)
 
-    def append(self, record) -> None:
+    def append(self, record: Any) -> None:
         row = ["" if v is None else v for v in self._values(record)]
         with self._lock:
             if self._file.closed:

@@ -26,6 +26,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -319,7 +320,7 @@ class ContainerTarget(Target):
     def _name(self) -> str:
         return _container_name(self.run_id, self.spec.variant)
 
-    def _require_container(self):
+    def _require_container(self) -> Any:
         if self.container is None:
             raise ProcessLookupError(f"container {self._name()} is not running")
         return self.container
