@@ -141,3 +141,19 @@ def test_check_usage_errors_are_one_line(make_run, sim_variant, capsys, args, me
     assert main(["check", str(run), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_the_readme_example_is_what_soak_report_prints(tmp_path, capsys):
+    """The README's `soak run` block is real: its rows come from `soak report` on the run
+    dir it names (tests/analysis/data/real_runs/identical-glibc-cpu), as it says."""
+    readme = (ROOT / "README.md").read_text()
+    source = "tests/analysis/data/real_runs/identical-glibc-cpu"
+    assert f"cp -r {source}\n/tmp/example && soak report /tmp/example" in readme
+    block = readme.split("```\nvariant ", 1)[1].split("```", 1)[0]
+    shown = [line for line in ("variant " + block).splitlines() if line and line != "..."]
+    example = tmp_path / "example"
+    shutil.copytree(ROOT / source, example)
+    assert main(["report", str(example)]) == 0
+    printed = capsys.readouterr().out.replace(str(example), "/tmp/example")
+    for line in shown:
+        assert line in printed.splitlines(), line
