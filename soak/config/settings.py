@@ -324,6 +324,13 @@ class RunConfig:
     settle_timeout: float = setting(
         30.0, "seconds to wait at most for memory to settle after a swap", above=0, metavar="S"
     )
+    settle_window: float = setting(
+        5.0,
+        "memory has settled when its level has not fallen over this many seconds "
+        "(never before the allocator's purge delay)",
+        above=0,
+        metavar="S",
+    )
     load_timeout: float = setting(
         300.0,
         "seconds to wait at most for a version to load",

@@ -26,6 +26,7 @@ from soak.core import interrupts
 from soak.core.errors import SoakError
 from soak.driver.plan import RunPlan, VariantPlan
 from soak.driver.progress import Progress
+from soak.driver.settle import SettleRule
 from soak.driver.staging import VersionStager
 from soak.driver.swap_driver import FirstLoadFailed, ServerDied, SwapDriver
 from soak.samplers.breakdown import BreakdownSampler, connect_probe
@@ -297,6 +298,7 @@ class _VariantSession:
             self.clock,
             metric=config.metric,
             settle_timeout_s=config.settle_timeout,
+            settle_rule=SettleRule(window_s=config.settle_window),
             load_timeout_s=config.load_timeout,
             purge_delay_s=self.variant.purge_delay_s,
             server_log=ServerLogWatcher(self.vdir.server_log, config.model_name),
