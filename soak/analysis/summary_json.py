@@ -147,8 +147,8 @@ def _cpu(c: CpuFigures) -> dict[str, Any]:
 
 
 def _comparison(c: VariantComparison) -> dict[str, Any]:
-    """docs/contract.md#fixes: per figure {"shift", "low", "high", "label"}, then soak's own
-    keys."""
+    """Per figure {"shift", "low", "high", "label"} (docs/contract.md#fixes), then soak's
+    own keys."""
     return {"reference": c.reference} | {
         figure: _fields(c.figure(figure)) for figure in VariantComparison.FIGURES
     }

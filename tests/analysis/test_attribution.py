@@ -1,6 +1,5 @@
-"""Why memory is kept (docs/contract.md#allocator-probe): reading breakdown.csv, the attribution's
-arithmetic, and the
-run dirs of a soak without the probe.
+"""Why memory is kept (docs/contract.md#allocator-probe): reading breakdown.csv, the
+attribution's arithmetic, and the run dirs of a soak without the probe.
 
 The verdicts themselves are judged on real runs with planted leaks (tests/run/); here the
 breakdown rows are written through the real CsvLog and record type, as the driver writes

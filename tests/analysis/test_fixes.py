@@ -1,6 +1,5 @@
-"""Fixes and what they cost (docs/contract.md#fixes): the server's CPU, the variants against the
-reference
-with their uncertainty, the recommendation, the memory a pod needs."""
+"""Fixes and what they cost (docs/contract.md#fixes): the server's CPU, the variants against
+the reference with their uncertainty, the recommendation, the memory a pod needs."""
 
 import csv
 import json

@@ -80,7 +80,7 @@ def test_glibc_trim_releases_after_each_unload_and_keeps_less_than_glibc(tmp_pat
     out = tmp_path / "run"
     result = soak_cli(
         "run", "--allocators", "glibc,glibc-trim", "--swaps", "4", "--rps", "10",
-        "--steady", "1", "--quiet", "--out", str(out), timeout=900,
+        "--steady", "1", "--settle-window", "2", "--quiet", "--out", str(out), timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     events = _events(out, "glibc-trim")
@@ -102,12 +102,13 @@ BURN_MS = 20.0
 def test_a_known_cpu_cost_and_a_planted_leak_compare_worse_than_the_reference(
     small_model, tmp_path, soak_cli
 ):
-    """Ground truth for the comparison (docs/contract.md#fixes), on the real stand-in: one variant
-    burns
-    20 ms of CPU per predict, another keeps 16 MiB per load; the reference does neither."""
+    """Ground truth for the comparison (docs/contract.md#fixes), on the real stand-in: one
+    variant burns 20 ms of CPU per predict, another keeps 16 MiB per load; the reference
+    does neither."""
     config = tmp_path / "soak.toml"
     config.write_text(
-        f'swaps = 6\nrps = 10\nsteady_s = 2\nquiet = true\nmodel = "{small_model}"\n'
+        f"swaps = 6\nrps = 10\nsteady_s = 2\nsettle_window = 2\nquiet = true\n"
+        f'model = "{small_model}"\n'
         '[[variants]]\nname = "reference"\nallocator = "glibc"\n'
         '[[variants]]\nname = "burn"\nallocator = "glibc"\n'
         f'server_args = ["--debug_cpu_ms_per_request={BURN_MS:g}"]\n'

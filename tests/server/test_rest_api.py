@@ -1,5 +1,5 @@
-"""TF Serving's REST API shapes and error codes (docs/contract.md#stand-in-server), over real
-HTTP."""
+"""TF Serving's REST API shapes and error codes (docs/contract.md#stand-in-server), over
+real HTTP."""
 
 from __future__ import annotations
 
