@@ -80,7 +80,7 @@ def test_glibc_trim_releases_after_each_unload_and_keeps_less_than_glibc(tmp_pat
     out = tmp_path / "run"
     result = soak_cli(
         "run", "--allocators", "glibc,glibc-trim", "--swaps", "4", "--rps", "10",
-        "--steady", "1", "--settle-window", "2", "--quiet", "--out", str(out), timeout=900,
+        "--steady", "1", "--quiet", "--out", str(out), timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     events = _events(out, "glibc-trim")
