@@ -21,7 +21,8 @@ from soak import __version__
 from soak.analysis.attribution import attribute, explain
 from soak.analysis.comparison import compare, with_comparisons
 from soak.analysis.cpu import cpu_figures, per_swap_cpu
-from soak.analysis.inputs import RunSettings, VariantInputs, read_run
+from soak.analysis.identity import production_change, run_identity, variant_identity
+from soak.analysis.inputs import VariantInputs, read_run
 from soak.analysis.latency import (
     LatencySeries,
     latency_figures,
@@ -29,6 +30,7 @@ from soak.analysis.latency import (
     swap_window_latency,
 )
 from soak.analysis.memory import MemorySeries, swap_memory
+from soak.analysis.noise import noise_of
 from soak.analysis.plot_data import variant_timeline
 from soak.analysis.pod_memory import pod_memory
 from soak.analysis.projection import project
@@ -40,6 +42,7 @@ from soak.analysis.result import (
     VariantResult,
     VariantTimeline,
 )
+from soak.analysis.swap_budget import AUTO
 from soak.analysis.tfs_metrics import per_swap_ms
 from soak.analysis.timeline import Timeline, build_timeline
 from soak.analysis.verdict import (
@@ -49,6 +52,7 @@ from soak.analysis.verdict import (
     classify_run,
     default_threshold_mb,
 )
+from soak.config.settings import RunConfig
 from soak.store.records import Status
 
 DECIMALS = 3  # figures are rounded to this many places, as summary.json holds them
@@ -57,7 +61,7 @@ DECIMALS = 3  # figures are rounded to this many places, as summary.json holds t
 def analyse_run(run_dir: Path) -> RunResult:
     """The analysis of a run directory; UsageError if it is not one."""
     inputs = read_run(Path(run_dir))
-    settings = inputs.settings
+    settings = inputs.config
     size = next((v.model_size_bytes for v in inputs.variants if v.model_size_bytes), None)
     threshold = settings.threshold_mb or default_threshold_mb(size)
     measured = [_measure(v, settings) for v in inputs.variants]
@@ -78,13 +82,21 @@ def analyse_run(run_dir: Path) -> RunResult:
         metric=settings.metric,
         threshold_mb=threshold,
         warmup_swaps=settings.warmup_swaps,
-        swaps_planned=settings.swaps if isinstance(settings.swaps, int) else None,
-        max_swaps=settings.max_swaps if settings.swaps == "auto" else None,
+        swaps_planned=settings.swaps
+        if inputs.recorded and isinstance(settings.swaps, int)
+        else None,
+        max_swaps=settings.max_swaps if settings.swaps == AUTO else None,
         comparison=compare(variants, threshold),
         soak_version=__version__,
+        started_t=min(
+            (m.timeline.started_t for m in measured if m.timeline.started_t), default=None
+        ),
+        finished_t=max((t for m in measured if (t := m.last_t) is not None), default=None),
+        identity=run_identity(settings, inputs.environment),
+        environment=inputs.environment,
     )
     result = rounded(result)  # explained from the figures as summary.json holds them
-    return dataclasses.replace(result, variants=tuple(_explained(v) for v in result.variants))
+    return dataclasses.replace(result, variants=tuple(_completed(v) for v in result.variants))
 
 
 def run_status(statuses: list[str]) -> str:
@@ -108,6 +120,11 @@ class _Measured:
     swaps: tuple[SwapResult, ...]
 
     @property
+    def last_t(self) -> float | None:
+        """The variant's last event (its stop, normally)."""
+        return max((e.t for e in self.inputs.events), default=None)
+
+    @property
     def settled(self) -> list[SwapResult]:
         return [s for s in self.swaps if s.completed and s.retained_mb is not None]
 
@@ -120,7 +137,7 @@ class _Measured:
         )
 
 
-def _measure(v: VariantInputs, settings: RunSettings) -> _Measured:
+def _measure(v: VariantInputs, settings: RunConfig) -> _Measured:
     timeline = build_timeline(v.events)
     series = MemorySeries(v.memory, settings.metric)
     requests = LatencySeries(v.latency)
@@ -147,7 +164,7 @@ def _measure(v: VariantInputs, settings: RunSettings) -> _Measured:
 
 
 def analyse_variant(
-    m: _Measured, settings: RunSettings, threshold_mb: float, verdict: Verdict
+    m: _Measured, settings: RunConfig, threshold_mb: float, verdict: Verdict
 ) -> VariantResult:
     """A variant's result, given its verdict from the run's verdicts (classify_run)."""
     v, timeline, series, requests, swaps = m.inputs, m.timeline, m.series, m.requests, m.swaps
@@ -193,12 +210,15 @@ def analyse_variant(
         attribution=attribution,
         cpu=cpu_figures(swaps),
         pod_memory=pod,
-        production_change=v.production_change,
+        production_change=production_change(v.spec),
+        identity=variant_identity(settings, v.name, v.allocator, v.spec),
     )
 
 
-def _explained(v: VariantResult) -> VariantResult:
-    """The verdict's reason with what the probe says about it (the verdict stays as it is)."""
+def _completed(v: VariantResult) -> VariantResult:
+    """What comes from the figures as summary.json holds them: the run's noise in them, and
+    the verdict's reason with what the probe says about it (the verdict stays as it is)."""
+    v = dataclasses.replace(v, noise=rounded(noise_of(v)))
     verdict = v.memory.verdict
     why = explain(v.attribution, verdict, v.allocator, v.memory.threshold_mb, v.live_leak)
     if why is None:
@@ -212,7 +232,7 @@ def _usable(
     v: VariantInputs,
     series: MemorySeries,
     timeline: Timeline,
-    settings: RunSettings,
+    settings: RunConfig,
 ) -> Verdict:
     """The verdict, unless the variant has no usable data at all."""
     if v.status == Status.FAILED and timeline.server_exit is None:

@@ -1,4 +1,4 @@
-"""Read a run directory back: run.toml, variant.json and the CSVs.
+"""Read a run directory back: run.toml, environment.json, variant.json and the CSVs.
 
 A run may have been killed: any CSV can end in a half-written row, files can be
 missing, variant.json can still say "running". Reading never fails on that; it
@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from soak.analysis.tfs_metrics import USED_NAMES
-from soak.config.settings import RunConfig, VariantSpec, read_run_toml
+from soak.config.settings import RunConfig, VariantSpec, config_from_run_toml, read_run_toml
 from soak.core.errors import UsageError
+from soak.store.facts import Environment, VariantFacts
 from soak.store.records import (
     CGROUP_MEMORY_COLUMNS,
     BreakdownRow,
@@ -37,28 +35,9 @@ from soak.store.run_dir import RunDir, VariantDir
 VARIANT_STATUSES = (Status.COMPLETED, Status.INTERRUPTED, Status.FAILED)
 
 
-_DEFAULTS = RunConfig()
 # memory.csv's columns; `cpu_s` (the server's CPU seconds, the last column) is absent in
 # runs of an older soak: then it reads as NaN.
 MEMORY_COLUMNS = columns(MemorySample) + [c for c in ("cpu_s",) if c not in columns(MemorySample)]
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """The parts of run.toml the analysis needs; defaults from soak.config.settings."""
-
-    model_name: str = _DEFAULTS.model_name
-    backend: str = _DEFAULTS.backend
-    swaps: int | str | None = None  # a count, or "auto"; None: not recorded
-    max_swaps: int = _DEFAULTS.max_swaps
-    warmup_swaps: int = _DEFAULTS.warmup_swaps
-    threshold_mb: float | None = _DEFAULTS.threshold_mb  # None: max(1 MiB, 1% of the model)
-    metric: str = _DEFAULTS.metric
-    protocol: str = _DEFAULTS.protocol  # runs from before --protocol: REST
-    memory_limit_bytes: int | None = _DEFAULTS.memory_limit_bytes
-    swaps_per_day: float | None = _DEFAULTS.swaps_per_day
-    plan_swaps: int = _DEFAULTS.plan_swaps  # swaps between restarts the pod must hold
-    variants: tuple[tuple[str, str], ...] = ()  # (name, allocator) in run order
 
 
 @dataclass
@@ -81,15 +60,15 @@ class VariantInputs:
     # breakdown.csv (docs/contract.md#run-directory): none in runs of an older soak
     breakdown: list[BreakdownRow] = field(default_factory=list)
     probe: str | None = None  # variant.json's "probe": "on" or "off: REASON" (None: absent)
-    # what a team changes in production to run as this variant, from its [[variants]] table
-    # in run.toml (None: not recorded)
-    production_change: str | None = None
+    spec: VariantSpec | None = None  # the variant's table in run.toml (None: it has none)
 
 
 @dataclass
 class RunInputs:
     path: Path
-    settings: RunSettings
+    config: RunConfig  # run.toml's (the defaults, for what it does not say)
+    recorded: bool  # run.toml was there
+    environment: Environment | None  # environment.json (None: missing or unreadable)
     variants: list[VariantInputs]
 
 
@@ -101,75 +80,56 @@ def read_run(path: Path) -> RunInputs:
     variant_dirs = {v.name: v for v in run.variants()}
     if not run.run_toml.exists() and not variant_dirs:
         raise UsageError(f"not a soak run directory (no run.toml, no variant data): {run.path}")
-    settings, specs = _read_run_toml(run.run_toml) if run.run_toml.exists() else (RunSettings(), ())
-
-    ordered = list(settings.variants)
-    ordered += [(name, name) for name in sorted(variant_dirs) if name not in dict(ordered)]
+    config, specs = read_run_toml_file(run.run_toml)
+    named = {spec.name: spec for spec in specs}
+    order = list(named) + sorted(name for name in variant_dirs if name not in named)
     variants = []
-    for name, allocator in ordered:
+    for name in order:
+        allocator = named[name].allocator if name in named else name
         if name in variant_dirs:
             v = read_variant(variant_dirs[name], allocator)
         else:
             v = VariantInputs(name, allocator, reason="did not run")
-        v.production_change = production_change(specs, name)
+        v.spec = named.get(name)
         variants.append(v)
-    return RunInputs(run.path, settings, variants)
+    recorded = run.run_toml.exists()
+    return RunInputs(run.path, config, recorded, Environment.read(run.environment_json), variants)
 
 
-def production_change(specs: tuple[VariantSpec, ...], name: str) -> str | None:
-    """What a team changes in production to run as variant `name` (None: not recorded)."""
-    spec = next((v for v in specs if v.name == name), None)
-    if spec is None:
-        return None
-    try:
-        return spec.production_change()
-    except (KeyError, ValueError):  # an allocator this soak does not know
-        return None
-
-
-def read_settings(path: Path) -> RunSettings:
-    return _read_run_toml(path)[0]
-
-
-def _read_run_toml(path: Path) -> tuple[RunSettings, tuple[VariantSpec, ...]]:
-    """run.toml's settings, and its [[variants]] tables."""
+def read_run_toml_file(path: Path) -> tuple[RunConfig, tuple[VariantSpec, ...]]:
+    """run.toml's configuration, and its [[variants]] tables (none: no such file)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return RunConfig(), ()
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
     try:
-        values = read_run_toml(data)
-    except ValueError as exc:
+        return config_from_run_toml(data), tuple(read_run_toml(data).get("variants", ()))
+    except (ValueError, TypeError) as exc:
         raise UsageError(f"{path}: bad value: {exc}") from None
-    names = {f.name for f in fields(RunSettings)} - {"variants"}
-    specs = tuple(values.get("variants", ()))
-    settings = RunSettings(
-        **{k: v for k, v in values.items() if k in names},
-        variants=tuple((v.name, v.allocator) for v in specs),
-    )
-    return settings, specs
 
 
 def read_variant(vdir: VariantDir, allocator: str) -> VariantInputs:
-    meta = _read_json(vdir.variant_json)
-    status = meta.get("status")
+    facts = VariantFacts.read(vdir.variant_json)
+    status = facts.status if facts is not None else None
     if status not in VARIANT_STATUSES:  # "running" or missing: the run was killed
         status = Status.INTERRUPTED
     return VariantInputs(
         name=vdir.name,
-        allocator=str(meta.get("allocator") or allocator),
-        library=meta.get("library"),
-        allocator_verified=bool(meta.get("allocator_verified", False)),
+        allocator=(facts.allocator if facts is not None else None) or allocator,
+        library=facts.library if facts is not None else None,
+        allocator_verified=facts is not None and facts.allocator_verified,
         status=status,
-        reason=meta.get("reason") or (None if meta else "variant.json missing or unreadable"),
-        model_size_bytes=_opt(int, meta.get("model_size_bytes")),
+        reason=facts.reason if facts is not None else "variant.json missing or unreadable",
+        model_size_bytes=facts.model_size_bytes if facts is not None else None,
         memory=read_csv_frame(vdir.memory_csv, MEMORY_COLUMNS),
         latency=read_csv_frame(vdir.latency_csv, columns(LatencySample)),
         events=read_events(vdir.events_csv),
-        split=int(meta.get("split") or 1),  # runs from before --split: unsplit
+        split=facts.split if facts is not None else 1,
         metrics=read_metrics(vdir.metrics_csv, USED_NAMES),
         breakdown=read_breakdown(vdir.breakdown_csv),
-        probe=_opt(str, meta.get("probe")),
+        probe=facts.probe if facts is not None else None,
     )
 
 
@@ -306,18 +266,6 @@ def _complete_bytes(path: Path) -> bytes:
 
 def _complete_lines(path: Path) -> str:
     return _complete_bytes(path).decode("utf-8", errors="replace")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _opt(kind: Callable[[Any], Any], value: Any) -> Any:
-    return None if value is None else kind(value)
 
 
 def _empty(names: list[str]) -> pd.DataFrame:

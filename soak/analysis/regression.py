@@ -10,15 +10,8 @@ A figure regresses when
 - `P`: the allowed worsening in percent (`--max-regression`, default 10);
 - `floor`: the variant's threshold (MiB per swap, max(1 MiB, 1 % of the model)) for
   memory figures, 1 ms for latency: below it no change is a finding;
-- `u_new`: the run's own noise in that figure, from the scatter of its per-swap values:
-  - `retained_mb` (the last swap's level): how far settled memory scatters around
-    its trend over the swaps judged: the larger of the verdict's `noise_mb` and
-    the standard deviation of the residuals (jemalloc's settled memory wanders
-    by several MiB from swap to swap; a run ending high or low is luck);
-  - `retained_mb_per_swap`: that scatter over the spread of the swaps judged
-    (the slope's standard error);
-  - `steady_p99_ms`, `swap_p99_ms`: the standard deviation of the p99s of the
-    run's windows, one per swap (how far a p99 moves from window to window);
+- `u_new`: the run's own noise in that figure, from the scatter of its per-swap
+  values (`VariantResult.noise`, soak/analysis/noise.py);
 - `r`: how uncertain the reference is:
   - with 3 or more reference runs, their measured spread: the standard
     deviation of the figure over them (it holds each run's own noise, and
@@ -49,10 +42,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from soak.analysis.result import VariantResult
-from soak.analysis.verdict import theil_sen
 
 NOISE_Z = 3.0  # standard deviations of noise a regression must exceed
 MIN_RUNS_FOR_SPREAD = 3  # reference runs needed to measure their spread
@@ -93,36 +83,7 @@ class Measured:
 
 def measured(v: VariantResult) -> dict[str, Measured]:
     """The compared figures of a variant, each with the run's own noise in it."""
-    scatter = memory_scatter(v)
-    slope_noise = None
-    if scatter is not None:
-        x = _judged(v)[0]
-        spread = _spread(x)
-        slope_noise = scatter / spread if spread > 0 else None
-    noise = {
-        RETAINED_MB.name: scatter,
-        RETAINED_MB_PER_SWAP.name: slope_noise,
-        STEADY_P99_MS.name: _sd([s.steady_p99_ms for s in v.swaps]),
-        SWAP_P99_MS.name: _sd([s.p99_ms for s in v.swaps]),
-    }
-    return {f.name: Measured(f.of(v), noise[f.name]) for f in COMPARED}
-
-
-def memory_scatter(v: VariantResult) -> float | None:
-    """How far settled memory scatters around its trend over the swaps the verdict judged.
-
-    The larger of the verdict's noise (robust, from swap-to-swap differences)
-    and the sd of the residuals around the Theil–Sen line (which sees a level
-    that wanders and comes back); None with fewer than 3 swaps judged.
-    """
-    x, y = _judged(v)
-    if len(x) < 3 or len(set(x)) < 2:
-        return None
-    slope, intercept = theil_sen(x, y)
-    residuals = np.asarray(y) - (slope * np.asarray(x, dtype=float) + intercept)
-    dof = len(x) - 2  # two fitted parameters
-    residual_sd = float(np.sqrt(np.sum(residuals**2) / dof))
-    return max(v.memory.verdict.noise_mb or 0.0, residual_sd)
+    return {f.name: Measured(f.of(v), v.noise.of(f.name)) for f in COMPARED}
 
 
 @dataclass(frozen=True)
@@ -231,29 +192,6 @@ def compare(
             )
         )
     return out
-
-
-def _judged(v: VariantResult) -> tuple[list[int], list[float]]:
-    """The swaps the verdict judged, with their settled memory above the baseline."""
-    judged = set(v.memory.verdict.swaps_judged)
-    pairs = [
-        (s.index, s.retained_mb)
-        for s in v.swaps
-        if s.index in judged and s.completed and s.retained_mb is not None
-    ]
-    return [i for i, _ in pairs], [r for _, r in pairs]
-
-
-def _spread(x: Sequence[int]) -> float:
-    """sqrt(sum (x - mean x)^2): how much the swap indices lever a fitted slope."""
-    if not x:
-        return 0.0
-    return float(np.sqrt(np.sum((np.asarray(x, dtype=float) - np.mean(x)) ** 2)))
-
-
-def _sd(values: Sequence[float | None]) -> float | None:
-    known = [v for v in values if v is not None and math.isfinite(v)]
-    return statistics.stdev(known) if len(known) >= 2 else None
 
 
 def _n(value: float, sign: str = "") -> str:

@@ -6,6 +6,8 @@ to summary.json (docs/contract.md#summaryjson) and reads it back. Figures are Mi
 milliseconds and seconds, rounded to 3 places as summary.json holds them, so a
 result read back from summary.json equals the one it was written from (but
 for the plot data, `VariantResult.timeline`, which summary.json does not hold).
+The result is complete: the history, the gate and the plugin need nothing else
+of the run dir.
 None means the data has no answer.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from soak.analysis.verdict import LEAK, Verdict
+from soak.store.facts import Environment
 
 SCHEMA = "soak.summary/1"
 PROBE_ON = "on"
@@ -267,6 +270,43 @@ class VariantTimeline:
 
 
 @dataclass(frozen=True)
+class Noise:
+    """This run's own noise in each figure a regression check compares
+    (soak/analysis/noise.py): None where too few swaps show it."""
+
+    retained_mb: float | None = None  # settled memory's scatter around its trend
+    retained_mb_per_swap: float | None = None  # that scatter over the swaps' spread
+    steady_p99_ms: float | None = None  # sd of the steady windows' p99s
+    swap_p99_ms: float | None = None  # sd of the swap windows' p99s
+
+    def of(self, figure: str) -> float | None:
+        value: float | None = getattr(self, figure)
+        return value
+
+
+@dataclass(frozen=True)
+class VariantIdentity:
+    """What a variant's figures are comparable by: its config hash (the run's settings and
+    the variant's own, soak.config.settings) and the flags and environment it adds."""
+
+    config_hash: str
+    server_args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # sorted by name
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a run is: its config hash, the model as the user named it, the server."""
+
+    config_hash: str
+    model_path: str  # --model as given, or "demo model, N MiB"
+    swaps: str  # a count, or "auto"
+    server_args: tuple[str, ...] = ()
+    image: str | None = None  # the Docker image (docker backend)
+    server_binary: str | None = None  # the server (process backend)
+
+
+@dataclass(frozen=True)
 class VariantResult:
     name: str
     allocator: str
@@ -287,6 +327,8 @@ class VariantResult:
     pod_memory: PodMemory | None = None  # what a pod needs (None: no memory figure)
     comparison: VariantComparison | None = None  # against the reference (None: it is)
     production_change: str | None = None  # what to change in production (None: not recorded)
+    noise: Noise = Noise()  # the run's own noise in the compared figures
+    identity: VariantIdentity | None = None  # None: an older soak's summary.json
 
     @property
     def pod_memory_mb(self) -> float | None:
@@ -350,6 +392,10 @@ class RunResult:
     soak_version: str
     max_swaps: int | None = None  # the bound of --swaps auto (None: a fixed count)
     schema: str = SCHEMA
+    started_t: float | None = None  # the first event of the first variant (epoch s)
+    finished_t: float | None = None  # the last event or sample of any variant
+    identity: RunIdentity | None = None  # None: an older soak's summary.json
+    environment: Environment | None = None  # environment.json (None: not written)
 
     def variant(self, name: str) -> VariantResult:
         for v in self.variants:
@@ -360,9 +406,3 @@ class RunResult:
     def without_plot_data(self) -> RunResult:
         """The result as summary.json holds it (no `VariantResult.timeline`)."""
         return replace(self, variants=tuple(replace(v, timeline=None) for v in self.variants))
-
-    @property
-    def started_t(self) -> float | None:
-        """When the first variant started (epoch s), if the plot data knows."""
-        starts = [v.timeline.started_t for v in self.variants if v.timeline]
-        return min((t for t in starts if t is not None), default=None)

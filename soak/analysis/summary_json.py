@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
-from soak.analysis.analyse import default_threshold_mb
-from soak.analysis.inputs import RunSettings
+from soak.analysis.analyse import default_threshold_mb, rounded
+from soak.analysis.noise import noise_of
 from soak.analysis.result import (
     NO_SHIFT,
     PROBE_NOT_RECORDED,
@@ -27,19 +27,24 @@ from soak.analysis.result import (
     LatencyFigures,
     MemoryResult,
     Model,
+    Noise,
     PodMemory,
     Projection,
+    RunIdentity,
     RunResult,
     Shift,
     SwapResult,
     VariantComparison,
+    VariantIdentity,
     VariantResult,
 )
 from soak.analysis.verdict import INCONCLUSIVE, Verdict
+from soak.config.settings import RunConfig
+from soak.store.facts import Environment
 from soak.store.records import Status
 from soak.store.run_dir import RunDir
 
-_DEFAULTS = RunSettings()
+_DEFAULTS = RunConfig()
 R = TypeVar("R")
 
 
@@ -78,6 +83,10 @@ def to_dict(result: RunResult) -> dict[str, Any]:
             "reference": result.comparison.reference,
             "ranking": list(result.comparison.ranking),
         },
+        "started_t": result.started_t,
+        "finished_t": result.finished_t,
+        "identity": _run_identity(result.identity) if result.identity else None,
+        "environment": result.environment.to_json() if result.environment else None,
         "soak_version": result.soak_version,
     }
 
@@ -131,7 +140,17 @@ def _variant(v: VariantResult) -> dict[str, Any]:
         "pod_memory": _fields(v.pod_memory) if v.pod_memory else None,
         "comparison": _comparison(v.comparison) if v.comparison else None,
         "production_change": v.production_change,
+        "noise": _fields(v.noise),
+        "identity": _variant_identity(v.identity) if v.identity else None,
     }
+
+
+def _run_identity(i: RunIdentity) -> dict[str, Any]:
+    return _fields(i) | {"server_args": list(i.server_args)}
+
+
+def _variant_identity(i: VariantIdentity) -> dict[str, Any]:
+    return {"config_hash": i.config_hash, "server_args": list(i.server_args), "env": dict(i.env)}
 
 
 def _cpu(c: CpuFigures) -> dict[str, Any]:
@@ -170,7 +189,9 @@ def _attribution(a: Attribution) -> dict[str, Any]:
     }
 
 
-def _fields(record: LatencyFigures | SwapResult | Projection | PodMemory | Shift) -> dict[str, Any]:
+def _fields(
+    record: LatencyFigures | SwapResult | Projection | PodMemory | Shift | Noise | RunIdentity,
+) -> dict[str, Any]:
     """A flat record under its field names, in field order (the summary.json keys)."""
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
 
@@ -229,6 +250,14 @@ def from_dict(data: Any) -> RunResult:
         ),
         soak_version=str(data.get("soak_version", "")),
         schema=SCHEMA,
+        started_t=_opt_float(data.get("started_t")),
+        finished_t=_opt_float(data.get("finished_t")),
+        identity=_read_run_identity(data.get("identity")),
+        environment=(
+            Environment.from_json(data["environment"])
+            if isinstance(data.get("environment"), dict)
+            else None
+        ),
     )
 
 
@@ -259,7 +288,7 @@ def _read_variant(v: dict[str, Any], threshold_mb: float) -> VariantResult:
         control=_opt_str(m.get("control")),
         more_swaps=_opt_int(m.get("more_swaps")),
     )
-    return _read_flat(
+    result = _read_flat(
         VariantResult,
         v,
         allocator=str(v.get("allocator", v.get("name", ""))),
@@ -287,6 +316,29 @@ def _read_variant(v: dict[str, Any], threshold_mb: float) -> VariantResult:
         pod_memory=_read_pod_memory(v.get("pod_memory"), v.get("pod_memory_mb")),
         comparison=_read_comparison(v.get("comparison")),
         production_change=_opt_str(v.get("production_change")),
+        noise=_read_flat(Noise, _dict(v.get("noise"))),
+        identity=_read_variant_identity(v.get("identity")),
+    )
+    if "noise" not in v:  # a file from before the noise: it comes from the swaps it holds
+        result = dataclasses.replace(result, noise=rounded(noise_of(result)))
+    return result
+
+
+def _read_run_identity(value: Any) -> RunIdentity | None:
+    if not isinstance(value, dict) or "config_hash" not in value:
+        return None
+    return _read_flat(
+        RunIdentity, value, server_args=tuple(str(a) for a in value.get("server_args") or [])
+    )
+
+
+def _read_variant_identity(value: Any) -> VariantIdentity | None:
+    if not isinstance(value, dict) or "config_hash" not in value:
+        return None
+    return VariantIdentity(
+        config_hash=str(value["config_hash"]),
+        server_args=tuple(str(a) for a in value.get("server_args") or []),
+        env=tuple(sorted((str(k), str(x)) for k, x in _dict(value.get("env")).items())),
     )
 
 

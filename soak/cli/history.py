@@ -60,7 +60,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.last < 1:
         raise UsageError(f"--last must be >= 1, not {args.last}")
     for run_dir in args.add or []:
-        from soak.gate.check import load_result
+        from soak.analysis.load import load_result
 
         history.record(path, load_result(run_dir), run_dir)
         print(f"recorded {run_dir} in {path}")

@@ -8,7 +8,6 @@ report.html, even after Ctrl-C.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,9 +59,7 @@ def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
         run_dir = RunDir(plan.run_dir)
         run_dir.path.mkdir(parents=True, exist_ok=True)
         run_dir.run_toml.write_text(config.to_toml())
-        facts = collect(plan)
-        facts["removed_leftovers"] = list(plan.removed_leftovers)
-        run_dir.environment_json.write_text(json.dumps(facts, indent=2, default=str) + "\n")
+        collect(plan).write(run_dir.environment_json)
         threshold = config.threshold_mb or default_threshold_mb(plan.model.size_bytes)
         orchestrator = Orchestrator(
             plan,

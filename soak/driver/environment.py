@@ -12,31 +12,32 @@ import psutil
 
 from soak.config.allocators import ALLOCATORS
 from soak.driver.plan import RunPlan
+from soak.store.facts import Environment
 from soak.targets.allocators import locate_library, package_version
 
 
-def collect(plan: RunPlan) -> dict:
+def collect(plan: RunPlan) -> Environment:
     config = plan.config
     uname = platform.uname()
-    facts = {
-        "host": socket.gethostname(),
-        "os": platform.platform(),
-        "kernel": uname.release,
-        "machine": uname.machine,
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "memory_total_bytes": psutil.virtual_memory().total,
-        "glibc_version": os.confstr("CS_GNU_LIBC_VERSION"),
-        "python": sys.version.split()[0],
-        "tensorflow": _dist_version("tensorflow-cpu") or _dist_version("tensorflow"),
-        "soak": _dist_version("soak"),
-        "allocators": _allocator_facts(),
-        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0 (stand-in default)"),
-        "backend": config.backend,
-        "server_args": list(config.server_args),
+    return Environment(
+        host=socket.gethostname(),
+        os=platform.platform(),
+        kernel=uname.release,
+        machine=uname.machine,
+        cores=os.cpu_count(),
+        usable_cores=len(os.sched_getaffinity(0)),
+        memory_total_bytes=psutil.virtual_memory().total,
+        glibc_version=os.confstr("CS_GNU_LIBC_VERSION"),
+        python=sys.version.split()[0],
+        tensorflow=_dist_version("tensorflow-cpu") or _dist_version("tensorflow"),
+        soak=_dist_version("soak"),
+        allocators=_allocator_facts(),
+        tf_enable_onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0 (stand-in default)"),
+        backend=config.backend,
+        server_args=tuple(config.server_args),
+        removed_leftovers=tuple(plan.removed_leftovers),
         **plan.backend.facts(),
-    }
-    return facts
+    )
 
 
 def _allocator_facts() -> dict:

@@ -10,8 +10,6 @@ interrupted, and the analysis still runs on what was measured.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import time
 import traceback
@@ -19,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from soak.config.settings import RunConfig
 from soak.core import interrupts
@@ -44,6 +42,7 @@ from soak.samplers.server_log import ServerLogWatcher
 from soak.samplers.split import SplitPredict, split_body
 from soak.samplers.status import GrpcStatus, StatusPoller
 from soak.store.csv_log import CsvLog
+from soak.store.facts import VariantFacts
 from soak.store.records import (
     MIB,
     BreakdownPoint,
@@ -147,28 +146,26 @@ class Orchestrator:
         vdir = self.run_dir.variant(variant.name)
         vdir.path.mkdir(parents=True, exist_ok=True)
         CsvLog(vdir.events_csv, Event).close()  # an empty timeline: the variant is known
-        facts = self._facts(variant) | {"status": Status.FAILED, "reason": reason}
-        _write_json(vdir.variant_json, facts)
+        facts = self._facts(variant)
+        facts.status, facts.reason = Status.FAILED, reason
+        facts.write(vdir.variant_json)
         self.progress.variant_done(variant.name, Status.FAILED, reason)
         return VariantResult(variant.name, Status.FAILED, reason)
 
-    def _facts(self, variant: VariantPlan) -> dict[str, Any]:
-        return {
-            "name": variant.name,
-            "allocator": variant.allocator,
-            "library": variant.library,
-            "allocator_verified": False,
-            "status": Status.RUNNING,
-            "reason": None,
-            "model_size_bytes": self.plan.model.size_bytes,
-            "split": variant.split,
-        }
+    def _facts(self, variant: VariantPlan) -> VariantFacts:
+        return VariantFacts(
+            name=variant.name,
+            allocator=variant.allocator,
+            library=variant.library,
+            model_size_bytes=self.plan.model.size_bytes,
+            split=variant.split,
+        )
 
     def run_variant(self, variant: VariantPlan) -> VariantResult:
         vdir = self.run_dir.variant(variant.name)
         vdir.path.mkdir(parents=True, exist_ok=True)
         facts = self._facts(variant)
-        _write_json(vdir.variant_json, facts)
+        facts.write(vdir.variant_json)
         events = CsvLog(vdir.events_csv, Event)
         session = _VariantSession(self, variant, vdir, events, facts)
         error: BaseException | None = None
@@ -181,31 +178,29 @@ class Orchestrator:
         model_failed = False
         t = time.time()
         if error is None:
-            facts["status"] = Status.COMPLETED
+            facts.status = Status.COMPLETED
         elif isinstance(error, KeyboardInterrupt):
             signum = getattr(error, "signum", signal.SIGINT)
-            facts["status"] = Status.INTERRUPTED
-            facts["reason"] = f"interrupted by {interrupts.signal_name(signum)}"
-            events.append(
-                Event(t, session.clock.swap, EventKind.INTERRUPTED, None, facts["reason"])
-            )
+            facts.status = Status.INTERRUPTED
+            facts.reason = f"interrupted by {interrupts.signal_name(signum)}"
+            events.append(Event(t, session.clock.swap, EventKind.INTERRUPTED, None, facts.reason))
         else:
-            facts["status"] = Status.FAILED
-            facts["reason"] = session.failure_reason(error)
+            facts.status = Status.FAILED
+            facts.reason = session.failure_reason(error)
             model_failed = isinstance(error, FirstLoadFailed)
             if isinstance(error, ServerDied) or session.server_gone():
                 events.append(
-                    Event(t, session.clock.swap, EventKind.SERVER_EXITED, None, facts["reason"])
+                    Event(t, session.clock.swap, EventKind.SERVER_EXITED, None, facts.reason)
                 )
         try:
             session.close()
         finally:
             events.close()
-            _write_json(vdir.variant_json, facts)
+            facts.write(vdir.variant_json)
         if error is not None and not isinstance(error, (KeyboardInterrupt, Exception)):
             raise error  # SystemExit and the like: not ours to swallow
-        self.progress.variant_done(variant.name, facts["status"], facts["reason"])
-        return VariantResult(variant.name, facts["status"], facts["reason"], model_failed)
+        self.progress.variant_done(variant.name, facts.status, facts.reason)
+        return VariantResult(variant.name, facts.status, facts.reason, model_failed)
 
 
 class _VariantSession:
@@ -217,7 +212,7 @@ class _VariantSession:
         variant: VariantPlan,
         vdir: VariantDir,
         events: CsvLog,
-        facts: dict[str, Any],
+        facts: VariantFacts,
     ):
         self.orch, self.variant, self.vdir, self.events, self.facts = (
             orch,
@@ -257,7 +252,7 @@ class _VariantSession:
         progress.message(f"[{self.variant.name}] starting server ({self.variant.allocator})")
         self.target.start()
         described = self.target.describe()
-        self.facts["target"] = described
+        self.facts.target = described
         started = described.get("pid") or described.get("container_id") or ""
         self.events.append(Event(time.time(), 0, EventKind.STARTED, None, str(started)))
 
@@ -369,7 +364,7 @@ class _VariantSession:
     def _breakdown(self, target: Target) -> BreakdownSampler:
         """The probe checked (on, or off with a one-line reason) and the breakdown log."""
         probe = connect_probe(target, self.variant.allocator, self.orch.plan.probe_off)
-        self.facts["probe"] = probe.summary
+        self.facts.probe = probe.summary
         detail = f"on: {probe.stats.allocator}" if probe.stats else probe.summary
         self.events.append(Event(time.time(), 0, EventKind.PROBE, None, detail))
         if probe.client is None:
@@ -417,8 +412,8 @@ class _VariantSession:
 
     def _verify_allocator(self, target: Target) -> None:
         ok, why = verify(self.variant.allocator, target.mapped_paths())
-        self.facts["allocator_verified"] = ok
-        self.facts["allocator_check"] = why
+        self.facts.allocator_verified = ok
+        self.facts.allocator_check = why
         if not ok:
             raise SoakError(f"variant {self.variant.name}: {why}")
 
@@ -455,7 +450,7 @@ class _VariantSession:
             reason = f"internal error: {type(error).__name__}: {error} (traceback in {trace.name})"
         last = self.memory.latest() if self.memory else None
         if last is not None and self._exit_reason() is not None:
-            self.facts["last_memory"] = {"t": last.t, **_memory_mb(last)}
+            self.facts.last_memory = {"t": last.t, **_memory_mb(last)}
             figures = ", ".join(f"{k} {v:.1f} MiB" for k, v in _memory_mb(last).items())
             reason += f"; last memory: {figures}"
         return reason
@@ -479,7 +474,7 @@ class _VariantSession:
         for sampler in reversed(self.threads):
             self._step(sampler.stop)
         if self.metrics is not None:
-            self.facts["metrics"] = self.metrics.facts()
+            self.facts.metrics = self.metrics.facts()
         for log in self.logs:
             self._step(log.close)
         if not self.config.keep_models:
@@ -511,7 +506,7 @@ class _VariantSession:
             step()
         except Exception as exc:
             note = f"cleanup step failed: {type(exc).__name__}: {exc}"
-            self.facts.setdefault("cleanup_errors", []).append(note)
+            self.facts.cleanup_errors.append(note)
             self.orch.progress.notice(f"[{self.variant.name}] {note}")
 
 
@@ -531,9 +526,3 @@ def _max_duration(config: RunConfig) -> float:
 def _with_log(message: str, vdir: VariantDir) -> str:
     last = vdir.last_server_log_line()
     return f"{message} (server log: {last})" if last and "server" in message else message
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)

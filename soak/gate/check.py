@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from soak.analysis import summary_json
-from soak.analysis.analyse import analyse_run
+from soak.analysis.load import load_result
 from soak.analysis.regression import (
     DEFAULT_REGRESSION_PCT,
     Figure,
@@ -136,14 +135,21 @@ def history_references(
     """
     from soak.history import store as history
 
-    hashes, model_path = history.variant_config_hashes(run_dir, result)
-    machine = history.machine_of(run_dir)
+    model_path = result.identity.model_path if result.identity else "unknown"
+    machine = result.environment.machine_text if result.environment else None
     references: dict[str, Reference] = {}
     notes: list[str] = []
     for v in variants:
-        config_hash = hashes[v.name]
+        config_hash = v.identity.config_hash if v.identity else "unknown"
         found = history.comparable(
-            history_path, v.name, config_hash, result.model.name, model_path, n, run_dir=run_dir
+            history_path,
+            v.name,
+            config_hash,
+            result.model.name,
+            model_path,
+            n,
+            run_dir=run_dir,
+            started_t=result.started_t,
         )
         if not found:
             notes.append(
@@ -208,15 +214,6 @@ def limit_lines(
                 f"{limit.option} {maximum:g}{unit} in {run}"
             )
     return lines
-
-
-def load_result(run_dir: Path) -> RunResult:
-    """RUN_DIR/summary.json if it is there and sound, else a fresh analysis of the raw data."""
-    try:
-        result = summary_json.read(Path(run_dir))
-    except summary_json.NotASummary:
-        result = analyse_run(Path(run_dir))
-    return replace(result, run_dir=str(run_dir))  # name the run as the user did
 
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,8 +6,9 @@
 backend, image, config hash, soak version, host facts) and one per variant
 (verdict and key figures, with each figure's noise for `soak check
 --against-history`; why memory is kept, the server's CPU per request and the
-pod's memory). `soak history` lists them; `soak history --add RUN_DIR` records a
-run that could not record itself (killed, or run elsewhere).
+pod's memory). All of it comes from the run's `RunResult`, so `soak history --add
+RUN_DIR`, for a run that could not record itself (killed, or run elsewhere), records
+what the live run would have. `soak history` lists them.
 
 Safe to share: each run is written in one transaction (`BEGIN IMMEDIATE`) on a
 WAL journal with a busy timeout, so two runs finishing at once both land, a
@@ -21,19 +22,17 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from soak.analysis.regression import COMPARED, Measured, measured
-from soak.analysis.result import RunResult, VariantResult
-from soak.config.settings import RunConfig, VariantSpec, config_from_run_toml
+from soak.analysis.regression import COMPARED, Measured
+from soak.analysis.result import RunIdentity, RunResult, VariantIdentity, VariantResult
 from soak.core.errors import UsageError
+from soak.store.facts import Environment, machine_text
 from soak.store.records import Status
-from soak.store.run_dir import RunDir
 
 # 2: variants' attribution (live_mb, held_mb, released_mb, left_after_...)
 # 3: the server's CPU and the pod's memory (cpu_ms_per_request, swap_cpu_s, pod_memory_mb)
@@ -129,7 +128,7 @@ class RecordedRun:
     @property
     def machine(self) -> str:
         """What tells two machines apart for a comparison (pytest-benchmark's machine_info)."""
-        return _machine_text(self.host, self.cores, self.memory_total_bytes)
+        return machine_text(self.host, self.cores, self.memory_total_bytes)
 
 
 _RUN_COLUMNS = [f.name for f in fields(RecordedRun) if f.name != "variants"]
@@ -162,10 +161,9 @@ CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_t);
 
 
 def record(path: Path, result: RunResult, run_dir: Path | None = None) -> RecordedRun:
-    """Record a finished run (its RunResult, run.toml and environment.json) in the history."""
-    run = RunDir(Path(run_dir if run_dir is not None else result.run_dir))
-    recorded = recorded_run(result, run)
-    environment = _read_json(run.environment_json)
+    """Record a finished run in the history (`run_dir`: how to name it, else its own)."""
+    recorded = recorded_run(result, run_dir)
+    environment = result.environment.to_json() if result.environment else {}
     with _transaction(Path(path), create=True) as con:
         con.execute("DELETE FROM runs WHERE run_dir = ?", (recorded.run_dir,))
         values = [getattr(recorded, c) for c in _RUN_COLUMNS]
@@ -183,102 +181,58 @@ def record(path: Path, result: RunResult, run_dir: Path | None = None) -> Record
     return recorded
 
 
-def recorded_run(result: RunResult, run: RunDir) -> RecordedRun:
+def recorded_run(result: RunResult, run_dir: Path | None = None) -> RecordedRun:
     """What the history keeps of a run: its result, configuration and host."""
-    config = read_config(run)
-    env = _read_json(run.environment_json)
-    docker = env.get("docker")
-    docker = docker if isinstance(docker, dict) else {}
+    identity = result.identity or _UNKNOWN_IDENTITY
+    env = result.environment or Environment()
+    started = result.started_t or result.finished_t or time.time()
     return RecordedRun(
-        run_dir=str(run.path.resolve()),
-        started_t=result.started_t
-        or _mtime(run.environment_json)
-        or _mtime(run.run_toml)
-        or time.time(),
-        finished_t=_mtime(run.summary_json) or time.time(),
+        run_dir=str(Path(run_dir if run_dir is not None else result.run_dir).resolve()),
+        started_t=started,
+        finished_t=result.finished_t or started,
         status=result.status,
         backend=result.backend,
         model_name=result.model.name,
         model_size_bytes=result.model.size_bytes,
-        model_path=config.model_identity,
-        image=env.get("image") or (config.image if config.backend == "docker" else None),
-        server_binary=env.get("server_binary"),
-        server_args=json.dumps(list(config.server_args)),
-        config_hash=config.config_hash(),
+        model_path=identity.model_path,
+        image=identity.image,
+        server_binary=identity.server_binary,
+        server_args=json.dumps(list(identity.server_args)),
+        config_hash=identity.config_hash,
         soak_version=result.soak_version,
         metric=result.metric,
-        swaps_planned=str(config.swaps),
-        host=env.get("host"),
-        os=env.get("os"),
-        kernel=env.get("kernel"),
-        cores=env.get("cores"),
-        usable_cores=env.get("usable_cores"),
-        memory_total_bytes=env.get("memory_total_bytes"),
-        glibc_version=env.get("glibc_version"),
-        python=env.get("python"),
-        tensorflow=env.get("tensorflow"),
-        docker_version=docker.get("engine_version"),
-        variants=tuple(
-            _recorded_variant(v, config, variant_spec(config, v.name, v.allocator))
-            for v in result.variants
-        ),
+        swaps_planned=identity.swaps,
+        host=env.host,
+        os=env.os,
+        kernel=env.kernel,
+        cores=env.cores,
+        usable_cores=env.usable_cores,
+        memory_total_bytes=env.memory_total_bytes,
+        glibc_version=env.glibc_version,
+        python=env.python,
+        tensorflow=env.tensorflow,
+        docker_version=env.docker_version,
+        variants=tuple(_recorded_variant(v) for v in result.variants),
     )
 
 
-def machine_of(run_dir: Path) -> str | None:
-    """The machine a run dir's environment.json names (None: not recorded)."""
-    env = _read_json(RunDir(Path(run_dir)).environment_json)
-    if not env:
-        return None
-    return _machine_text(env.get("host"), env.get("cores"), env.get("memory_total_bytes"))
+# A result without its identity: the run dir held neither run.toml nor a summary.json that
+# names it (load_result backfills what it can): it is compared with no other run.
+_UNKNOWN_IDENTITY = RunIdentity(config_hash="unknown", model_path="unknown", swaps="unknown")
 
 
-def _machine_text(host: str | None, cores: int | None, memory_bytes: int | None) -> str:
-    memory = f"{memory_bytes / (1 << 30):.0f} GiB" if memory_bytes else "? GiB"
-    return f"{host or '?'}, {cores or '?'} cores, {memory}"
-
-
-def read_config(run: RunDir) -> RunConfig:
-    """The run's configuration from its run.toml (defaults if it has none)."""
-    try:
-        data = tomllib.loads(run.run_toml.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return RunConfig()
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"cannot read {run.run_toml}: {exc}") from None
-    try:
-        return config_from_run_toml(data)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"{run.run_toml}: bad value: {exc}") from None
-
-
-def variant_config_hashes(run_dir: Path, result: RunResult) -> tuple[dict[str, str], str]:
-    """Each variant's config hash, and the model's identity, from the run's run.toml."""
-    config = read_config(RunDir(Path(run_dir)))
-    hashes = {
-        v.name: config.variant_config_hash(variant_spec(config, v.name, v.allocator))
-        for v in result.variants
-    }
-    return hashes, config.model_identity
-
-
-def variant_spec(config: RunConfig, name: str, allocator: str) -> VariantSpec:
-    """The variant's table in the config (a run.toml without one: just its allocator)."""
-    return next((v for v in config.variants if v.name == name), VariantSpec(name, allocator))
-
-
-def _recorded_variant(v: VariantResult, config: RunConfig, spec: VariantSpec) -> RecordedVariant:
+def _recorded_variant(v: VariantResult) -> RecordedVariant:
     m, verdict, lat = v.memory, v.memory.verdict, v.latency
-    noise = measured(v)
+    identity = v.identity or VariantIdentity(config_hash="unknown")
     return RecordedVariant(
         name=v.name,
         allocator=v.allocator,
         library=v.library,
         allocator_verified=v.allocator_verified,
         status=v.status,
-        config_hash=config.variant_config_hash(spec),
-        server_args=json.dumps(list(spec.server_args)),
-        env=json.dumps(dict(spec.env), sort_keys=True),
+        config_hash=identity.config_hash,
+        server_args=json.dumps(list(identity.server_args)),
+        env=json.dumps(dict(identity.env), sort_keys=True),
         verdict=verdict.verdict,
         reason=verdict.reason,
         swaps_completed=v.swaps_completed,
@@ -296,7 +250,7 @@ def _recorded_variant(v: VariantResult, config: RunConfig, spec: VariantSpec) ->
         first_after_swap_ms=lat.first_after_swap_ms,
         errors=lat.errors,
         requests=lat.requests,
-        **{f"{f.name}_noise": noise[f.name].noise for f in COMPARED},
+        **{f"{f.name}_noise": v.noise.of(f.name) for f in COMPARED},
         live_mb=v.attribution.live_mb,
         held_mb=v.attribution.held_mb,
         released_mb=v.attribution.released_mb,
@@ -357,19 +311,20 @@ def comparable(
     model_path: str,
     n: int,
     run_dir: Path | str | None = None,
+    started_t: float | None = None,
 ) -> list[tuple[RecordedRun, RecordedVariant]]:
     """The last `n` runs comparable with a variant of `run_dir`: the same variant name,
     config hash and model (name, and --model as given or the demo model's size),
     completed with the allocator verified; oldest first.
 
     `run_dir` itself is left out, and so are runs that started after it (when
-    it is recorded, else when its environment.json was written).
+    it is recorded, else `started_t`).
     """
     own = str(Path(run_dir).resolve()) if run_dir is not None else None
     recorded = runs(path, model=model_name, variant=variant)
     before_t = next((r.started_t for r in recorded if r.run_dir == own), None)
-    if before_t is None and run_dir is not None:
-        before_t = _mtime(RunDir(Path(run_dir)).environment_json)
+    if before_t is None:
+        before_t = started_t
     found = []
     for run in recorded:
         v = run.variant(variant)
@@ -482,18 +437,3 @@ def _ensure_schema(con: sqlite3.Connection, path: Path, create: bool) -> None:
             if statement.strip():
                 con.execute(statement)
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return None

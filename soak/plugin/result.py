@@ -38,9 +38,9 @@ class SoakResult:
     @classmethod
     def from_run_dir(cls, run_dir: Path, history: Path | None = None) -> SoakResult:
         """The result of an earlier run, from its summary.json."""
-        from soak.analysis import summary_json
+        from soak.analysis.load import load_result
 
-        return cls(Path(run_dir), summary_json.read(Path(run_dir)), history)
+        return cls(Path(run_dir), load_result(Path(run_dir)), history)
 
     def variant(self, name: str) -> VariantResult:
         return self.result.variant(name)
@@ -130,7 +130,7 @@ class SoakResult:
 
 
 def _load(run_dir: Path) -> SoakResult:
-    from soak.gate.check import load_result
+    from soak.analysis.load import load_result
 
     return SoakResult(run_dir, load_result(run_dir))
 

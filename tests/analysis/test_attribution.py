@@ -428,7 +428,7 @@ def test_the_history_keeps_the_attribution_and_migrates_an_older_file(
             f"ON DELETE CASCADE, {', '.join(v1_columns)}, PRIMARY KEY (run_id, name))"
         )
         con.execute("PRAGMA user_version = 1")
-    first = history.recorded_run(result, history.RunDir(run))
+    first = history.recorded_run(result, run)
     with sqlite3.connect(old) as con:  # a run recorded by the older soak
         cursor = con.execute(
             f"INSERT INTO runs (run_dir, {', '.join(run_columns)}, environment, recorded_t) "

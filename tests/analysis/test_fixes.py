@@ -398,7 +398,7 @@ def test_the_history_keeps_cpu_and_pod_memory_and_migrates_schema_2(
     old = tmp_path / "old.sqlite"
     v2_columns = [c for c in history._VARIANT_COLUMNS if c not in history._ADDED_VARIANT_COLUMNS[3]]
     run_columns = [c for c in history._RUN_COLUMNS if c != "run_dir"]
-    recorded = history.recorded_run(result, history.RunDir(run))
+    recorded = history.recorded_run(result, run)
     with sqlite3.connect(old) as con:  # a history of schema 2, one run in it
         con.execute(
             f"CREATE TABLE runs (id INTEGER PRIMARY KEY, run_dir TEXT NOT NULL UNIQUE, "

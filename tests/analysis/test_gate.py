@@ -8,8 +8,9 @@ import pytest
 
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
+from soak.analysis.load import load_result
 from soak.core.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
-from soak.gate.check import Limits, add_check_arguments, check, load_result, run_check
+from soak.gate.check import Limits, add_check_arguments, check, run_check
 
 
 def leaking(mb):

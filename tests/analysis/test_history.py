@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -117,12 +118,14 @@ def test_comparable_runs_are_the_same_setup_and_model_completed(finished, sim_va
     )
     for run in (*clean, other_rps, other_model, failed, flags):
         history.record(db, analyse_run(run), run)
-    hashes, model = history.variant_config_hashes(flags, analyse_run(flags))
-    found = history.comparable(db, "je", hashes["je"], "ranker", model, 5, run_dir=flags)
+    result = analyse_run(flags)
+    assert result.identity is not None and result.variants[0].identity is not None
+    config_hash, model = result.variants[0].identity.config_hash, result.identity.model_path
+    found = history.comparable(db, "je", config_hash, "ranker", model, 5, run_dir=flags)
     assert [Path(run.run_dir) for run, _ in found] == [c.resolve() for c in clean]
-    assert len(history.comparable(db, "je", hashes["je"], "ranker", model, 2, run_dir=flags)) == 2
+    assert len(history.comparable(db, "je", config_hash, "ranker", model, 2, run_dir=flags)) == 2
     # a run is never its own reference
-    mine = history.comparable(db, "je", hashes["je"], "ranker", model, 5, run_dir=clean[2])
+    mine = history.comparable(db, "je", config_hash, "ranker", model, 5, run_dir=clean[2])
     assert clean[2].resolve() not in [Path(r.run_dir) for r, _ in mine]
 
 
@@ -309,6 +312,45 @@ def test_soak_history_adds_a_run_that_could_not_record_itself(
     out = capsys.readouterr().out
     assert out.startswith(f"recorded {run} in {db}")
     assert "interrupted" in out
+
+
+def _rows(db: Path) -> list[tuple]:
+    """Every recorded figure but where and when it was recorded."""
+    with sqlite3.connect(db) as con:
+        runs = con.execute("SELECT * FROM runs").fetchall()
+        variants = con.execute("SELECT * FROM variants").fetchall()
+    run_dir, recorded_t = 1, -1  # the columns that name the copy and the time of recording
+    return [r[:run_dir] + r[run_dir + 1 : recorded_t] for r in runs] + variants
+
+
+def test_history_add_records_what_the_live_run_recorded_even_from_a_copy(
+    make_run, sim_variant, tmp_path
+):
+    run = make_run(
+        [sim_variant("glibc", "glibc", leaking(8.0)), sim_variant("je", "jemalloc", releasing)]
+    )
+    (run / "environment.json").write_text(json.dumps(ENVIRONMENT))
+    live = conclude(replace(from_keywords(), out=str(run)), run, [], interrupted=False)
+    assert live.history is not None
+    copy = tmp_path / "copied" / "run"
+    shutil.copytree(run, copy)  # new files: their times are now, not the run's
+    os.utime(copy / "summary.json", (1, 1))
+    added = tmp_path / "added.sqlite"
+    assert main(["history", str(added), "--add", str(copy)]) == 0
+    assert _rows(added) == _rows(live.history)
+    (recorded,) = history.runs(added)
+    assert recorded.host == "soak-host" and recorded.started_t < recorded.finished_t
+    # A run dir of an older soak (no identity, environment, times or noise in summary.json):
+    # the same record, from its run.toml, environment.json and events.
+    summary = json.loads((copy / "summary.json").read_text())
+    for key in ("started_t", "finished_t", "identity", "environment"):
+        del summary[key]
+    for v in summary["variants"]:
+        del v["noise"], v["identity"]
+    (copy / "summary.json").write_text(json.dumps(summary))
+    older = tmp_path / "older.sqlite"
+    assert main(["history", str(older), "--add", str(copy)]) == 0
+    assert _rows(older) == _rows(live.history)
 
 
 def test_soak_history_without_a_file_is_a_usage_error(tmp_path, capsys, monkeypatch):

@@ -12,6 +12,8 @@ import pytest
 
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
+from soak.analysis.load import load_result
+from soak.analysis.noise import memory_scatter
 from soak.analysis.regression import (
     NOISE_Z,
     RETAINED_MB,
@@ -19,8 +21,8 @@ from soak.analysis.regression import (
     Regression,
     compare,
     measured,
-    memory_scatter,
 )
+from soak.analysis.result import RunResult
 from soak.gate.check import Limits, check, history_references
 from soak.history import store as history
 
@@ -65,7 +67,7 @@ def test_noise_from_the_run_and_spread_from_the_reference_runs(make_run, sim_var
     scatter = memory_scatter(v)
     assert scatter is not None and scatter >= (v.memory.verdict.noise_mb or 0)
     figures = measured(v)
-    assert figures["retained_mb"].noise == scatter
+    assert figures["retained_mb"].noise == pytest.approx(scatter, abs=5e-4)  # as stored
     assert figures["retained_mb_per_swap"].noise < scatter  # the slope's standard error
     assert figures["swap_p99_ms"].noise is not None
     # Against itself: both runs' noise; latency adds the drift one run cannot show.
@@ -140,15 +142,24 @@ def test_identical_default_runs_never_regress_against_each_other():
     assert crossed == []
 
 
+def _old_run_dir(run_dir: Path, name: str, environment: dict | None = None) -> RunResult:
+    """A run dir as an older soak left it (its summary.json has no identity, environment or
+    noise) with one setup's run.toml: read back as the gate and the history read it."""
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text((DATA / f"{name}.json").read_text())
+    (run_dir / "run.toml").write_text(DEFAULT_RUN_TOML)
+    if environment is not None:
+        (run_dir / "environment.json").write_text(json.dumps(environment))
+    return load_result(run_dir)
+
+
 def test_identical_default_runs_never_regress_against_their_history(tmp_path):
-    runs = _recorded()
     db = tmp_path / "history.sqlite"
     dirs = {}
-    for n, (name, result) in enumerate(runs.items()):
+    for n, name in enumerate(_recorded()):
         run_dir = tmp_path / name
-        run_dir.mkdir()
-        (run_dir / "run.toml").write_text(DEFAULT_RUN_TOML)  # one setup
-        result = replace(result, run_dir=str(run_dir))  # type: ignore[type-var]
+        result = _old_run_dir(run_dir, name)
+        assert result.identity is not None and result.variants[0].identity is not None
         history.record(db, result, run_dir)
         with history._transaction(db, create=True) as con:  # in the order they ran
             con.execute("UPDATE runs SET started_t = ? WHERE run_dir = ?", (n, str(run_dir)))
@@ -165,26 +176,23 @@ def test_identical_default_runs_never_regress_against_their_history(tmp_path):
 
 def test_references_from_another_machine_are_named(tmp_path):
     """--against-history compares with runs of this machine; others are said (not failed)."""
-    runs = list(_recorded().values())[:3]
+    names = list(_recorded())[:3]
     db = tmp_path / "history.sqlite"
     hosts = ["ci-small", "ci-small", "ci-big"]  # the last is the run being checked
     dirs = []
-    for n, (result, host) in enumerate(zip(runs, hosts, strict=True)):
+    for n, (name, host) in enumerate(zip(names, hosts, strict=True)):
         run_dir = tmp_path / f"run{n}"
-        run_dir.mkdir()
-        (run_dir / "run.toml").write_text(DEFAULT_RUN_TOML)
         cores = 2 if host == "ci-small" else 16
         env = {"host": host, "cores": cores, "memory_total_bytes": cores << 32}
-        (run_dir / "environment.json").write_text(json.dumps(env))
-        result = replace(result, run_dir=str(run_dir))  # type: ignore[type-var]
+        result = _old_run_dir(run_dir, name, env)
         history.record(db, result, run_dir)
         with history._transaction(db, create=True) as con:
             con.execute("UPDATE runs SET started_t = ? WHERE run_dir = ?", (n, str(run_dir)))
         dirs.append((run_dir, result))
     second, last = dirs[1], dirs[2]
-    _, notes = history_references(second[1], second[0], list(second[1].variants), 5, db)  # type: ignore[attr-defined]
+    _, notes = history_references(second[1], second[0], list(second[1].variants), 5, db)
     assert not any("another machine" in note for note in notes)
-    _, notes = history_references(last[1], last[0], list(last[1].variants), 5, db)  # type: ignore[attr-defined]
+    _, notes = history_references(last[1], last[0], list(last[1].variants), 5, db)
     other = [note for note in notes if "another machine" in note]
     # every reference came from the small machine
     assert other and all(re.search(r"(\d+) of \1 reference runs", n) for n in other)
