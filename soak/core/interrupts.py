@@ -188,7 +188,8 @@ def wait_until(done: Callable[[], bool], timeout_s: float, poll_s: float = 0.1) 
     """Poll `done()` until it holds (True), `timeout_s` passes or the stop is forced (False)."""
     deadline = time.monotonic() + timeout_s
     while not done():
-        if forced() or time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if forced() or remaining <= 0:
             return False
-        time.sleep(poll_s)
+        time.sleep(min(poll_s, remaining))
     return True

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from soak.core import interrupts
 from soak.core.errors import EnvironmentFailure
 from soak.driver.settle import SettleRule
 from soak.driver.staging import VersionStager
@@ -171,11 +172,9 @@ class SwapDriver:
         return SwapOutcome(index, new, True, self.wait_settled(time.time()))
 
     def hold(self, seconds: float) -> None:
-        """Steady traffic between swaps: the latency a swap is compared against."""
-        deadline = time.time() + seconds
-        while time.time() < deadline:
-            self._check_alive()
-            time.sleep(min(POLL_S, max(0.0, deadline - time.time())))
+        """Steady traffic between swaps: the latency a swap is compared against (the server
+        checked at every poll: ServerDied as soon as it is gone)."""
+        interrupts.wait_until(self._never_but_alive, seconds, POLL_S)
 
     def release(self, release: Callable[[], str | None]) -> float | None:
         """The trim experiment: `release()` (the probe's, returning what it called), then
@@ -236,6 +235,11 @@ class SwapDriver:
     def _stop_reason(self) -> str | None:
         """Why waiting on the server is pointless: it exited, or memory is not measured."""
         return self.target.exit_reason() or self.memory.failure
+
+    def _never_but_alive(self) -> bool:
+        """A wait's condition that never holds: it only raises when the server is gone."""
+        self._check_alive()
+        return False
 
     def _check_alive(self) -> None:
         reason = self.target.exit_reason()

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from soak.targets.monitoring import FLAG as MONITORING_FLAG
 from soak.targets.probe_library import ProbeUnavailable
@@ -80,6 +81,19 @@ class Target(ABC):
         `graceful`: SIGTERM and a grace period first; False (a server that never
         served, or a forced stop) kills it at once.
         """
+
+    def __enter__(self) -> Self:
+        """`with target:` starts it, and stops it (removing what it started) in any case,
+        also when starting fails halfway."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop(graceful=False)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def describe(self) -> dict:
         """Facts for environment.json (binary, image, flags)."""

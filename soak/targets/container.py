@@ -357,15 +357,18 @@ class ContainerTarget(Target):
 
     def _wait_for_server(self) -> psutil.Process | None:
         """The server behind the entrypoint, seen from the host; None if it exited first."""
-        deadline = time.monotonic() + SERVER_PROCESS_WAIT_S
-        while time.monotonic() < deadline:
+        found: list[psutil.Process | None] = []
+
+        def seen() -> bool:
             state = self._state()
             if not state or not state.get("Running"):
-                return None
-            server = _server_process(int(state["Pid"]))
-            if server is not None:
-                return server
-            time.sleep(0.05)
+                found.append(None)
+            elif (server := _server_process(int(state["Pid"]))) is not None:
+                found.append(server)
+            return bool(found)
+
+        if interrupts.wait_until(seen, SERVER_PROCESS_WAIT_S, poll_s=0.05):
+            return found[0]
         pid = int((self._state() or {}).get("Pid") or 0)  # a wrapper with no single child
         if pid:
             with contextlib.suppress(psutil.NoSuchProcess):

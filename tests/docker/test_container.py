@@ -98,13 +98,9 @@ def test_glibc_container_maps_no_other_allocator(
     docker_client, standin_image, launch_spec, wait_for_state
 ):
     spec = launch_spec("glibc")
-    target = ContainerTarget(spec, docker_client, standin_image, run_id())
-    try:
-        target.start()
+    with ContainerTarget(spec, docker_client, standin_image, run_id()) as target:
         wait_for_state(target, 1)
         assert verify("glibc", target.mapped_paths()) == (True, "no other allocator loaded")
-    finally:
-        target.stop()
 
 
 def test_small_memory_limit_is_reported_as_oom_killed(
@@ -114,20 +110,18 @@ def test_small_memory_limit_is_reported_as_oom_killed(
     target = ContainerTarget(
         spec, docker_client, standin_image, run_id(), memory_limit_bytes=200 * MIB
     )
-    try:
-        target.start()
+    with target:
         assert wait_for_exit(target) == "OOMKilled (exit 137)"
         with pytest.raises(ProcessLookupError):
             target.read_memory()
-    finally:
-        target.stop()
 
 
 def test_unknown_image_is_an_environment_failure(docker_client, launch_spec):
     target = ContainerTarget(launch_spec(), docker_client, "soak-no-such-image:1", run_id())
-    with pytest.raises(EnvironmentFailure, match="image soak-no-such-image:1 not found locally"):
-        target.start()
-    target.stop()
+    missing = "image soak-no-such-image:1 not found locally"
+    with pytest.raises(EnvironmentFailure, match=missing), target:
+        pass
+    target.stop()  # idempotent
 
 
 @pytest.mark.exclusive

@@ -50,17 +50,13 @@ def wait_for_log(path, text, timeout_s=10.0):
 
 
 def test_flags_pinning_and_stop(tmp_path, fake_server):
-    target = ProcessTarget(spec(tmp_path), fake_server, cpus={0})
-    target.start()
-    try:
+    with ProcessTarget(spec(tmp_path), fake_server, cpus={0}) as target:
         wait_for_log(tmp_path / "server.log", "args:")
         assert os.sched_getaffinity(target.pid) == {0}
         assert target.exit_reason() is None
         args = (tmp_path / "server.log").read_text()
         assert "--rest_api_port=8501 --model_name=m" in args
         assert args.strip().endswith("--num_load_threads=2")  # the user's flags come last
-    finally:
-        target.stop()
     assert target.exit_reason() == "killed by SIGTERM"
     target.stop()  # twice is fine
 
