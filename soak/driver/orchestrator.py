@@ -192,6 +192,8 @@ class Orchestrator:
                 events.append(
                     Event(t, session.clock.swap, EventKind.SERVER_EXITED, None, facts.reason)
                 )
+        if facts.probe is None:  # it stopped before the probe was asked (not an older soak)
+            facts.probe = "off: the variant ended before the probe was asked"
         try:
             session.close()
         finally:

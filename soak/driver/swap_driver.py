@@ -227,10 +227,13 @@ class SwapDriver:
             self._check_alive()
             raise ServerDied(f"server {exc.reason}") from None
         if not ok:
-            last = (
-                f" (last status poll: {self.poller.last_error})" if self.poller.last_error else ""
+            seen = self.poller.versions()
+            states = ", ".join(f"version {v} {seen[v].state}" for v in sorted(seen))
+            last = f"; last status poll: {self.poller.last_error}" if self.poller.last_error else ""
+            raise ServerDied(
+                f"timed out after {self.load_timeout_s:g} s waiting for {what} (the server "
+                f"reported {states or 'no version'}{last})"
             )
-            raise ServerDied(f"timed out after {self.load_timeout_s:g} s waiting for {what}{last}")
 
     def _stop_reason(self) -> str | None:
         """Why waiting on the server is pointless: it exited, or memory is not measured."""
