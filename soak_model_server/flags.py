@@ -50,6 +50,7 @@ class ServerFlags:
     saved_model_tags: str
     debug_retain_mb_per_load: float
     debug_cpu_ms_per_request: float
+    debug_cold_start_ms: float
 
     @property
     def intra_op_threads(self) -> int:
@@ -119,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
         help="planted CPU cost for tests: ms of the handling thread's CPU burnt per predict "
         "request, REST and gRPC (stand-in only)",
     )
+    add(
+        "--debug_cold_start_ms",
+        type=float,
+        default=0.0,
+        help="planted cold path for tests: the first run of each loaded version's session "
+        "waits this many ms, as TensorFlow's lazy initialisation does; warmup pays it during "
+        "the load, else the first request does (stand-in only)",
+    )
     return parser
 
 
@@ -136,6 +145,7 @@ _NON_NEGATIVE = (
     "tensorflow_inter_op_parallelism",
     "debug_retain_mb_per_load",
     "debug_cpu_ms_per_request",
+    "debug_cold_start_ms",
 )
 
 

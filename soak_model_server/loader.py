@@ -39,6 +39,7 @@ class LoadOptions:
     warmup_iterations: int
     run_timeout_ms: int
     retain_mb_per_load: float
+    cold_start_ms: float = 0.0  # --debug_cold_start_ms
 
 
 def load_servable(version: int, path: Path, options: LoadOptions) -> Servable:
@@ -59,7 +60,14 @@ def load_servable(version: int, path: Path, options: LoadOptions) -> Servable:
             raise
         _log_load(options.tags, "success", model_path, started)
         servable = Servable(
-            options.model_name, version, path, graph, session, meta_graph, options.run_timeout_ms
+            options.model_name,
+            version,
+            path,
+            graph,
+            session,
+            meta_graph,
+            options.run_timeout_ms,
+            options.cold_start_ms,
         )
         if options.enable_warmup:
             run_warmup(servable, options.warmup_iterations)

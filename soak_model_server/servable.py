@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,7 @@ class Servable:
         session: tf.compat.v1.Session,
         meta_graph: meta_graph_pb2.MetaGraphDef,
         run_timeout_ms: int,
+        cold_start_ms: float = 0.0,
     ) -> None:
         self.name = name
         self.version = version
@@ -105,6 +107,9 @@ class Servable:
         session._extend_graph()  # make the C session see the imported graph
         self._leases = 0
         self._idle = threading.Condition()
+        # --debug_cold_start_ms: what the first session run waits (warmup's, if it ran)
+        self._cold_start_ms = cold_start_ms
+        self._cold = threading.Lock()
 
     # --- signatures ----------------------------------------------------------------------
 
@@ -155,6 +160,8 @@ class Servable:
         [3] feed into a [None, 1] tensor; TensorFlow's runtime does not), and a feed of another
         dtype fails in the runtime ("Expects arg[0] to be float but double is provided").
         `timeout_ms` replaces the server's run timeout (a gRPC call's deadline; 0: none)."""
+        if self._cold_start_ms:
+            self._pay_cold_start()
         options = self._run_options
         if timeout_ms is not None:
             run_options = tf.compat.v1.RunOptions(timeout_in_ms=timeout_ms)
@@ -176,6 +183,12 @@ class Servable:
         finally:
             if options is not self._run_options:
                 tf_session.TF_DeleteBuffer(options)
+
+    def _pay_cold_start(self) -> None:
+        """The first run waits the planted cold start; runs racing it wait for it too."""
+        with self._cold:
+            wait_ms, self._cold_start_ms = self._cold_start_ms, 0.0
+            time.sleep(wait_ms / 1000)
 
     def _tf_output(self, tensor_name: str):
         output = self._outputs.get(tensor_name)

@@ -52,6 +52,7 @@ def run_server(flags: ServerFlags, prometheus_path: str | None = None) -> int:
         warmup_iterations=flags.num_request_iterations_for_warmup,
         run_timeout_ms=flags.rest_api_timeout_in_ms,
         retain_mb_per_load=flags.debug_retain_mb_per_load,
+        cold_start_ms=flags.debug_cold_start_ms,
     )
     manager = Manager(
         flags.model_name,

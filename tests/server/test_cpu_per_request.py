@@ -65,3 +65,34 @@ def test_each_predict_burns_the_planted_cpu_over_rest_and_grpc(
         assert rest_s >= planted_s and grpc_s >= planted_s
     else:
         assert rest_s < UNPLANTED_MAX_S and grpc_s < UNPLANTED_MAX_S
+
+
+COLD_MS = 400.0
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_the_planted_cold_start_is_paid_by_warmup_else_by_the_first_request(
+    tmp_path, stage, server_factory, warmup
+):
+    """--debug_cold_start_ms: TensorFlow's lazy initialisation, made large and known. TF
+    Serving's warmup replays its records during the load, so the first request finds the
+    session warm; without warmup the first request waits (soak tune's ground truth)."""
+    from soak_model_server.warmup import WarmupRequest, write_warmup_requests
+
+    base_path = tmp_path / "base"
+    base_path.mkdir()
+    version = stage(base_path, 1, scale=1.0)
+    write_warmup_requests(version, MODEL, [WarmupRequest("serving_default", GRPC_INPUTS)])
+    server = server_factory(
+        base_path, f"--debug_cold_start_ms={COLD_MS:g}", f"--enable_model_warmup={warmup}"
+    )
+    first = server.predict(ROW)
+    second = server.predict(ROW)
+    assert first.json() == second.json() == {"predictions": [10.0]}
+    first_ms, second_ms = (r.elapsed.total_seconds() * 1000 for r in (first, second))
+    print(f"warmup {warmup}: first {first_ms:.0f} ms, second {second_ms:.0f} ms")
+    assert second_ms < COLD_MS / 2
+    if warmup:
+        assert first_ms < COLD_MS / 2
+    else:
+        assert first_ms >= COLD_MS
