@@ -25,6 +25,7 @@ from soak.analysis.identity import production_change, run_identity, variant_iden
 from soak.analysis.inputs import VariantInputs, read_run
 from soak.analysis.latency import (
     LatencySeries,
+    first_after_swap,
     latency_figures,
     steady_window_latency,
     swap_window_latency,
@@ -145,6 +146,7 @@ def _measure(v: VariantInputs, settings: RunConfig) -> _Measured:
     steady_latency = steady_window_latency(requests, timeline)
     load_ms, warmup_ms = (per_swap_ms(v.metrics, f) for f in ("tfs_load_ms", "tfs_warmup_ms"))
     cpu = per_swap_cpu(series, requests, timeline)
+    firsts = {index: ms for index, _, ms in first_after_swap(requests, timeline)}
     swaps = tuple(
         dataclasses.replace(
             s,
@@ -155,6 +157,7 @@ def _measure(v: VariantInputs, settings: RunConfig) -> _Measured:
             tfs_warmup_ms=warmup_ms.get(s.index),
             cpu_s=cpu_s,
             steady_cpu_ms_per_request=steady_cpu,
+            first_after_ms=firsts.get(s.index),
         )
         for s in swap_memory(series, timeline)
         for p99, errors in [window_latency.get(s.index, (None, 0))]

@@ -74,8 +74,11 @@ def window_labels(series: LatencySeries, timeline: Timeline) -> np.ndarray:
     return labels
 
 
-def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[tuple[float, float]]:
-    """Per swap, (send time, latency ms) of the first request once the new version was AVAILABLE.
+def first_after_swap(
+    series: LatencySeries, timeline: Timeline
+) -> list[tuple[int, float, float]]:
+    """Per swap, (swap index, send time, latency ms) of the first request once the new
+    version was AVAILABLE.
 
     It is the first request the new version serves: a cold path (lazy
     initialisation, no warmup records) shows here even when the p99 hides it.
@@ -88,7 +91,7 @@ def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[tuple[fl
             continue
         i = int(np.searchsorted(starts, swap.available_t, side="left"))
         if i < len(starts) and (swap.end_t is None or starts[i] <= swap.end_t):
-            firsts.append((float(starts[i]), float(latencies[i])))
+            firsts.append((swap.index, float(starts[i]), float(latencies[i])))
     return firsts
 
 
@@ -99,7 +102,7 @@ def latency_figures(
     latency, ok = series.latency_ms, series.ok
     steady, swap = labels == STEADY, labels == SWAP
     counted = steady | swap
-    firsts = [ms for _, ms in first_after_swap(series, timeline)]
+    firsts = [ms for _, _, ms in first_after_swap(series, timeline)]
     late = (series.t_start - series.t) * 1000 > LATE_SEND_MS
     return LatencyFigures(
         steady_p50_ms=_percentile(latency[steady & ok], 50),

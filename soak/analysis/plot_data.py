@@ -68,8 +68,8 @@ def variant_timeline(
         ),
         first_after_swap=Series(
             "first request after a new version",
-            tuple(t - t0 for t, _ in firsts),
-            tuple(ms for _, ms in firsts),
+            tuple(t - t0 for _, t, _ in firsts),
+            tuple(ms for _, _, ms in firsts),
         ),
         breakdown=breakdown_series(breakdown),
         release_mb=release_bar(breakdown),

@@ -58,6 +58,8 @@ class SwapResult:
     # ... and CPU-ms per request in the steady window after it (from settled to the next
     # staging), None when that window has too few requests or samples
     steady_cpu_ms_per_request: float | None = None
+    # the latency of the first request the new version served (None: none was seen)
+    first_after_ms: float | None = None
 
 
 @dataclass(frozen=True)
