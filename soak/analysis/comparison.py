@@ -100,6 +100,7 @@ def samples(v: VariantResult, figure: str) -> list[float]:
         "cpu_ms_per_request": lambda v: [s.steady_cpu_ms_per_request for s in v.swaps],
         "steady_p99_ms": lambda v: [s.steady_p99_ms for s in v.swaps],
         "swap_p99_ms": lambda v: [s.p99_ms for s in v.swaps],
+        "first_after_swap_ms": lambda v: [s.first_after_ms for s in v.swaps],
     }
     return [x for x in take[figure](v) if x is not None]
 

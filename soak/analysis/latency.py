@@ -40,6 +40,9 @@ def swap_window(swap: SwapTimes) -> tuple[float, float]:
     return swap.staged_t, end
 
 
+FIRST_ANSWERS_S = 0.25  # the new version's first answers: requests sent until this after it
+
+
 class LatencySeries:
     """latency.csv of one variant as arrays, in order of intended send time."""
 
@@ -74,24 +77,29 @@ def window_labels(series: LatencySeries, timeline: Timeline) -> np.ndarray:
     return labels
 
 
-def first_after_swap(
-    series: LatencySeries, timeline: Timeline
-) -> list[tuple[int, float, float]]:
-    """Per swap, (swap index, send time, latency ms) of the first request once the new
-    version was AVAILABLE.
+def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[tuple[int, float, float]]:
+    """Per swap, (swap index, intended send time, ms) of the new version's slowest first
+    answer: among the successful requests answered after the version was seen AVAILABLE and
+    sent by FIRST_ANSWERS_S after that, the longest wait counted from AVAILABLE (or from
+    its send, if later).
 
-    It is the first request the new version serves: a cold path (lazy
-    initialisation, no warmup records) shows here even when the p99 hides it.
+    A cold path (lazy initialisation, no warmup records) shows here even when the p99
+    hides it. Counting from AVAILABLE leaves out what requests waited while the version
+    loaded (the swap window holds that); counting requests sent before it catches those
+    the status poll saw late (it polls every 0.1 s while a version loads).
     """
-    order = np.argsort(series.t_start, kind="stable")
-    starts, latencies = series.t_start[order], series.latency_ms[order]
+    t_end = series.t + series.latency_ms / 1000
     firsts = []
     for swap in timeline.swaps:
-        if swap.available_t is None:
+        available = swap.available_t
+        if available is None:
             continue
-        i = int(np.searchsorted(starts, swap.available_t, side="left"))
-        if i < len(starts) and (swap.end_t is None or starts[i] <= swap.end_t):
-            firsts.append((swap.index, float(starts[i]), float(latencies[i])))
+        answers = series.ok & (t_end >= available) & (series.t <= available + FIRST_ANSWERS_S)
+        if not answers.any():
+            continue
+        waits = t_end[answers] - np.maximum(series.t[answers], available)
+        i = int(np.argmax(waits))
+        firsts.append((swap.index, float(series.t[answers][i]), float(waits[i] * 1000)))
     return firsts
 
 

@@ -21,18 +21,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "history (see soak history).",
         epilog=EXIT_CODES,
     )
-    _add_run_arguments(run)
+    add_run_arguments(run)
     run.set_defaults(func=cmd_run)
 
 
-def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
     from soak.config.settings import add_arguments
 
     p.add_argument("--config", type=Path, help="a TOML file of settings (flags override it)")
     add_arguments(p)
 
 
-_NOT_SETTINGS = {"config", "command", "func"}
+NOT_SETTINGS = {"config", "command", "func"}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from soak.driver.progress import Progress
 
     file_values = load_toml(args.config) if args.config else {}
-    flags = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    flags = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
     config = resolve(file_values, flags)
     progress = Progress(quiet=config.quiet)
     try:

@@ -14,6 +14,10 @@ SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 DEMO_VERSIONS = 3
 
 
+# TF Serving's warmup records in a version dir (soak_model_server.warmup reads and writes them)
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """Version dirs to stage in turn (cycled), and the size that scales the threshold."""

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from soak.history.store import RecordedRun, Trend, trends
 from soak.report import plots
-from soak.report.html import _ENV
+from soak.report.html import TEMPLATES
 
-_ENV.filters.setdefault("fromjson", json.loads)
+TEMPLATES.filters.setdefault("fromjson", json.loads)
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class TrendView:
 
 def render(runs: Sequence[RecordedRun], path: Path, last: int | None = None) -> str:
     views = [_view(t) for t in trends(runs, last)]
-    template = _ENV.get_template("history.html.j2")
+    template = TEMPLATES.get_template("history.html.j2")
     return template.render(views=views, runs=runs, path=str(path))
 
 

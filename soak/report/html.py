@@ -21,7 +21,7 @@ from soak.store.run_dir import RunDir
 
 OPEN_SWAP_TABLE_ROWS = 20  # longer per-swap tables start folded
 
-_ENV = jinja2.Environment(
+TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("soak.report", "templates"),
     autoescape=True,
     trim_blocks=True,
@@ -35,8 +35,8 @@ def _when(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-_ENV.filters["num"] = number
-_ENV.filters["when"] = _when
+TEMPLATES.filters["num"] = number
+TEMPLATES.filters["when"] = _when
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def write_report(run_dir: Path, result: RunResult) -> Path:
 
 
 def render(result: RunResult) -> str:
-    template = _ENV.get_template("report.html.j2")
+    template = TEMPLATES.get_template("report.html.j2")
     tfs_metrics = any(s.tfs_load_ms is not None for v in result.variants for s in v.swaps)
     return template.render(
         r=result,

@@ -251,6 +251,29 @@ def latency_windows(variants: Sequence[VariantResult]) -> str:
     return _data_uri(fig)
 
 
+def per_swap_latency(variants: Sequence[VariantResult]) -> str | None:
+    """A tune recipe's variants swap by swap: the first request each new version served
+    (log scale: a cold path is tens to hundreds of times a warm one) and each swap
+    window's p99. None: no swap measured."""
+    if not any(v.swaps for v in variants):
+        return None
+    fig = Figure(figsize=(WIDTH_IN, 2.8))
+    first, p99 = fig.subplots(1, 2)
+    for i, v in enumerate(variants):
+        index = [s.index for s in v.swaps]
+        style = {"color": color(i), "marker": "o", "ms": 3, "lw": 1, "label": v.name}
+        first.plot(index, _array_or_nan([s.first_after_ms for s in v.swaps]), **style)
+        p99.plot(index, _array_or_nan([s.p99_ms for s in v.swaps]), **style)
+    first.set_yscale("log")
+    for ax, title in ((first, "first request after the swap"), (p99, "swap window p99")):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("swap")
+        ax.set_ylabel("ms")
+        ax.grid(alpha=0.3)
+    first.legend(fontsize=8, frameon=False)
+    return _data_uri(fig)
+
+
 def fixes(variants: Sequence[VariantResult]) -> str | None:
     """What each variant keeps against what it costs: kept MiB (the median over the judged
     swaps, bars their interquartile range) against the server's CPU-ms per request (the

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 
 from soak.analysis.comparison import FIGURE_NAMES
 from soak.analysis.result import RunResult, VariantComparison, VariantResult
+from soak.analysis.tune import FIGURE_TITLES
 from soak.report.format import number
 from soak.store.records import MIB, Status
 from soak.store.run_dir import RunDir
 
 if TYPE_CHECKING:
+    from soak.analysis.tune import TuneResult
     from soak.history.store import RecordedRun, RecordedVariant, Trend
 
 COLUMNS = (
@@ -260,3 +262,29 @@ def _last_vs_before(trend: Trend) -> str:
 
 def _utc(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def tune_table(result: TuneResult) -> str:
+    """Per recipe: its advice, then each variant's effects against the reference."""
+    lines = []
+    for recipe in result.recipes:
+        where = f" in {recipe.run_dir}" if recipe.run_dir else ""
+        lines.append(f"{recipe.name} ({recipe.status}{where}): {recipe.advice}")
+        for v in recipe.variants[1:]:
+            parts = []
+            for e in v.effects:
+                s, title = e.shift, FIGURE_TITLES[e.figure]
+                if s.shift is None:
+                    parts.append(f"{title} -")
+                    continue
+                interval = f" [{number(s.low, '+.1f')}, {number(s.high, '+.1f')}]"
+                shown = interval if s.low is not None else ""
+                label = e.label or "too few values"
+                parts.append(f"{title} {number(s.shift, '+.1f')} {e.unit}{shown} {label}")
+            effects = ", ".join(parts) if parts else f"not compared ({v.status})"
+            lines.append(f"  {v.name} vs {recipe.reference}: {effects}")
+    if result.settings.changes:
+        lines.append("recommended: " + "; ".join(result.settings.changes))
+    else:
+        lines.append("recommended: nothing: no recipe helps without hurting here")
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""`soak tune`: the seed's hot-reload recipes on the user's model, each an ordinary soak run,
+and which of them help (docs/tune.md)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from soak.cli.run import NOT_SETTINGS, add_run_arguments
+from soak.core import interrupts
+from soak.core.errors import EXIT_CODES, EXIT_ENVIRONMENT, EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from soak.analysis.tune import RecipeResult, TuneResult
+    from soak.config.settings import RunConfig
+    from soak.driver.progress import Progress
+
+DEFAULT_TUNE_DIR = Path("soak-tune")
+TUNE_SWAPS = 6  # swaps per variant unless --swaps (or the --config file) says otherwise
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from soak.config.recipes import DEFAULT_RECIPES, RECIPES
+
+    tune = sub.add_parser(
+        "tune",
+        help="measure which hot-reload recipes help a model",
+        description="Try the hot-reload recipes on a model, each as one soak run whose "
+        "variants differ in that recipe alone (the first is the reference): "
+        + "; ".join(f"{r.name}: {r.question}" for r in RECIPES.values())
+        + ". Per recipe and figure: helps, no effect or hurts, with its interval. The tune "
+        "dir (default soak-tune/TIME, --out) gets tune.json, tune.html and one run dir per "
+        f"recipe. Takes soak run's options; --swaps defaults to {TUNE_SWAPS} here.",
+        epilog=EXIT_CODES,
+    )
+    tune.add_argument(
+        "--recipes",
+        metavar="LIST",
+        default=",".join(DEFAULT_RECIPES),
+        help=f"comma-separated (default: {','.join(DEFAULT_RECIPES)})",
+    )
+    add_run_arguments(tune)
+    tune.set_defaults(func=cmd_tune)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from soak.analysis.tune_json import write as write_tune_json
+    from soak.config.recipes import parse_recipes
+    from soak.config.resolve import load_toml, resolve
+    from soak.driver.progress import Progress
+    from soak.report.terminal import tune_table
+    from soak.report.tune_html import write_tune_report
+
+    try:
+        names = parse_recipes(args.recipes)
+    except ValueError as exc:
+        raise UsageError(f"--recipes: {exc}") from None
+    file_values = load_toml(args.config) if args.config else {}
+    flags = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS | {"recipes"}}
+    if flags.get("swaps") is None and "swaps" not in file_values:
+        flags["swaps"] = str(TUNE_SWAPS)
+    if flags.get("out") is None and "out" not in file_values:
+        flags["out"] = str(DEFAULT_TUNE_DIR / time.strftime("%Y%m%d-%H%M%S"))
+    config = resolve(file_values, flags)
+    out = Path(config.out)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out {out} is not empty: a tune needs a dir of its own")
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(quiet=config.quiet)
+    recipes: list[RecipeResult] = []
+    signum = None
+    try:
+        for n, name in enumerate(names, 1):
+            progress.message(f"tune: recipe {name} ({n}/{len(names)})")
+            try:
+                recipe, signum = run_recipe(name, config, out, progress)
+            except interrupts.Interrupted as exc:  # forced: that recipe was not analysed
+                signum = exc.signum
+                break
+            recipes.append(recipe)
+            if signum is not None:
+                break
+    finally:
+        progress.close()
+    result = tune_result(config, recipes)
+    write_tune_json(out, result)
+    page = write_tune_report(out, result)
+    print(tune_table(result))
+    print(f"tune {'interrupted' if signum else 'done'}: {page}")
+    if signum is not None:
+        print(f"soak: interrupted by {interrupts.signal_name(signum)}; partial tune in {out}")
+        return 128 + signum
+    failed = any(r.status == "failed" for r in recipes)
+    return EXIT_ENVIRONMENT if failed else EXIT_OK
+
+
+def run_recipe(
+    name: str, config: RunConfig, out: Path, progress: Progress
+) -> tuple[RecipeResult, int | None]:
+    """One recipe as an ordinary soak run in OUT/RECIPE (or why it was skipped), and the
+    signal that stopped it (None: it ran to its end)."""
+    from soak.analysis.tune import RecipeResult, advise, tuned_variants
+    from soak.cli.runner import run_soak
+    from soak.config.recipes import RECIPES
+
+    recipe = RECIPES[name]
+    skipped = _why_skip(name, config)
+    if skipped is not None:
+        progress.message(f"tune: {name} skipped: {skipped}")
+        return RecipeResult(name, recipe.question, "", "skipped", skipped, (), None, skipped), None
+    run_config = dataclasses.replace(recipe.config(config, _cores(config)), out=str(out / name))
+    outcome = run_soak(run_config, progress)
+    variants = tuned_variants(outcome.result)
+    recommended, advice = advise(variants)
+    failed = [v for v in outcome.result.variants if v.status == "failed"]
+    reason = "; ".join(f"{v.name}: {v.reason}" for v in failed) or None
+    result = RecipeResult(
+        name=name,
+        question=recipe.question,
+        run_dir=str(outcome.run_dir),
+        status=outcome.result.status,
+        reason=reason,
+        variants=variants,
+        recommended=recommended,
+        advice=advice,
+        run=outcome.result,
+    )
+    return result, outcome.signal
+
+
+def tune_result(config: RunConfig, recipes: list[RecipeResult]) -> TuneResult:
+    from soak import __version__
+    from soak.analysis.tune import TuneResult, recommended_settings
+    from soak.config.recipes import base_variant
+
+    return TuneResult(
+        model_name=config.model_name,
+        model_path=config.model_identity,
+        cores=_cores(config),
+        recipes=tuple(recipes),
+        settings=recommended_settings(recipes, base_variant(config).allocator),
+        soak_version=__version__,
+    )
+
+
+def _why_skip(name: str, config: RunConfig) -> str | None:
+    """The warmup recipe needs the model's warmup records (TF Serving replays them)."""
+    if name != "warmup":
+        return None
+    from soak.driver.model_versions import WARMUP_FILE, resolve_model
+
+    versions = resolve_model(config.model, config.demo_size_mb).versions
+    missing = [v.name for v in versions if not (v / WARMUP_FILE).is_file()]
+    if missing:
+        return (
+            f"the model's versions have no {WARMUP_FILE} ({', '.join(missing)}): TF Serving's "
+            "warmup replays those records (soak demo-model writes them for the demo model)"
+        )
+    return None
+
+
+def _cores(config: RunConfig) -> int:
+    """The cores the server may use: --cpus when pinned, else soak's own."""
+    from soak.core.procfs import parse_cpu_list
+
+    return len(parse_cpu_list(config.cpus)) if config.cpus else len(os.sched_getaffinity(0))

@@ -1,0 +1,110 @@
+"""soak tune: each recipe an ordinary run whose variants differ in that recipe alone, and
+a planted effect found where it was planted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from soak.config.recipes import RECIPES, op_thread_ladder, parse_recipes
+from soak.config.resolve import from_keywords
+
+PLANTED_COLD_MS = 300.0
+
+
+def test_each_recipe_varies_one_thing_from_the_runs_first_variant():
+    config = from_keywords(server_args=["--rest_api_num_threads=8"], allocators="glibc")
+    built = {name: recipe.config(config, cores=2) for name, recipe in RECIPES.items()}
+    names = {name: [v.name for v in c.variants] for name, c in built.items()}
+    assert names == {
+        "warmup": ["no-warmup", "warmup"],
+        "load_threads": ["load-threads-0", "load-threads-2"],
+        "op_threads": ["ops-default", "ops-1-1", "ops-2-2", "ops-4-4"],
+        "split": ["split-1", "split-4"],
+        "allocator": ["glibc", "jemalloc"],
+    }
+    warmup = built["warmup"].variants
+    assert warmup[0].server_args == ("--enable_model_warmup=false",)
+    assert built["op_threads"].variants[1].server_args == (
+        "--tensorflow_intra_op_parallelism=1",
+        "--tensorflow_inter_op_parallelism=1",
+    )
+    split = built["split"]
+    assert split.batch == 64 and [v.split for v in split.variants] == [1, 4]
+    # the run's own flags stay the run's, for every variant
+    assert all(c.server_args == ("--rest_api_num_threads=8",) for c in built.values())
+    assert op_thread_ladder(1) == [(1, 1), (2, 2)] and op_thread_ladder(16)[0] == (8, 8)
+
+
+def test_recipes_are_named_once_and_known():
+    assert parse_recipes("warmup, split,warmup") == ("warmup", "split")
+    with pytest.raises(ValueError, match="unknown recipe pinning: choose from warmup"):
+        parse_recipes("warmup,pinning")
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, soak_cli):
+    result = soak_cli("tune", "--recipes", "nope", "--out", str(tmp_path / "t"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "soak: --recipes: unknown recipe nope: choose from warmup, load_threads, op_threads, "
+        "split, allocator"
+    ]
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    result = soak_cli("tune", "--out", str(tmp_path / "full"))
+    assert result.returncode == 2 and "is not empty" in result.stderr
+
+
+def test_warmup_is_skipped_for_a_model_without_warmup_records(tmp_path, soak_cli):
+    model = tmp_path / "model"
+    made = soak_cli("demo-model", str(model), "--versions", "2", "--size-mb", "1", "--no-warmup")
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "tune"
+    result = soak_cli("tune", "--model", str(model), "--recipes", "warmup", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    (recipe,) = json.loads((out / "tune.json").read_text())["recipes"]
+    assert recipe["status"] == "skipped"
+    assert "no assets.extra/tf_serving_warmup_requests (1, 2)" in recipe["reason"]
+    assert (out / "tune.html").exists() and not (out / "warmup").exists()
+
+
+def test_warmup_helps_the_first_request_by_the_planted_cold_start(small_model, tmp_path, soak_cli):
+    """The stand-in's --debug_cold_start_ms makes every new version's first request wait
+    300 ms unless warmup paid it during the load: the tune finds it, and nothing else."""
+    out = tmp_path / "tune"
+    result = soak_cli(
+        "tune",
+        "--model",
+        str(small_model),
+        "--recipes",
+        "warmup",
+        "--settle-window",
+        "2",
+        f"--server-arg=--debug_cold_start_ms={PLANTED_COLD_MS:g}",
+        "--out",
+        str(out),
+        "--quiet",
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    tune = json.loads((out / "tune.json").read_text())
+    (recipe,) = tune["recipes"]
+    assert recipe["status"] == "completed" and recipe["reference"] == "no-warmup"
+    reference, warmup = recipe["variants"]
+    assert reference["effects"] == {}
+    first = warmup["effects"]["first_after_swap_ms"]
+    assert first["label"] == "helps", first
+    # The planted delay, less what the status poll (every 0.1 s) saw late: within 15 %.
+    assert -PLANTED_COLD_MS * 1.15 < first["low"] <= first["shift"] <= first["high"] < 0
+    assert first["shift"] == pytest.approx(-PLANTED_COLD_MS, rel=0.15)
+    # memory is not what warmup changes: a few MiB against a 25 MiB margin
+    assert warmup["effects"]["kept_mb"]["label"] == "no effect"
+    assert "helps first request after a swap" in recipe["advice"]  # taken, or weighed
+    # the recipe's run dir is an ordinary run dir: report, check and history work on it
+    run_dir = out / "warmup"
+    assert (run_dir / "report.html").exists() and (run_dir / "summary.json").exists()
+    check = soak_cli("check", str(run_dir), "--max-errors", "0")
+    assert check.returncode == 0, check.stdout + check.stderr
+    page = (out / "tune.html").read_text()
+    assert "first request after a swap" in page and "data:image/svg+xml;base64," in page
