@@ -112,7 +112,7 @@ def run_recipe(
     if skipped is not None:
         progress.message(f"tune: {name} skipped: {skipped}")
         return RecipeResult(name, recipe.question, "", "skipped", skipped, (), None, skipped), None
-    run_config = dataclasses.replace(recipe.config(config, _cores(config)), out=str(out / name))
+    run_config = dataclasses.replace(recipe.config(config, _cpus(config)), out=str(out / name))
     outcome = run_soak(run_config, progress)
     variants = tuned_variants(outcome.result)
     recommended, advice = advise(variants)
@@ -140,7 +140,7 @@ def tune_result(config: RunConfig, recipes: list[RecipeResult]) -> TuneResult:
     return TuneResult(
         model_name=config.model_name,
         model_path=config.model_identity,
-        cores=_cores(config),
+        cores=len(_cpus(config)),
         recipes=tuple(recipes),
         settings=recommended_settings(recipes, base_variant(config).allocator),
         soak_version=__version__,
@@ -148,7 +148,10 @@ def tune_result(config: RunConfig, recipes: list[RecipeResult]) -> TuneResult:
 
 
 def _why_skip(name: str, config: RunConfig) -> str | None:
-    """The warmup recipe needs the model's warmup records (TF Serving replays them)."""
+    """The warmup recipe needs the model's warmup records (TF Serving replays them); pinning
+    needs a CPU for the neighbour and one for the server."""
+    if name == "pinning" and len(_cpus(config)) < 2:
+        return "it needs 2 CPUs at least: one kept busy, one for the pinned server"
     if name != "warmup":
         return None
     from soak.driver.model_versions import WARMUP_FILE, resolve_model
@@ -163,8 +166,8 @@ def _why_skip(name: str, config: RunConfig) -> str | None:
     return None
 
 
-def _cores(config: RunConfig) -> int:
-    """The cores the server may use: --cpus when pinned, else soak's own."""
+def _cpus(config: RunConfig) -> tuple[int, ...]:
+    """The CPUs the server may use: --cpus when pinned, else soak's own."""
     from soak.core.procfs import parse_cpu_list
 
-    return len(parse_cpu_list(config.cpus)) if config.cpus else len(os.sched_getaffinity(0))
+    return tuple(sorted(parse_cpu_list(config.cpus) if config.cpus else os.sched_getaffinity(0)))

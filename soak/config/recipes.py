@@ -27,10 +27,10 @@ class Recipe:
 
     name: str
     question: str
-    build: Callable[[RunConfig, int], RunConfig]  # (the user's config, cores) -> its run
+    build: Callable[[RunConfig, tuple[int, ...]], RunConfig]  # (config, usable CPUs) -> its run
 
-    def config(self, base: RunConfig, cores: int) -> RunConfig:
-        return self.build(base, cores)
+    def config(self, base: RunConfig, cpus: tuple[int, ...]) -> RunConfig:
+        return self.build(base, cpus)
 
 
 def base_variant(config: RunConfig) -> VariantSpec:
@@ -55,7 +55,7 @@ def _variant(
     )
 
 
-def _warmup(config: RunConfig, cores: int) -> RunConfig:
+def _warmup(config: RunConfig, cpus: tuple[int, ...]) -> RunConfig:
     base = base_variant(config)
     return _with(
         config,
@@ -64,7 +64,7 @@ def _warmup(config: RunConfig, cores: int) -> RunConfig:
     )
 
 
-def _load_threads(config: RunConfig, cores: int) -> RunConfig:
+def _load_threads(config: RunConfig, cpus: tuple[int, ...]) -> RunConfig:
     base = base_variant(config)
     n = LOAD_THREADS
     return _with(
@@ -82,7 +82,7 @@ def op_thread_ladder(cores: int) -> list[tuple[int, int]]:
     return list(dict.fromkeys(rungs))  # 1 core: half == cores
 
 
-def _op_threads(config: RunConfig, cores: int) -> RunConfig:
+def _op_threads(config: RunConfig, cpus: tuple[int, ...]) -> RunConfig:
     base = base_variant(config)
     rungs = [
         _variant(
@@ -91,12 +91,12 @@ def _op_threads(config: RunConfig, cores: int) -> RunConfig:
             f"--tensorflow_intra_op_parallelism={intra}",
             f"--tensorflow_inter_op_parallelism={inter}",
         )
-        for intra, inter in op_thread_ladder(cores)
+        for intra, inter in op_thread_ladder(len(cpus))
     ]
     return _with(config, _variant(base, "ops-default"), *rungs)
 
 
-def _split(config: RunConfig, cores: int) -> RunConfig:
+def _split(config: RunConfig, cpus: tuple[int, ...]) -> RunConfig:
     base = base_variant(config)
     parts = config.split if config.split > 1 else DEFAULT_SPLIT
     batch = config.batch if config.batch > 1 else DEFAULT_SPLIT_BATCH
@@ -106,7 +106,29 @@ def _split(config: RunConfig, cores: int) -> RunConfig:
     )
 
 
-def _allocator(config: RunConfig, cores: int) -> RunConfig:
+def pinning_cpus(cpus: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(the neighbour's CPUs, the pinned server's): the first half busy, the rest the
+    server's own (2 CPUs: one each)."""
+    half = len(cpus) // 2
+    return cpus[:half], cpus[half:]
+
+
+def _pinning(config: RunConfig, cpus: tuple[int, ...]) -> RunConfig:
+    base = base_variant(config)
+    busy, own = pinning_cpus(cpus)
+    run = dataclasses.replace(config, neighbour_cpus=_cpu_text(busy), cpus=None)
+    return _with(
+        run,
+        dataclasses.replace(base, name="unpinned", cpus=_cpu_text(cpus)),
+        dataclasses.replace(base, name="pinned", cpus=_cpu_text(own)),
+    )
+
+
+def _cpu_text(cpus: tuple[int, ...]) -> str:
+    return ",".join(str(c) for c in cpus)
+
+
+def _allocator(config: RunConfig, cpus: tuple[int, ...]) -> RunConfig:
     base = base_variant(config)
     other = "jemalloc" if base.allocator != "jemalloc" else "glibc"
     return _with(
@@ -135,6 +157,12 @@ RECIPES = {
             "op_threads",
             "which TensorFlow intra/inter-op thread counts serve best?",
             _op_threads,
+        ),
+        Recipe(
+            "pinning",
+            "with a neighbour busy on half the CPUs, does pinning the server to the other "
+            "half help its latency?",
+            _pinning,
         ),
         Recipe("split", "does sending each request in parallel parts help latency?", _split),
         Recipe("allocator", "does jemalloc give the memory of old versions back?", _allocator),

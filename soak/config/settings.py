@@ -96,6 +96,9 @@ class VariantSpec:
     split: int | None = setting(
         None, "this variant's --split", minimum=1, maximum=MAX_SPLIT, default_text="the run's"
     )
+    cpus: str | None = setting(
+        None, "this variant's --cpus", parse=cpu_list_text, default_text="the run's"
+    )
     release_after_unload: bool = setting(
         False,
         "the probe releases the allocator's free memory right after each old version has "
@@ -318,6 +321,15 @@ class RunConfig:
     cpus: str | None = setting(
         None,
         "CPUs to pin the server to, cpuset syntax, e.g. 0-1",
+        parse=cpu_list_text,
+        metavar="LIST",
+        per_variant=True,
+    )
+    neighbour_cpus: str | None = setting(
+        None,
+        "CPUs a neighbour keeps busy while each variant runs: one busy-looping process per "
+        "CPU, started and stopped by soak with the variant (CPU contention, as on a shared "
+        "node; soak tune's pinning recipe)",
         parse=cpu_list_text,
         metavar="LIST",
     )

@@ -22,6 +22,9 @@ from typing import Protocol, TypeVar
 from soak.config.settings import RunConfig
 from soak.core import interrupts
 from soak.core.errors import SoakError
+from soak.core.owner import Owner
+from soak.core.procfs import parse_cpu_list
+from soak.driver.neighbour import Neighbour
 from soak.driver.plan import RunPlan, VariantPlan
 from soak.driver.progress import Progress
 from soak.driver.settle import SettleRule
@@ -250,6 +253,10 @@ class _VariantSession:
         self.events.append(
             Event(time.time(), 0, EventKind.STAGED, 1, self.stager.source_for(1).name)
         )
+        if config.neighbour_cpus:  # contention from the load on: stopped with the samplers
+            cpus = parse_cpu_list(config.neighbour_cpus)
+            owner = Owner.current(self.orch.plan.run_id)
+            self._thread(Neighbour(cpus, owner, _max_duration(config)))
         self.target = self.orch.plan.backend.make_target(spec, self.orch.plan.run_id)
         progress.message(f"[{self.variant.name}] starting server ({self.variant.allocator})")
         self.target.start()

@@ -49,6 +49,7 @@ class VariantPlan:
     env: Mapping[str, str]  # the variant's, plus LD_PRELOAD
     purge_delay_s: float  # memory cannot settle sooner (allocator_specs.purge_delay_s)
     split: int = 1  # parts per predict request: the variant's --split, else the run's
+    cpus: str | None = None  # the CPUs of its server: the variant's --cpus, else the run's
     probe: str | None = None  # the probe's library as the server sees it (in LD_PRELOAD)
 
     @property
@@ -78,15 +79,15 @@ class VariantPlan:
             log_path=log_path,
             monitoring_config=monitoring_config,
             probe_socket_dir=probe_socket_dir if self.probe else None,
+            cpus=self.cpus,
         )
 
 
 @dataclass(frozen=True)
 class ProcessBackend:
-    """Servers as local processes: the binary, found; the CPUs, usable here."""
+    """Servers as local processes: the binary, found (each variant's CPUs: its LaunchSpec)."""
 
     server_binary: str
-    cpus: frozenset[int] | None
 
     name = "process"
 
@@ -96,7 +97,7 @@ class ProcessBackend:
         return ProcessTarget(
             spec,
             self.server_binary,
-            set(self.cpus) if self.cpus else None,
+            set(parse_cpu_list(spec.cpus)) if spec.cpus else None,
             owner=Owner.current(run_id),
         )
 
@@ -115,7 +116,6 @@ class DockerBackend:
     client: docker.DockerClient = field(repr=False)
     image: str  # the resolved tag (the stand-in or the allocator layer when built)
     memory_limit_bytes: int | None
-    cpuset_cpus: str | None
     engine: Mapping[str, Any]  # engine facts for environment.json
 
     name = "docker"
@@ -129,7 +129,7 @@ class DockerBackend:
             self.image,
             run_id,
             memory_limit_bytes=self.memory_limit_bytes,
-            cpuset_cpus=self.cpuset_cpus,
+            cpuset_cpus=spec.cpus,
         )
 
     def facts(self) -> dict[str, Any]:
@@ -176,8 +176,7 @@ def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
         backend, containers = _docker_backend(config, message)
         removed += containers
     else:
-        cpus = parse_cpu_list(config.cpus) if config.cpus else None
-        backend = ProcessBackend(server_binary, cpus)
+        backend = ProcessBackend(server_binary)
     probe, probe_off = _probe(config, backend)
     ports = iter(free_ports(2 * len(config.variants)))
     variants = tuple(
@@ -190,6 +189,7 @@ def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
             env={**v.env, **preload_env(libraries[v.name], probe)},
             purge_delay_s=purge_delay_s(v.allocator, v.env),
             split=v.split or config.split,
+            cpus=v.cpus or config.cpus,
             probe=probe,
         )
         for v in config.variants
@@ -233,10 +233,14 @@ def _usage_problems(config: RunConfig) -> list[str]:
     if config.backend == "process":
         if find_server_binary(config.server_binary) is None:
             problems.append(f"server binary not found: {config.server_binary}")
-        if config.cpus:
-            unusable = sorted(parse_cpu_list(config.cpus) - os.sched_getaffinity(0))
+        for name, cpus in (
+            ("cpus", config.cpus),
+            ("neighbour_cpus", config.neighbour_cpus),
+            *((f"cpus of variant {v.name}", v.cpus) for v in config.variants),
+        ):
+            unusable = sorted(parse_cpu_list(cpus) - os.sched_getaffinity(0)) if cpus else []
             if unusable:
-                problems.append(f"cpus {unusable} are not usable here")
+                problems.append(f"{name} {unusable} are not usable here")
     return problems
 
 
@@ -290,7 +294,6 @@ def _docker_backend(config: RunConfig, message: Message) -> tuple[DockerBackend,
         client=client,
         image=image,
         memory_limit_bytes=config.memory_limit_bytes,
-        cpuset_cpus=config.cpus,
         engine=engine_facts(client),
     )
     return backend, removed

@@ -26,6 +26,7 @@ class LaunchSpec:
     log_path: Path | None = None
     monitoring_config: Path | None = None  # host path of soak's config for --metrics
     probe_socket_dir: Path | None = None  # host dir of the probe's sockets (None: no probe)
+    cpus: str | None = None  # pin the server to these CPUs (cpuset syntax; None: any)
 
     def tf_serving_flags(self, model_base_path: str) -> list[str]:
         """The flags TF Serving is driven with; `model_base_path` as the server sees it."""

@@ -59,7 +59,7 @@ def test_the_plan_holds_everything_resolved(tmp_path, model, server):
     )
     plan = prepare(config)
     assert plan.model.versions == [model / "1"]
-    assert plan.backend.server_binary == server and plan.backend.cpus == {0}
+    assert plan.backend.server_binary == server and plan.variants[0].cpus == "0"
     a, b = plan.variants
     assert a.server_args == ("--num_load_threads=2", "--x=1") and a.env["K"] == "v"
     # glibc: only the probe is preloaded (its library built for this host)

@@ -87,6 +87,7 @@ def examples(tmp_path: Path) -> dict[str, tuple[list[str], object]]:
         "image": (["tensorflow/serving:2.16"], "tensorflow/serving:2.16"),
         "memory_limit_bytes": (["1.5g"], 3 << 29),
         "cpus": (["0"], "0"),
+        "neighbour_cpus": (["1"], "1"),
         "swaps": (["auto"], "auto"),
         "out": ([str(tmp_path / "run")], str(tmp_path / "run")),
         "history": ([str(tmp_path / "h.sqlite")], str(tmp_path / "h.sqlite")),

@@ -15,12 +15,13 @@ PLANTED_COLD_MS = 300.0
 
 def test_each_recipe_varies_one_thing_from_the_runs_first_variant():
     config = from_keywords(server_args=["--rest_api_num_threads=8"], allocators="glibc")
-    built = {name: recipe.config(config, cores=2) for name, recipe in RECIPES.items()}
+    built = {name: recipe.config(config, (0, 1)) for name, recipe in RECIPES.items()}
     names = {name: [v.name for v in c.variants] for name, c in built.items()}
     assert names == {
         "warmup": ["no-warmup", "warmup"],
         "load_threads": ["load-threads-0", "load-threads-2"],
         "op_threads": ["ops-default", "ops-1-1", "ops-2-2", "ops-4-4"],
+        "pinning": ["unpinned", "pinned"],
         "split": ["split-1", "split-4"],
         "allocator": ["glibc", "jemalloc"],
     }
@@ -30,6 +31,8 @@ def test_each_recipe_varies_one_thing_from_the_runs_first_variant():
         "--tensorflow_intra_op_parallelism=1",
         "--tensorflow_inter_op_parallelism=1",
     )
+    pinning = built["pinning"]
+    assert pinning.neighbour_cpus == "0" and [v.cpus for v in pinning.variants] == ["0,1", "1"]
     split = built["split"]
     assert split.batch == 64 and [v.split for v in split.variants] == [1, 4]
     # the run's own flags stay the run's, for every variant
@@ -39,8 +42,8 @@ def test_each_recipe_varies_one_thing_from_the_runs_first_variant():
 
 def test_recipes_are_named_once_and_known():
     assert parse_recipes("warmup, split,warmup") == ("warmup", "split")
-    with pytest.raises(ValueError, match="unknown recipe pinning: choose from warmup"):
-        parse_recipes("warmup,pinning")
+    with pytest.raises(ValueError, match="unknown recipe pining: choose from warmup"):
+        parse_recipes("warmup,pining")
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, soak_cli):
@@ -48,7 +51,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, soak_cli):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "soak: --recipes: unknown recipe nope: choose from warmup, load_threads, op_threads, "
-        "split, allocator"
+        "pinning, split, allocator"
     ]
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
