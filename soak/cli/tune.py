@@ -108,16 +108,21 @@ def run_recipe(
     from soak.config.recipes import RECIPES
 
     recipe = RECIPES[name]
-    skipped = _why_skip(name, config)
-    if skipped is not None:
+    cpus = _cpus(config)
+    if name == "pinning" and len(cpus) < 2:
+        skipped = "it needs 2 CPUs at least: one kept busy, one for the pinned server"
         progress.message(f"tune: {name} skipped: {skipped}")
         return RecipeResult(name, recipe.question, "", "skipped", skipped, (), None, skipped), None
-    run_config = dataclasses.replace(recipe.config(config, _cpus(config)), out=str(out / name))
+    run_config = dataclasses.replace(recipe.config(config, cpus), out=str(out / name))
+    notes = []
+    if name == "warmup":
+        run_config, note = _with_warmup_records(run_config, out)
+        notes += [note] if note else []
     outcome = run_soak(run_config, progress)
     variants = tuned_variants(outcome.result)
     recommended, advice = advise(variants)
-    failed = [v for v in outcome.result.variants if v.status == "failed"]
-    reason = "; ".join(f"{v.name}: {v.reason}" for v in failed) or None
+    notes += [f"{v.name}: {v.reason}" for v in outcome.result.variants if v.status == "failed"]
+    reason = "; ".join(notes) or None
     result = RecipeResult(
         name=name,
         question=recipe.question,
@@ -147,23 +152,24 @@ def tune_result(config: RunConfig, recipes: list[RecipeResult]) -> TuneResult:
     )
 
 
-def _why_skip(name: str, config: RunConfig) -> str | None:
-    """The warmup recipe needs the model's warmup records (TF Serving replays them); pinning
-    needs a CPU for the neighbour and one for the server."""
-    if name == "pinning" and len(_cpus(config)) < 2:
-        return "it needs 2 CPUs at least: one kept busy, one for the pinned server"
-    if name != "warmup":
-        return None
+def _with_warmup_records(config: RunConfig, out: Path) -> tuple[RunConfig, str | None]:
+    """The warmup recipe needs the model's warmup records (TF Serving replays them): for a
+    model without, a copy that has them (and a note that says so)."""
     from soak.driver.model_versions import WARMUP_FILE, resolve_model
+    from soak.driver.warmup_records import with_warmup_records
 
     versions = resolve_model(config.model, config.demo_size_mb).versions
-    missing = [v.name for v in versions if not (v / WARMUP_FILE).is_file()]
-    if missing:
-        return (
-            f"the model's versions have no {WARMUP_FILE} ({', '.join(missing)}): TF Serving's "
-            "warmup replays those records (soak demo-model writes them for the demo model)"
-        )
-    return None
+    if all((v / WARMUP_FILE).is_file() for v in versions):
+        return config, None
+    source = f"--request-file {config.request_file}" if config.request_file else "its signature"
+    model = with_warmup_records(
+        versions, out / "warmup-model", config.model_name, config.request_file, config.batch
+    )
+    note = (
+        f"the model has no {WARMUP_FILE}: soak wrote one (the request it sends, from {source}) "
+        f"into a copy of its versions, {model}"
+    )
+    return dataclasses.replace(config, model=str(model)), note
 
 
 def _cpus(config: RunConfig) -> tuple[int, ...]:

@@ -59,17 +59,28 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, soak_cli):
     assert result.returncode == 2 and "is not empty" in result.stderr
 
 
-def test_warmup_is_skipped_for_a_model_without_warmup_records(tmp_path, soak_cli):
-    model = tmp_path / "model"
-    made = soak_cli("demo-model", str(model), "--versions", "2", "--size-mb", "1", "--no-warmup")
-    assert made.returncode == 0, made.stderr
-    out = tmp_path / "tune"
-    result = soak_cli("tune", "--model", str(model), "--recipes", "warmup", "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    (recipe,) = json.loads((out / "tune.json").read_text())["recipes"]
-    assert recipe["status"] == "skipped"
-    assert "no assets.extra/tf_serving_warmup_requests (1, 2)" in recipe["reason"]
-    assert (out / "tune.html").exists() and not (out / "warmup").exists()
+def test_warmup_records_for_a_model_without_them_come_from_the_request_soak_sends(tmp_path):
+    """TF Serving's own warmup reader (the stand-in's port of it) replays what soak wrote."""
+    from soak.driver.demo_model import write_demo_model
+    from soak.driver.model_versions import WARMUP_FILE, resolve_model
+    from soak.driver.warmup_records import with_warmup_records
+    from soak_model_server.warmup import read_warmup_requests
+
+    model = write_demo_model(tmp_path / "model", versions=2, size_mb=1, warmup=False)
+    versions = resolve_model(str(model), 1).versions
+    out = with_warmup_records(versions, tmp_path / "warm", "model", None, batch=3)
+    assert sorted(p.name for p in out.iterdir()) == ["1", "2"]
+    assert not any((v / WARMUP_FILE).exists() for v in versions)  # the model is not written
+    (request,) = read_warmup_requests(out / "2")
+    assert request.signature_name == "serving_default"
+    assert {name: a.shape[0] for name, a in request.inputs.items()} == {
+        "dense_features": 3,
+        "item_ids": 3,
+        "user_id": 3,
+    }
+    # hard links: the variables are not copied
+    data = next((out / "1" / "variables").glob("variables.data-*"))
+    assert data.stat().st_nlink == 2
 
 
 def test_warmup_helps_the_first_request_by_the_planted_cold_start(small_model, tmp_path, soak_cli):
