@@ -472,9 +472,20 @@ def _hashed(instance: RunConfig | VariantSpec) -> dict[str, Any]:
     return out
 
 
+# The [[variants]] keys a run's config hash has always held, default or not; a key added
+# since counts only when set, so that it keeps the hashes of earlier runs.
+_VARIANT_KEYS_ALWAYS_HASHED = frozenset(
+    ("name", "allocator", "server_args", "env", "library", "split", "release_after_unload")
+)
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, VariantSpec):
-        return {o.name: _json_value(getattr(value, o.name)) for o in options_of(VariantSpec)}
+        return {
+            o.name: _json_value(getattr(value, o.name))
+            for o in options_of(VariantSpec)
+            if o.name in _VARIANT_KEYS_ALWAYS_HASHED or getattr(value, o.name) != o.default
+        }
     if isinstance(value, tuple | list):
         return [_json_value(v) for v in value]
     if isinstance(value, Mapping):
