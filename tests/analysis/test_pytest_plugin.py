@@ -202,7 +202,7 @@ def soak_tiny(soak_run, server_args):
             "env": {{"MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"}},
             "server_args": server_args,
         }}],
-        swaps=5, rps=10, steady_s=1, threshold_mb=4,
+        swaps=5, rps=10, steady_s=1, threshold_mb=4, settle_window=2,
     )
 
 

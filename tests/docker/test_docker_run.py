@@ -20,6 +20,11 @@ def soak(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+# A 2 s settle window (the verdict's default is 5 s) where a test checks what a run recorded
+# and how, never a verdict.
+QUICK_SETTLE = ("--settle-window", "2")
+
+
 def docker_run(model, out, *extra: str) -> subprocess.CompletedProcess:
     """`soak run` on the stand-in image, as a user types it."""
     base = ["run", "--backend", "docker", "--image", "standin", "--model", str(model)]
@@ -36,15 +41,16 @@ def test_docker_run_soaks_glibc_and_jemalloc_containers(
 ):
     out = tmp_path / "run"
     result = docker_run(
-        demo_model, out, "--swaps", "3", "--rps", "10", "--steady", "1", "--cpus", "0-1"
-    )
+        demo_model, out, "--swaps", "2", "--rps", "10", "--steady", "1", "--cpus", "0-1",
+        *QUICK_SETTLE,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert_contract_summary(summary)
     assert summary["backend"] == "docker" and summary["status"] == "completed"
     for variant in summary["variants"]:
         assert variant["status"] == "completed" and variant["allocator_verified"] is True
-        assert variant["swaps_completed"] == 3
+        assert variant["swaps_completed"] == 2
         memory = pd.read_csv(out / variant["name"] / "memory.csv")
         assert {"cgroup_anon_bytes", "cgroup_working_set_bytes"} <= set(memory.columns)
         assert (memory.cgroup_anon_bytes > 0).all()
@@ -56,7 +62,7 @@ def test_docker_run_soaks_glibc_and_jemalloc_containers(
         assert variant["attribution"]["probe"] == "on", variant["attribution"]
         assert variant["attribution"]["allocator"] == variant["allocator"]
         breakdown = pd.read_csv(out / variant["name"] / "breakdown.csv")
-        assert list(breakdown.point) == ["baseline", "settled", "settled", "settled", "released"]
+        assert list(breakdown.point) == ["baseline", "settled", "settled", "released"]
         assert (breakdown.in_use_bytes > 0).all() and (breakdown.anon_bytes > 0).all()
         assert not list((out / variant["name"]).glob("probe.*.sock"))
     env = json.loads((out / "environment.json").read_text())
@@ -105,7 +111,7 @@ def test_docker_run_over_grpc_with_metrics_and_split(
     result = docker_run(
         demo_model,
         out,
-        *("--allocators", "glibc", "--swaps", "2", "--rps", "10", "--steady", "1"),
+        *("--allocators", "glibc", "--swaps", "2", "--rps", "10", "--steady", "1", *QUICK_SETTLE),
         *("--protocol", "grpc", "--metrics", "--split", "2", "--batch", "4"),
     )
     assert result.returncode == 0, result.stderr
@@ -136,7 +142,7 @@ def test_probe_in_the_allocator_layer_over_a_users_tf_serving_image(
     result = soak(
         "run", "--backend", "docker", "--image", tf_serving_like_image, "--model",
         str(demo_model), "--out", str(out), "--quiet", "--swaps", "1", "--rps", "5",
-        "--steady", "0.5",
+        "--steady", "0.5", *QUICK_SETTLE,
     )  # fmt: skip
     layer = json.loads((out / "environment.json").read_text())["image"]
     try:

@@ -39,7 +39,7 @@ def planted_glibc_run(small_model, tmp_path_factory):
     result = _soak_cli(
         "run", "--model", str(small_model), "--allocators", "glibc", "--swaps", "6",
         f"--server-arg=--debug_retain_mb_per_load={PLANTED_MB}", "--out", str(out), *COMMON,
-        timeout=900,
+        "--settle-window", "2", timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return out
@@ -80,6 +80,7 @@ def test_probe_off_for_a_server_it_cannot_enter_and_the_run_completes(
     result = soak_cli(
         "run", "--model", str(small_model), "--allocators", "glibc", "--swaps", "1",
         "--server-binary", str(server), "--out", str(out), "--rps", "5", "--steady", "0.5",
+        "--settle-window", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     off = [line for line in result.stderr.splitlines() if "attribution off" in line]

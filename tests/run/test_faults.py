@@ -22,7 +22,12 @@ import pytest
 from soak.core import interrupts
 from soak.core.owner import OWNER_ENV, Owner, kill_dead_runs_processes, marked_process
 
-RUN_ARGS = ("--allocators", "glibc", "--swaps", "50", "--rps", "10", "--steady", "1")
+# A 2 s settle window (not the verdict's default 5 s): these runs are stopped or judged on
+# what they recorded and how they stopped, never on a verdict.
+QUICK_SETTLE = ("--settle-window", "2")
+RUN_ARGS = (
+    "--allocators", "glibc", "--swaps", "50", "--rps", "10", "--steady", "1", *QUICK_SETTLE,
+)  # fmt: skip
 STOP_WITHIN_S = 30  # "within seconds", with room for a loaded shared machine
 
 
@@ -163,7 +168,7 @@ def test_kill_9_keeps_the_csvs_and_the_next_run_removes_the_orphan(
     # the next run removes it before it starts anything, and says so (even with --quiet)
     result = soak_cli(
         "run", "--model", str(small_model), "--allocators", "glibc", "--swaps", "1",
-        "--rps", "5", "--steady", "1", "--out", str(tmp_path / "next"), "--quiet",
+        "--rps", "5", "--steady", "1", *QUICK_SETTLE, "--out", str(tmp_path / "next"), "--quiet",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert processes_mentioning(str(out)) == []
@@ -178,7 +183,8 @@ def test_a_run_removes_what_its_server_left_outside_its_process_group(
     out = tmp_path / "run"
     result = soak_cli(
         "run", "--model", str(small_model), "--allocators", "glibc", "--swaps", "1",
-        "--rps", "5", "--steady", "1", "--server-binary", escaping_server, "--out", str(out),
+        "--rps", "5", "--steady", "1", *QUICK_SETTLE, "--server-binary", escaping_server,
+        "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "removed a leftover of this run: pid" in result.stderr
@@ -258,7 +264,8 @@ def test_a_version_that_fails_mid_run_is_recorded_and_the_run_goes_on(
     # once the version is no longer aspired: the next version waits for that. No retries here.
     result = soak_cli(
         "run", "--model", str(model), "--allocators", "glibc", "--swaps", "2", "--rps", "5",
-        "--steady", "1", "--server-arg=--max_num_load_retries=0", "--out", str(out), "--quiet",
+        "--steady", "1", *QUICK_SETTLE, "--server-arg=--max_num_load_retries=0",
+        "--out", str(out), "--quiet",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     failed = [e for e in events(out) if e["event"] == "load_failed"]
@@ -273,7 +280,8 @@ PYTEST_SOAK = """
 import os, signal, threading
 
 def test_soak(soak_run):
-    soak_run(model={model!r}, allocators=["glibc"], swaps=50, rps=10, out={out!r})
+    soak_run(model={model!r}, allocators=["glibc"], swaps=50, rps=10, settle_window=2,
+             out={out!r})
 """
 
 

@@ -25,8 +25,19 @@ JEMALLOC_PROMPT_PURGE = {
     "allocator": "jemalloc",
     "env": {"MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"},
 }
-SETTINGS = {"swaps": 8, "rps": 10, "steady_s": 1, "threshold_mb": 4, "quiet": True}
-COMMON = ["--allocators", "jemalloc", "--swaps", "8", "--rps", "10", "--steady", "1", "--quiet"]
+# settle_window 2 s (default 5 s): with the 1 s decay, memory has settled 3 s after a swap
+SETTINGS = {
+    "swaps": 8,
+    "rps": 10,
+    "steady_s": 1,
+    "threshold_mb": 4,
+    "settle_window": 2,
+    "quiet": True,
+}
+# The killed run: jemalloc-bg is the prompt purge above; stopped after 3 settled events,
+# without a verdict, so a 2 s settle window.
+KILLED = ["--allocators", "jemalloc-bg", "--swaps", "8", "--rps", "10", "--steady", "1"]
+KILLED += ["--settle-window", "2", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +120,8 @@ def test_report_of_a_killed_run_shows_what_was_measured(
     small_model, tmp_path, soak_cli, background_run, processes_mentioning
 ):
     out = tmp_path / "run"
-    run = background_run(out, "--model", str(small_model), *COMMON)
-    run.wait_settled("jemalloc", 3)
+    run = background_run(out, "--model", str(small_model), *KILLED)
+    run.wait_settled("jemalloc-bg", 3)
     run.proc.kill()  # no cleanup, no summary: a crash
     run.proc.wait(timeout=30)
     time.sleep(1)

@@ -30,6 +30,7 @@ def test_grpc_run_with_metrics_and_split_variants(
     config.write_text(CONFIG)
     out = tmp_path / "run"
     args = ["--model", str(small_model), "--swaps", "2", "--rps", "10", "--steady", "2"]
+    args += ["--settle-window", "2"]  # what is recorded is checked, not a verdict
     result = soak_cli("run", "--config", str(config), *args, "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
