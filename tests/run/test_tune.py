@@ -93,6 +93,10 @@ def test_warmup_helps_the_first_request_by_the_planted_cold_start(small_model, t
         str(small_model),
         "--recipes",
         "warmup",
+        "--swaps",
+        "4",
+        "--warmup-swaps",
+        "0",  # all 4 swaps judged: 4 kept-memory values against 4, enough for an interval
         "--settle-window",
         "2",
         f"--server-arg=--debug_cold_start_ms={PLANTED_COLD_MS:g}",
