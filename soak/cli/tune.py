@@ -20,11 +20,10 @@ if TYPE_CHECKING:
     from soak.driver.progress import Progress
 
 DEFAULT_TUNE_DIR = Path("soak-tune")
-TUNE_SWAPS = 6  # swaps per variant unless --swaps (or the --config file) says otherwise
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from soak.config.recipes import DEFAULT_RECIPES, RECIPES
+    from soak.config.recipes import DEFAULT_RECIPES, RECIPES, TUNE_SWAPS
 
     tune = sub.add_parser(
         "tune",
@@ -34,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         + "; ".join(f"{r.name}: {r.question}" for r in RECIPES.values())
         + ". Per recipe and figure: helps, no effect or hurts, with its interval. The tune "
         "dir (default soak-tune/TIME, --out) gets tune.json, tune.html and one run dir per "
-        f"recipe. Takes soak run's options; --swaps defaults to {TUNE_SWAPS} here.",
+        f"recipe. Takes soak run's options; --swaps defaults to {TUNE_SWAPS} here (auto for "
+        "the allocator recipe).",
         epilog=EXIT_CODES,
     )
     tune.add_argument(
@@ -61,8 +61,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UsageError(f"--recipes: {exc}") from None
     file_values = load_toml(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS | {"recipes"}}
-    if flags.get("swaps") is None and "swaps" not in file_values:
-        flags["swaps"] = str(TUNE_SWAPS)
+    swaps_given = flags.get("swaps") is not None or "swaps" in file_values
     if flags.get("out") is None and "out" not in file_values:
         flags["out"] = str(DEFAULT_TUNE_DIR / time.strftime("%Y%m%d-%H%M%S"))
     config = resolve(file_values, flags)
@@ -77,7 +76,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         for n, name in enumerate(names, 1):
             progress.message(f"tune: recipe {name} ({n}/{len(names)})")
             try:
-                recipe, signum = run_recipe(name, config, out, progress)
+                recipe, signum = run_recipe(name, config, out, progress, swaps_given)
             except interrupts.Interrupted as exc:  # forced: that recipe was not analysed
                 signum = exc.signum
                 break
@@ -99,10 +98,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def run_recipe(
-    name: str, config: RunConfig, out: Path, progress: Progress
+    name: str, config: RunConfig, out: Path, progress: Progress, swaps_given: bool = False
 ) -> tuple[RecipeResult, int | None]:
     """One recipe as an ordinary soak run in OUT/RECIPE (or why it was skipped), and the
-    signal that stopped it (None: it ran to its end)."""
+    signal that stopped it (None: it ran to its end). The recipe's own swap count unless
+    the user gave --swaps."""
     from soak.analysis.tune import RecipeResult, advise, tuned_variants
     from soak.cli.runner import run_soak
     from soak.config.recipes import RECIPES
@@ -114,6 +114,8 @@ def run_recipe(
         progress.message(f"tune: {name} skipped: {skipped}")
         return RecipeResult(name, recipe.question, "", "skipped", skipped, (), None, skipped), None
     run_config = dataclasses.replace(recipe.config(config, cpus), out=str(out / name))
+    if not swaps_given:
+        run_config = dataclasses.replace(run_config, swaps=recipe.swaps)
     notes = []
     if name == "warmup":
         run_config, note = _with_warmup_records(run_config, out)

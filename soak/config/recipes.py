@@ -19,6 +19,11 @@ from soak.config.settings import RunConfig, VariantSpec
 DEFAULT_SPLIT = 4
 DEFAULT_SPLIT_BATCH = 64
 LOAD_THREADS = 2  # --num_load_threads / --num_unload_threads against TF Serving's 0
+# Swaps per variant unless the user sets --swaps: enough for latency and CPU per swap (4
+# values against 4 give an interval); the memory question takes the verdict's own count,
+# as soak run does (glibc's kept memory scatters by half the model from swap to swap, so
+# 6 swaps cannot tell jemalloc from it: measured, docs/tune.md).
+TUNE_SWAPS = 6
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class Recipe:
     name: str
     question: str
     build: Callable[[RunConfig, tuple[int, ...]], RunConfig]  # (config, usable CPUs) -> its run
+    swaps: int | str = TUNE_SWAPS  # per variant, unless the user set --swaps
 
     def config(self, base: RunConfig, cpus: tuple[int, ...]) -> RunConfig:
         return self.build(base, cpus)
@@ -165,7 +171,12 @@ RECIPES = {
             _pinning,
         ),
         Recipe("split", "does sending each request in parallel parts help latency?", _split),
-        Recipe("allocator", "does jemalloc give the memory of old versions back?", _allocator),
+        Recipe(
+            "allocator",
+            "does jemalloc give the memory of old versions back?",
+            _allocator,
+            swaps="auto",
+        ),
     )
 }
 DEFAULT_RECIPES = tuple(RECIPES)

@@ -38,6 +38,11 @@ def test_each_recipe_varies_one_thing_from_the_runs_first_variant():
     # the run's own flags stay the run's, for every variant
     assert all(c.server_args == ("--rest_api_num_threads=8",) for c in built.values())
     assert op_thread_ladder(1) == [(1, 1), (2, 2)] and op_thread_ladder(16)[0] == (8, 8)
+    # the memory question takes the verdict's swaps; the others a fixed, short count
+    assert {name: r.swaps for name, r in RECIPES.items()} == {
+        **{name: 6 for name in RECIPES},
+        "allocator": "auto",
+    }
 
 
 def test_recipes_are_named_once_and_known():
