@@ -231,11 +231,12 @@ def test_a_failed_first_load_fails_at_once_and_later_variants_are_not_tried(
     assert processes_mentioning(str(out)) == []
 
 
-def test_a_load_timeout_names_what_the_server_reported_and_its_log(
+def test_a_load_timeout_names_what_the_server_reported(
     small_model, tmp_path, soak_cli, processes_mentioning
 ):
-    """A server slower than --load-timeout: the reason says what was awaited, what the
-    server reported meanwhile (here: nothing, its REST port was not up yet) and its log."""
+    """A server slower than --load-timeout: the reason says what was awaited and what the
+    server reported meanwhile (here: nothing, its REST port was not up yet); its last log
+    line follows when it has written one by then (not always, 1 s into its start)."""
     out = tmp_path / "run"
     args = ("--model", str(small_model), "--allocators", "glibc", "--load-timeout", "1")
     result = soak_cli("run", *args, "--out", str(out), "--quiet")
@@ -246,7 +247,6 @@ def test_a_load_timeout_names_what_the_server_reported_and_its_log(
         "timed out after 1 s waiting for version 1 to load (the server reported no version; "
         "last status poll: ConnectionRefusedError"
     )
-    assert "(server log: " in glibc["reason"]
     # the probe was never asked: said so, not taken for a run of an older soak
     assert glibc["attribution"]["probe"] == "off: the variant ended before the probe was asked"
     assert processes_mentioning(str(out)) == []
