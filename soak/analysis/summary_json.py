@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -40,6 +39,7 @@ from soak.analysis.result import (
 )
 from soak.analysis.verdict import INCONCLUSIVE, Verdict
 from soak.config.settings import RunConfig
+from soak.store.atomic import write_atomically
 from soak.store.facts import Environment
 from soak.store.records import Status
 from soak.store.run_dir import RunDir
@@ -54,10 +54,7 @@ R = TypeVar("R")
 def write(run_dir: Path, result: RunResult) -> Path:
     """Write RUN_DIR/summary.json (atomically) and return its path."""
     path = RunDir(Path(run_dir)).summary_json
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_dict(result), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, json.dumps(to_dict(result), indent=2) + "\n")
 
 
 def to_dict(result: RunResult) -> dict[str, Any]:

@@ -8,22 +8,18 @@ with too few values), plus the settings to take.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from soak.analysis.tune import RecipeResult, TunedVariant, TuneResult
+from soak.store.atomic import write_atomically
 
 TUNE_JSON = "tune.json"
 
 
 def write(out_dir: Path, result: TuneResult) -> Path:
     """Write OUT_DIR/tune.json (atomically)."""
-    path = Path(out_dir) / TUNE_JSON
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_dict(result), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(Path(out_dir) / TUNE_JSON, json.dumps(to_dict(result), indent=2) + "\n")
 
 
 def to_dict(result: TuneResult) -> dict[str, Any]:

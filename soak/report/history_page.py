@@ -7,7 +7,6 @@ page, figures as SVG data URIs.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from soak.history.store import RecordedRun, Trend, trends
 from soak.report import plots
 from soak.report.html import TEMPLATES
+from soak.store.atomic import write_atomically
 
 TEMPLATES.filters.setdefault("fromjson", json.loads)
 
@@ -38,10 +38,7 @@ def write_history_page(
     """Write the page (atomically) and return its path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(render(runs, path, last), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_atomically(out, render(runs, path, last))
 
 
 def _view(trend: Trend) -> TrendView:

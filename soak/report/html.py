@@ -7,7 +7,6 @@ Rendered from templates/report.html.j2 (Jinja2, autoescaped) with the run's
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from soak.analysis import comparison
 from soak.analysis.result import PROBE_NOT_RECORDED, RunResult
 from soak.report import plots
 from soak.report.format import number
+from soak.store.atomic import write_atomically
 from soak.store.run_dir import RunDir
 
 OPEN_SWAP_TABLE_ROWS = 20  # longer per-swap tables start folded
@@ -54,11 +54,7 @@ class Plots:
 def write_report(run_dir: Path, result: RunResult) -> Path:
     """Write RUN_DIR/report.html (atomically) and return its path."""
     run = RunDir(Path(run_dir))
-    page = render(result)
-    tmp = run.report_html.with_name(run.report_html.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, run.report_html)
-    return run.report_html
+    return write_atomically(run.report_html, render(result))
 
 
 def render(result: RunResult) -> str:

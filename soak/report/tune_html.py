@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from soak.analysis.tune import FIGURE_TITLES, HELPS, HURTS, NO_EFFECT, TUNE_FIGURES, TuneResult
 from soak.report import plots
 from soak.report.html import TEMPLATES
+from soak.store.atomic import write_atomically
 
 TUNE_HTML = "tune.html"
 _CLASSES = {HELPS: "c-better", NO_EFFECT: "c-same", HURTS: "c-worse"}
@@ -15,11 +15,7 @@ _CLASSES = {HELPS: "c-better", NO_EFFECT: "c-same", HURTS: "c-worse"}
 
 def write_tune_report(out_dir: Path, result: TuneResult) -> Path:
     """Write OUT_DIR/tune.html (atomically) and return its path."""
-    path = Path(out_dir) / TUNE_HTML
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(result), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(Path(out_dir) / TUNE_HTML, render(result))
 
 
 def render(result: TuneResult) -> str:

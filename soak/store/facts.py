@@ -9,12 +9,12 @@ key as its default, a key of the wrong type as unknown.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from soak.store.atomic import write_atomically
 from soak.store.records import Status
 
 # environment.json's key for the flag TF reads from the environment (as it is spelled there)
@@ -163,7 +163,4 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Atomically: a kill leaves the old file or the new one, never half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, indent=2, default=str) + "\n")
