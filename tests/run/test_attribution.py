@@ -50,6 +50,7 @@ def planted_glibc_run(small_model, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_planted_leak_on_glibc_is_live_heap_growth_that_a_trim_does_not_return(
     planted_glibc_run,
 ):
@@ -100,14 +101,17 @@ def test_probe_off_for_a_server_it_cannot_enter_and_the_run_completes(
     assert not list((out / "glibc").glob("probe.*.sock"))
 
 
+@pytest.mark.slow
 def test_what_glibc_keeps_on_the_demo_model_is_free_memory_a_trim_gives_back(tmp_path, soak_cli):
     """The default run's model (128 MiB demo), glibc as it comes and with one arena, and the
     glibc-trim fix (one run, as the three share the model and its swaps).
 
     Neither glibc keeps live data: the allocator's in-use bytes stay flat while it holds
-    the kept memory free. malloc_trim(0) returns what the main arena holds (one
-    arena: nearly all of it), not the free tops of thread arenas (as it comes: part).
-    glibc-trim calls it right after each unload, so it keeps far less than glibc.
+    the kept memory free (figures: the analysis's medians over the judged swaps; one
+    settled point can catch anonymous memory outside glibc's books). malloc_trim(0)
+    returns what the main arena holds (one arena: nearly all of it), not the free tops of
+    thread arenas (as it comes: part). glibc-trim calls it right after each unload: at
+    some swaps it gives all of it back, at others the top of a thread arena stays.
     """
     config = tmp_path / "soak.toml"
     config.write_text(
@@ -121,26 +125,17 @@ def test_what_glibc_keeps_on_the_demo_model_is_free_memory_a_trim_gives_back(tmp
     out = tmp_path / "run"
     result = soak_cli("run", "--config", str(config), "--out", str(out), timeout=900)
     assert result.returncode == 0, result.stderr
-    mib = 2**20
     for variant in ("glibc", "glibc-arena1"):
-        rows = breakdown(out, variant)
-        base, last, released = rows[0], rows[-2], rows[-1]
-        assert (base["point"], last["point"], released["point"]) == (
-            "baseline",
-            "settled",
-            "released",
-        )
-        kept = (int(last["anon_bytes"]) - int(base["anon_bytes"])) / mib
-        live = (int(last["in_use_bytes"]) - int(base["in_use_bytes"])) / mib
-        held = (int(last["free_held_bytes"]) - int(base["free_held_bytes"])) / mib
-        back = (int(last["anon_bytes"]) - int(released["anon_bytes"])) / mib
-        # not live data (in use stays flat), but free memory glibc holds: all of the kept
-        assert abs(live) < 2, (variant, live, kept)
-        assert abs(held - kept) < max(5, 0.1 * kept), (variant, held, kept)
-        if variant == "glibc-arena1":  # a steady staircase into the main arena
-            assert kept > 40 and back > 0.8 * kept, (back, kept)
-        attribution = summary_variant(out, variant)["attribution"]
-        assert attribution["probe"] == "on" and attribution["release_call"] == "malloc_trim(0)"
+        summary = summary_variant(out, variant)
+        a, level = summary["attribution"], summary["memory"]["level_mb"]
+        assert a["probe"] == "on" and a["release_call"] == "malloc_trim(0)"
+        # not live data: in use stays flat while glibc keeps about half the model
+        assert level > 30 and abs(a["live_mb"]) < 2, (variant, a, level)
+        if variant == "glibc":  # free memory by glibc's own count: all of the kept
+            assert abs(a["free_held_mb"] - a["held_mb"]) < max(5, 0.1 * a["held_mb"]), a
+        else:  # a steady staircase into the main arena, which the trim gives back
+            kept = _mb(breakdown(out, variant)[-2]) - _mb(breakdown(out, variant)[0])
+            assert a["released_mb"] > 0.8 * kept, (a, kept)
     # glibc-trim: a trim right after each old version ended, and none in plain glibc
     events = _events(out, "glibc-trim")
     ends = [e for e in events if e["event"] == "end"]
@@ -151,9 +146,11 @@ def test_what_glibc_keeps_on_the_demo_model_is_free_memory_a_trim_gives_back(tmp
         assert trim["detail"] == "malloc_trim(0)"
     assert not [e for e in _events(out, "glibc") if e["event"] == "trimmed"]
     # glibc keeps about half the model at some swaps (it scatters by ±50 MiB from swap to
-    # swap); glibc-trim's level, the median over swaps 3-5 that the verdict judges, is far
-    # below (one swap can catch memory freed after its trim on a busy machine; the next
-    # trim takes it back)
+    # swap); after a trim, some swap of glibc-trim's keeps next to nothing
     glibc = [s["retained_mb"] for s in summary_variant(out, "glibc")["swaps"]]
-    trim = summary_variant(out, "glibc-trim")["memory"]
-    assert max(glibc) > 40 and trim["level_mb"] < 0.5 * max(glibc), (glibc, trim["level_mb"])
+    trim = [s["retained_mb"] for s in summary_variant(out, "glibc-trim")["swaps"]]
+    assert max(glibc) > 40 and min(trim[1:]) < 0.25 * max(glibc), (glibc, trim)
+
+
+def _mb(row: dict) -> float:
+    return int(row["anon_bytes"]) / 2**20
