@@ -13,6 +13,17 @@ TEST_SESSION = f"pytest-{uuid.uuid4().hex[:12]}"
 os.environ[SESSION_ENV] = TEST_SESSION
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The order for scripts/test's workers (`--dist loadgroup`, which hands out one unit
+    at a time, in this order): the real soak runs (`slow`) first, one unit each unless
+    they share a run (`xdist_group`), so the longest start early; then every other test
+    with its module, whose servers and models then start once per worker, not per test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    for item in items:
+        if not item.get_closest_marker("slow") and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(scope="session")
 def test_session() -> str:
     """The SOAK_SESSION of this test session (label soak.session, SOAK_OWNER marker)."""

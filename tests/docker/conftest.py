@@ -65,11 +65,14 @@ RUN printf '#!/bin/bash \n\ntensorflow_model_server --port=${GRPC_PORT} --rest_a
 
 
 @pytest.fixture(scope="session")
-def tf_serving_like_image(docker_client, standin_image, tmp_path_factory):
-    """The stand-in behind an entrypoint that, like tensorflow/serving's, does not exec."""
+def tf_serving_like_image(docker_client, standin_image, tmp_path_factory, test_session):
+    """The stand-in behind an entrypoint that, like tensorflow/serving's, does not exec.
+
+    Tagged per test session (each xdist worker is one), so that one worker's teardown
+    never removes the image under another's test."""
     context = tmp_path_factory.mktemp("tf-serving-like")
     (context / "Dockerfile").write_text(TF_SERVING_LIKE_DOCKERFILE)
-    tag = f"soak-test-tf-serving-like:{standin_image.split(':')[1]}"
+    tag = f"soak-test-tf-serving-like:{test_session}"
     docker_client.images.build(
         path=str(context),
         tag=tag,

@@ -36,6 +36,7 @@ def ours(session: str) -> dict:
     return {"label": f"{LABEL_SESSION}={session}"}
 
 
+@pytest.mark.slow
 def test_docker_run_soaks_glibc_and_jemalloc_containers(
     docker_client, standin_image, demo_model, tmp_path, assert_contract_summary, test_session
 ):
@@ -102,6 +103,7 @@ def test_unknown_image_is_exit_3_with_one_line(docker_client, tmp_path, demo_mod
     assert "no-such/serving:0" in result.stderr and result.stderr.strip().count("\n") == 0
 
 
+@pytest.mark.slow
 def test_docker_run_over_grpc_with_metrics_and_split(
     docker_client, standin_image, demo_model, tmp_path, test_session
 ):
@@ -132,6 +134,7 @@ def test_docker_run_over_grpc_with_metrics_and_split(
     assert not docker_client.containers.list(all=True, filters=ours(test_session))
 
 
+@pytest.mark.slow
 def test_probe_in_the_allocator_layer_over_a_users_tf_serving_image(
     docker_client, tf_serving_like_image, demo_model, tmp_path, test_session
 ):

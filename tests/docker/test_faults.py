@@ -52,6 +52,7 @@ def session_containers(client, session: str) -> list:
     return client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={session}"})
 
 
+@pytest.mark.slow
 def test_a_container_removed_from_outside_fails_its_variant_and_the_next_runs(
     docker_client, standin_image, demo_model, tmp_path, test_session
 ):
@@ -83,6 +84,7 @@ def test_a_container_removed_from_outside_fails_its_variant_and_the_next_runs(
     assert not session_containers(docker_client, test_session)
 
 
+@pytest.mark.slow
 def test_two_soaks_on_one_engine_both_complete_with_their_own_verdicts(
     docker_client, standin_image, demo_model, tmp_path, test_session
 ):
@@ -153,6 +155,7 @@ def test_kill_9_leaves_a_container_that_the_next_run_removes_and_names(
     assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_PID}={run.pid}"})
 
 
+@pytest.mark.slow
 def test_soak_as_pid_1_of_a_container_stops_on_sigterm(
     docker_client, standin_image, demo_model, tmp_path, test_session
 ):

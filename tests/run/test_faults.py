@@ -177,6 +177,7 @@ def test_kill_9_keeps_the_csvs_and_the_next_run_removes_the_orphan(
     assert any(str(orphans[0].pid) in what for what in environment["removed_leftovers"])
 
 
+@pytest.mark.slow
 def test_a_run_removes_what_its_server_left_outside_its_process_group(
     small_model, tmp_path, soak_cli, processes_mentioning, escaping_server
 ):
@@ -252,6 +253,7 @@ def test_a_load_timeout_names_what_the_server_reported(
     assert processes_mentioning(str(out)) == []
 
 
+@pytest.mark.slow
 def test_a_version_that_fails_mid_run_is_recorded_and_the_run_goes_on(
     small_model, tmp_path, soak_cli, processes_mentioning
 ):

@@ -71,6 +71,7 @@ def test_glibc_trim_without_the_probe_is_a_usage_error(soak_cli):
 BURN_MS = 20.0
 
 
+@pytest.mark.slow
 def test_a_known_cpu_cost_and_a_planted_leak_compare_worse_than_the_reference(
     small_model, tmp_path, soak_cli
 ):

@@ -40,6 +40,10 @@ KILLED = ["--allocators", "jemalloc-bg", "--swaps", "8", "--rps", "10", "--stead
 KILLED += ["--settle-window", "2", "--quiet"]
 
 
+# the tests of the one planted-leak run: one scheduling unit, so it runs once
+LEAK_RUN = pytest.mark.xdist_group("ground-truth-leak-run")
+
+
 @pytest.fixture(scope="module")
 def leak_run(small_model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("leak")
@@ -56,6 +60,8 @@ def leak_run(small_model, tmp_path_factory):
     return tmp / "run"
 
 
+@pytest.mark.slow
+@LEAK_RUN
 def test_planted_leak_is_a_leak_with_its_slope(leak_run):
     variant = json.loads((leak_run / "summary.json").read_text())["variants"][0]
     memory = variant["memory"]
@@ -64,6 +70,8 @@ def test_planted_leak_is_a_leak_with_its_slope(leak_run):
     assert memory["retained_mb"] > 6 * PLANTED_MB
 
 
+@pytest.mark.slow
+@LEAK_RUN
 def test_planted_leak_is_live_growth_in_jemallocs_allocated_bytes(leak_run):
     """The probe's stats.allocated grows by the planted 16 MiB per load, swap by swap."""
     with open(leak_run / "jemalloc" / "breakdown.csv") as f:
@@ -77,6 +85,8 @@ def test_planted_leak_is_live_growth_in_jemallocs_allocated_bytes(leak_run):
     assert attribution["live_mb_per_swap"] == pytest.approx(PLANTED_MB, rel=0.1)
 
 
+@pytest.mark.slow
+@LEAK_RUN
 def test_gate_fails_the_leak_with_one_line_per_limit(leak_run, soak_cli):
     result = soak_cli(
         "check", str(leak_run), "--max-retained-mb-per-swap", "4", "--max-retained-mb", "50"
@@ -87,6 +97,8 @@ def test_gate_fails_the_leak_with_one_line_per_limit(leak_run, soak_cli):
     assert soak_cli("check", str(leak_run), "--max-retained-mb-per-swap", "40").returncode == 0
 
 
+@pytest.mark.slow
+@LEAK_RUN
 def test_plugin_assertion_names_variant_figure_limit_and_run_dir(leak_run):
     result = SoakResult.from_run_dir(leak_run)
     with pytest.raises(pytest.fail.Exception) as failure:
@@ -95,6 +107,7 @@ def test_plugin_assertion_names_variant_figure_limit_and_run_dir(leak_run):
     assert "jemalloc" in message and "4" in message and str(leak_run) in message
 
 
+@pytest.mark.slow
 def test_clean_jemalloc_run_is_released_through_the_pytest_gate(small_model, soak_run, soak_cli):
     result = soak_run(model=str(small_model), variants=[JEMALLOC_PROMPT_PURGE], **SETTINGS)
     memory = result.variant("jemalloc").memory
@@ -104,6 +117,7 @@ def test_clean_jemalloc_run_is_released_through_the_pytest_gate(small_model, soa
     assert soak_cli("check", str(result.run_dir), "--max-retained-mb-per-swap", "4").returncode == 0
 
 
+@pytest.mark.slow
 def test_swaps_auto_stops_a_clean_run_once_it_is_decided(small_model, soak_run):
     settings = {**SETTINGS, "swaps": "auto", "max_swaps": 14}
     result = soak_run(model=str(small_model), variants=[JEMALLOC_PROMPT_PURGE], **settings)
@@ -116,6 +130,7 @@ def test_swaps_auto_stops_a_clean_run_once_it_is_decided(small_model, soak_run):
     assert (result.result.swaps_planned, result.result.max_swaps) == (None, 14)
 
 
+@pytest.mark.slow
 def test_report_of_a_killed_run_shows_what_was_measured(
     small_model, tmp_path, soak_cli, background_run, processes_mentioning
 ):

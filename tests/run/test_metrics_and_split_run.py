@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 CONFIG = """
 protocol = "grpc"
@@ -23,6 +24,7 @@ split = 4
 """
 
 
+@pytest.mark.slow
 def test_grpc_run_with_metrics_and_split_variants(
     small_model, tmp_path, soak_cli, assert_contract_summary
 ):

@@ -11,6 +11,7 @@ import pytest
 from soak.history import store as history
 
 
+@pytest.mark.slow
 def test_short_run_writes_the_run_directory(
     small_model, tmp_path, soak_cli, processes_mentioning, assert_contract_summary
 ):
@@ -116,6 +117,7 @@ def test_interrupt_keeps_what_was_measured(
     assert processes_mentioning(str(out)) == []
 
 
+@pytest.mark.slow
 def test_a_dying_server_fails_its_variant_and_the_next_still_runs(
     small_model, tmp_path, background_run, processes_mentioning
 ):

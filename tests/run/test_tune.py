@@ -88,6 +88,7 @@ def test_warmup_records_for_a_model_without_them_come_from_the_request_soak_send
     assert data.stat().st_nlink == 2
 
 
+@pytest.mark.slow
 def test_warmup_helps_the_first_request_by_the_planted_cold_start(small_model, tmp_path, soak_cli):
     """The stand-in's --debug_cold_start_ms makes every new version's first request wait
     300 ms unless warmup paid it during the load: the tune finds it, and nothing else."""
