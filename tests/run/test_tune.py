@@ -105,6 +105,8 @@ def test_warmup_helps_the_first_request_by_the_planted_cold_start(small_model, t
         "0",  # all 4 swaps judged: 4 kept-memory values against 4, enough for an interval
         "--settle-window",
         "2",
+        "--status-interval",
+        "0.02",  # AVAILABLE seen sooner: the first request's wait is counted from it
         f"--server-arg=--debug_cold_start_ms={PLANTED_COLD_MS:g}",
         "--out",
         str(out),
@@ -119,7 +121,8 @@ def test_warmup_helps_the_first_request_by_the_planted_cold_start(small_model, t
     assert reference["effects"] == {}
     first = warmup["effects"]["first_after_swap_ms"]
     assert first["label"] == "helps", first
-    # The planted delay, less what the status poll (every 0.1 s) saw late: within 15 %.
+    # The planted delay, less what the status poll saw late (at its default 0.1 s, up to
+    # 92 ms under the suite's load: 4 swaps gave -208 ms; every 0.02 s: -293, -297 ms)
     assert -PLANTED_COLD_MS * 1.15 < first["low"] <= first["shift"] <= first["high"] < 0
     assert first["shift"] == pytest.approx(-PLANTED_COLD_MS, rel=0.15)
     # memory is not what warmup changes: a few MiB against a 25 MiB margin
