@@ -122,8 +122,10 @@ def test_warmup_helps_the_first_request_by_the_planted_cold_start(small_model, t
     first = warmup["effects"]["first_after_swap_ms"]
     assert first["label"] == "helps", first
     # The planted delay, less what the status poll saw late (at its default 0.1 s, up to
-    # 92 ms under the suite's load: 4 swaps gave -208 ms; every 0.02 s: -293, -297 ms)
-    assert -PLANTED_COLD_MS * 1.15 < first["low"] <= first["shift"] <= first["high"] < 0
+    # 92 ms under the suite's load: 4 swaps gave -208 ms; every 0.02 s: -293, -297 ms),
+    # plus TensorFlow's own first session run, which warmup pays too (up to 50 ms of a
+    # swap here: with 4 swaps against 4, the interval's ends are single swaps)
+    assert -PLANTED_COLD_MS - 100 < first["low"] <= first["shift"] <= first["high"] < 0
     assert first["shift"] == pytest.approx(-PLANTED_COLD_MS, rel=0.15)
     # memory is not what warmup changes: a few MiB against a 25 MiB margin
     assert warmup["effects"]["kept_mb"]["label"] == "no effect"
