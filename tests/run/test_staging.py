@@ -2,6 +2,7 @@
 
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ def test_watcher_only_ever_sees_complete_versions(tmp_path):
     base = tmp_path / "base"
     stager = VersionStager([source], base)
     seen_incomplete, seen_versions = [], set()
+    passes = [0]  # the watcher's full looks at the base path
     done = threading.Event()
 
     def watch():  # what a polling file-system source does, as fast as it can
@@ -33,11 +35,18 @@ def test_watcher_only_ever_sees_complete_versions(tmp_path):
                     seen_versions.add(entry.name)
                     if listing != expected:
                         seen_incomplete.append((entry.name, len(listing)))
+            passes[0] += 1
+
+    def looked_again(after: int) -> None:  # on a busy machine the thread can start late
+        while passes[0] <= after and watcher.is_alive():
+            time.sleep(0.001)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
+    looked_again(0)
     for version in range(1, 6):
         stager.stage(version)
+    looked_again(passes[0] + 1)  # a whole pass begun after the last version was staged
     done.set()
     watcher.join()
     assert seen_versions, "the watcher never looked"
