@@ -9,6 +9,7 @@ process allocator hardly matters.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sys
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> None:
 
     from soak_model_server.server import run_server  # imports TensorFlow
 
+    # TensorFlow's import leaves ~340 000 objects to the cycle collector: a full collection
+    # (each unload makes one, and Python's own come at random) then held the GIL, and so every
+    # request, for ~260 ms. Frozen, they are never walked again: an unload's takes ~3 ms,
+    # as TF Serving's C++ unload stalls no request.
+    gc.freeze()
     code = run_server(flags, prometheus_path)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -220,4 +220,4 @@ class Servable:
         self._session = None
         self._graph = None
         self._signatures = {}
-        gc.collect()  # graphs hold reference cycles; free the C++ session and tensors now
+        gc.collect()  # graphs hold reference cycles; free them now (see main's gc.freeze)

@@ -81,4 +81,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 128 + outcome.signal
+    for variant in outcome.failed_variants:  # said even with --quiet: exit 3 needs its why
+        print(f"soak: variant {variant.name} failed: {variant.reason}", file=sys.stderr)
     return EXIT_ENVIRONMENT if outcome.failed_variants else EXIT_OK

@@ -224,6 +224,10 @@ def test_a_failed_first_load_fails_at_once_and_later_variants_are_not_tried(
     assert result.returncode == 3, result.stderr
     assert elapsed < 90, elapsed  # not the 300 s load timeout, not twice
     glibc, jemalloc = summary(out)["variants"]
+    assert result.stderr.splitlines() == [  # --quiet still says why it is exit 3
+        f"soak: variant glibc failed: {glibc['reason']}",
+        f"soak: variant jemalloc failed: {jemalloc['reason']}",
+    ]
     assert glibc["status"] == "failed"
     assert glibc["reason"].startswith("version 1 failed to load: ")
     assert jemalloc["status"] == "failed" and jemalloc["reason"].startswith("not tried: in variant")

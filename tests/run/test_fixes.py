@@ -102,7 +102,10 @@ def test_a_known_cpu_cost_and_a_planted_leak_compare_worse_than_the_reference(
     assert variants["burn"]["comparison"]["kept_mb"]["label"] == "same"
     planted = variants["planted"]["comparison"]
     assert planted["kept_mb"]["label"] == "worse", planted
-    assert planted["cpu_ms_per_request"]["label"] == "same", planted
+    # no CPU cost like the burn's; not always "same": beside other work the server's CPU per
+    # request drifts within a run (the suite's load moved a variant with nothing planted in
+    # CPU from 3.3 to 6.8 ms, and another run's planted leak read "better")
+    assert abs(planted["cpu_ms_per_request"]["shift"]) < BURN_MS / 4, planted
     for name, v in variants.items():  # what a pod needs is never below what the run saw
         with open(out / name / "memory.csv") as f:
             peak_rss = max(int(row["rss_bytes"]) for row in csv.DictReader(f)) / 2**20

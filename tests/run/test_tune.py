@@ -121,12 +121,12 @@ def test_warmup_helps_the_first_request_by_the_planted_cold_start(small_model, t
     assert reference["effects"] == {}
     first = warmup["effects"]["first_after_swap_ms"]
     assert first["label"] == "helps", first
-    # The planted delay, less what the status poll saw late (at its default 0.1 s, up to
-    # 92 ms under the suite's load: 4 swaps gave -208 ms; every 0.02 s: -293, -297 ms),
-    # plus TensorFlow's own first session run, which warmup pays too (up to 50 ms of a
-    # swap here: with 4 swaps against 4, the interval's ends are single swaps)
-    assert -PLANTED_COLD_MS - 100 < first["low"] <= first["shift"] <= first["high"] < 0
-    assert first["shift"] == pytest.approx(-PLANTED_COLD_MS, rel=0.15)
+    # The planted delay inside the interval, give or take one status poll (AVAILABLE seen up
+    # to 0.02 s late shortens the figure) and TensorFlow's own first session run, which
+    # warmup pays too (~4 ms here): measured -300.2 [-302.6, -299.4] ms
+    tolerance = 25
+    assert first["low"] - tolerance <= -PLANTED_COLD_MS <= first["high"] + tolerance, first
+    assert first["shift"] == pytest.approx(-PLANTED_COLD_MS, abs=tolerance), first
     # memory is not what warmup changes: a few MiB against a 25 MiB margin
     assert warmup["effects"]["kept_mb"]["label"] == "no effect"
     assert "helps first request after a swap" in recipe["advice"]  # taken, or weighed
