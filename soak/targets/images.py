@@ -24,6 +24,7 @@ the compiler stays in that stage, which is removed after the build.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import re
@@ -92,27 +93,29 @@ def ensure_standin_image(client: docker.DockerClient, *, progress: Progress = pr
     _require_recipes(BASE_SCRIPT, STANDIN_DIR / "Dockerfile", PROJECT_ROOT / "pyproject.toml")
     requirements = pinned_requirements()
     tag = f"{STANDIN_REPOSITORY}:{standin_recipe_hash(requirements)}"
-    if _image_exists(client, tag):
-        return tag
-    base = ensure_base_image(client, progress=progress)
-    started = time.monotonic()
-    progress(f"building {tag} (stand-in server on {base}; a few minutes the first time)")
-    build_id = uuid.uuid4().hex
-    with tempfile.TemporaryDirectory(prefix="soak-standin-") as tmp:
-        context = Path(tmp)
-        _assemble_standin_context(context, requirements, progress)
-        try:
-            _build(
-                client,
-                context,
-                tag,
-                buildargs={"BASE_IMAGE": base, "SOAK_BUILD_ID": build_id},
-                labels={IMAGE_LABEL: STANDIN_KIND, "soak.base": base},
-                progress=progress,
-            )
-        finally:
-            _remove_build_stages(client, build_id)
-    progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+
+    def build() -> None:
+        base = ensure_base_image(client, progress=progress)
+        started = time.monotonic()
+        progress(f"building {tag} (stand-in server on {base}; a few minutes the first time)")
+        build_id = uuid.uuid4().hex
+        with tempfile.TemporaryDirectory(prefix="soak-standin-") as tmp:
+            context = Path(tmp)
+            _assemble_standin_context(context, requirements, progress)
+            try:
+                _build(
+                    client,
+                    context,
+                    tag,
+                    buildargs={"BASE_IMAGE": base, "SOAK_BUILD_ID": build_id},
+                    labels={IMAGE_LABEL: STANDIN_KIND, "soak.base": base},
+                    progress=progress,
+                )
+            finally:
+                _remove_build_stages(client, build_id)
+        progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+
+    build_once(client, tag, build)
     return tag
 
 
@@ -152,33 +155,35 @@ def ensure_allocator_image(
     except docker.errors.ImageNotFound:
         raise EnvironmentFailure(_not_found_message(base)) from None
     tag = f"{ALLOCATOR_REPOSITORY}:{allocator_recipe_hash(base_image.id)}"
-    if _image_exists(client, tag):
-        return tag
-    progress(f"building {tag} (jemalloc, tcmalloc, mimalloc and the probe over {base})")
-    started = time.monotonic()
-    build_id = uuid.uuid4().hex
-    with tempfile.TemporaryDirectory(prefix="soak-alloc-") as tmp:
-        context = Path(tmp)
-        shutil.copy2(dockerfile, context / "Dockerfile")
-        (context / PROBE_CONTEXT_DIR).mkdir()
-        for path in PROBE_FILES:
-            shutil.copy2(path, context / PROBE_CONTEXT_DIR / path.name)
-        try:
-            _build(
-                client,
-                context,
-                tag,
-                buildargs={
-                    "BASE_IMAGE": base_image.id,
-                    "BASE_USER": base_image.attrs["Config"].get("User") or "root",
-                    "SOAK_BUILD_ID": build_id,
-                },
-                labels={IMAGE_LABEL: ALLOCATORS_KIND, "soak.base": base},
-                progress=progress,
-            )
-        finally:
-            _remove_build_stages(client, build_id)
-    progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+
+    def build() -> None:
+        progress(f"building {tag} (jemalloc, tcmalloc, mimalloc and the probe over {base})")
+        started = time.monotonic()
+        build_id = uuid.uuid4().hex
+        with tempfile.TemporaryDirectory(prefix="soak-alloc-") as tmp:
+            context = Path(tmp)
+            shutil.copy2(dockerfile, context / "Dockerfile")
+            (context / PROBE_CONTEXT_DIR).mkdir()
+            for path in PROBE_FILES:
+                shutil.copy2(path, context / PROBE_CONTEXT_DIR / path.name)
+            try:
+                _build(
+                    client,
+                    context,
+                    tag,
+                    buildargs={
+                        "BASE_IMAGE": base_image.id,
+                        "BASE_USER": base_image.attrs["Config"].get("User") or "root",
+                        "SOAK_BUILD_ID": build_id,
+                    },
+                    labels={IMAGE_LABEL: ALLOCATORS_KIND, "soak.base": base},
+                    progress=progress,
+                )
+            finally:
+                _remove_build_stages(client, build_id)
+        progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+
+    build_once(client, tag, build)
     return tag
 
 
@@ -320,6 +325,29 @@ def _download_wheels(dest: Path, requirements: list[str]) -> None:
             "downloading wheels for the stand-in image failed: "
             + (errors[0] if errors else _last_line(result.stderr))
         )
+
+
+def build_once(client: docker.DockerClient, tag: str, build: Callable[[], None]) -> bool:
+    """Run `build` unless `tag` exists, one builder per tag on this host at a time; True if
+    this call built it.
+
+    Two soaks that built the same tag at once (parallel runs, a test suite's workers) both
+    finished, and the build that lost the tag stayed behind as a dangling image the size of
+    the stand-in (~2 GB). The second now waits on a lock file, then finds the tag built.
+    """
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", tag)
+    with contextlib.ExitStack() as held:
+        try:  # the lock goes with the file's close
+            lock = held.enter_context(
+                open(Path(tempfile.gettempdir()) / f"soak-build-{name}.lock", "a")
+            )
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError:  # another user's lock file: build unguarded, as before
+            pass
+        if _image_exists(client, tag):
+            return False
+        build()
+        return True
 
 
 def _build(

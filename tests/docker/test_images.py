@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 import pytest
@@ -206,3 +207,38 @@ def test_failed_mmdebstrap_tags_no_image(docker_client, tmp_path, fake_mmdebstra
     assert result.stderr.strip() == message
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(tag)
+
+
+def test_two_builds_of_one_tag_at_once_leave_one_image(docker_client, tmp_path):
+    """Parallel soaks on one engine can want the same tag together: one builds, the other
+    waits and finds it built (before, both built and the loser stayed dangling, ~2 GB)."""
+    base = images.ensure_base_image(docker_client, progress=lambda m: None)
+    mark = uuid.uuid4().hex
+    tag = f"soak-test-race:{mark[:8]}"
+
+    def build(n: int) -> bool:
+        context = tmp_path / str(n)
+        context.mkdir()
+        (context / "Dockerfile").write_text(f"FROM {base}\nARG N\nRUN echo $N > /n\n")
+        return images.build_once(
+            docker_client,
+            tag,
+            lambda: images._build(
+                docker_client,
+                context,
+                tag,
+                buildargs={"N": str(n)},  # no shared cache: each build its own image
+                labels={"soak.test": mark},
+                progress=lambda m: None,
+            ),
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        built = list(pool.map(build, range(2)))
+    try:
+        assert sorted(built) == [False, True]
+        left = docker_client.images.list(filters={"label": f"soak.test={mark}"})
+        assert [image.id for image in left] == [docker_client.images.get(tag).id]
+    finally:
+        for image in docker_client.images.list(filters={"label": f"soak.test={mark}"}):
+            docker_client.images.remove(image.id, force=True)
