@@ -96,24 +96,15 @@ def ensure_standin_image(client: docker.DockerClient, *, progress: Progress = pr
 
     def build() -> None:
         base = ensure_base_image(client, progress=progress)
-        started = time.monotonic()
         progress(f"building {tag} (stand-in server on {base}; a few minutes the first time)")
-        build_id = uuid.uuid4().hex
-        with tempfile.TemporaryDirectory(prefix="soak-standin-") as tmp:
-            context = Path(tmp)
-            _assemble_standin_context(context, requirements, progress)
-            try:
-                _build(
-                    client,
-                    context,
-                    tag,
-                    buildargs={"BASE_IMAGE": base, "SOAK_BUILD_ID": build_id},
-                    labels={IMAGE_LABEL: STANDIN_KIND, "soak.base": base},
-                    progress=progress,
-                )
-            finally:
-                _remove_build_stages(client, build_id)
-        progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+        _build_from_recipe(
+            client,
+            tag,
+            fill=lambda context: _assemble_standin_context(context, requirements, progress),
+            buildargs={"BASE_IMAGE": base},
+            labels={IMAGE_LABEL: STANDIN_KIND, "soak.base": base},
+            progress=progress,
+        )
 
     build_once(client, tag, build)
     return tag
@@ -148,8 +139,7 @@ def ensure_allocator_image(
     client: docker.DockerClient, base: str, *, progress: Progress = print
 ) -> str:
     """The allocator layer over `base` (a local Debian/Ubuntu image), built if missing."""
-    dockerfile = ALLOCATORS_DIR / "Dockerfile"
-    _require_recipes(dockerfile, *PROBE_FILES)
+    _require_recipes(ALLOCATORS_DIR / "Dockerfile", *PROBE_FILES)
     try:
         base_image = client.images.get(base)
     except docker.errors.ImageNotFound:
@@ -158,30 +148,17 @@ def ensure_allocator_image(
 
     def build() -> None:
         progress(f"building {tag} (jemalloc, tcmalloc, mimalloc and the probe over {base})")
-        started = time.monotonic()
-        build_id = uuid.uuid4().hex
-        with tempfile.TemporaryDirectory(prefix="soak-alloc-") as tmp:
-            context = Path(tmp)
-            shutil.copy2(dockerfile, context / "Dockerfile")
-            (context / PROBE_CONTEXT_DIR).mkdir()
-            for path in PROBE_FILES:
-                shutil.copy2(path, context / PROBE_CONTEXT_DIR / path.name)
-            try:
-                _build(
-                    client,
-                    context,
-                    tag,
-                    buildargs={
-                        "BASE_IMAGE": base_image.id,
-                        "BASE_USER": base_image.attrs["Config"].get("User") or "root",
-                        "SOAK_BUILD_ID": build_id,
-                    },
-                    labels={IMAGE_LABEL: ALLOCATORS_KIND, "soak.base": base},
-                    progress=progress,
-                )
-            finally:
-                _remove_build_stages(client, build_id)
-        progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+        _build_from_recipe(
+            client,
+            tag,
+            fill=_assemble_allocator_context,
+            buildargs={
+                "BASE_IMAGE": base_image.id,
+                "BASE_USER": base_image.attrs["Config"].get("User") or "root",
+            },
+            labels={IMAGE_LABEL: ALLOCATORS_KIND, "soak.base": base},
+            progress=progress,
+        )
 
     build_once(client, tag, build)
     return tag
@@ -348,6 +325,43 @@ def build_once(client: docker.DockerClient, tag: str, build: Callable[[], None])
             return False
         build()
         return True
+
+
+def _build_from_recipe(
+    client: docker.DockerClient,
+    tag: str,
+    *,
+    fill: Callable[[Path], None],
+    buildargs: dict[str, str],
+    labels: dict[str, str],
+    progress: Progress,
+) -> None:
+    """Build `tag` from a context that `fill` writes into a temp dir; this build's untagged
+    first stage is removed afterwards (SOAK_BUILD_ID names it), and the time reported."""
+    started = time.monotonic()
+    build_id = uuid.uuid4().hex
+    with tempfile.TemporaryDirectory(prefix="soak-context-") as tmp:
+        context = Path(tmp)
+        fill(context)
+        try:
+            _build(
+                client,
+                context,
+                tag,
+                buildargs={**buildargs, "SOAK_BUILD_ID": build_id},
+                labels=labels,
+                progress=progress,
+            )
+        finally:
+            _remove_build_stages(client, build_id)
+    progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+
+
+def _assemble_allocator_context(context: Path) -> None:
+    shutil.copy2(ALLOCATORS_DIR / "Dockerfile", context / "Dockerfile")
+    (context / PROBE_CONTEXT_DIR).mkdir()
+    for path in PROBE_FILES:
+        shutil.copy2(path, context / PROBE_CONTEXT_DIR / path.name)
 
 
 def _build(
