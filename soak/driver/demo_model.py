@@ -5,6 +5,12 @@ embedding tables below 32 MiB each: glibc malloc serves chunks under its mmap th
 adapts up to 32 MiB) from arenas, and after an unload that memory tends to stay in the process;
 one or two tables above 32 MiB go to mmap and are returned at once. An MLP sits on top.
 
+Its first run is slow, as a production graph's is: the dense features are scaled by a
+normalisation that TensorFlow computes from constants at a signature's first Session::Run
+(constant folding of two FEATURE_BASIS x FEATURE_BASIS matmuls) and keeps for the
+later runs (~0.2 ms). That is the lazy cost TF Serving's warmup records pay during the load;
+without them the first request after each swap pays it.
+
 Every int64 id is valid input (ids are mapped into each table with floormod), so a load
 generator can send arbitrary ids. Weights come from numpy and are fed through placeholders, so
 the GraphDef stays small whatever the size (no constants near protobuf's 2 GiB limit).
@@ -33,6 +39,7 @@ ITEMS_PER_REQUEST = 8
 DENSE_FEATURES = 16
 HIDDEN_UNITS = (256, 128)
 WARMUP_RECORDS = 20
+FEATURE_BASIS = 1024  # the first run's constant folding: 4 MiB matrices (Grappler folds <= 10 MiB)
 MIB = 1 << 20
 _FLOAT_BYTES = 4
 _CROSS_MODULUS = 1_000_003  # keeps user*modulus+item far below 2^63: no int64 overflow
@@ -88,14 +95,20 @@ def variable_shapes(size_mb: float) -> dict[str, tuple[int, ...]]:
 
 
 def write_demo_model(
-    out_dir: Path, versions: int = 3, size_mb: float = 128.0, warmup: bool = True, seed: int = 0
+    out_dir: Path,
+    versions: int = 3,
+    size_mb: float = 128.0,
+    warmup: bool = True,
+    seed: int = 0,
+    cold_path: bool = True,
 ) -> Path:
     """Write versions 1..N of the demo model under `out_dir` (a base path); return it.
 
     Versions differ only in their weights (drawn from seed and version). Each version is
     written under a dot-named temp dir and renamed into place, so a model server polling
     `out_dir` never sees a half-written version. With `warmup`, each version carries a
-    TF Serving warmup file of small predict requests.
+    TF Serving warmup file of small predict requests. Without `cold_path` the graph has no
+    first-run normalisation (for tests that plant a cold path of a known length).
     """
     if isinstance(versions, bool) or not isinstance(versions, int) or versions < 1:
         raise UsageError(f"--versions must be an integer >= 1, got {versions!r}")
@@ -111,7 +124,7 @@ def write_demo_model(
         partial = out_dir / f".{version}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         rng = np.random.default_rng((seed, version))
-        _write_version(partial, shapes, rng)
+        _write_version(partial, shapes, rng, cold_path)
         if warmup:
             _write_warmup(partial, rng)
         os.rename(partial, out_dir / str(version))
@@ -132,7 +145,7 @@ def _random_weights(
 
 
 def _write_version(
-    export_dir: Path, shapes: dict[str, tuple[int, ...]], rng: np.random.Generator
+    export_dir: Path, shapes: dict[str, tuple[int, ...]], rng: np.random.Generator, cold_path: bool
 ) -> None:
     import tensorflow as tf
 
@@ -144,7 +157,7 @@ def _write_version(
             initial = v1.placeholder(tf.float32, shape, name=f"{name}/initial_value")
             weights[name] = v1.Variable(initial, name=name)
             feeds[name] = initial
-        inputs, score = _build_forward(tf, weights, shapes)
+        inputs, score = _build_forward(tf, weights, shapes, cold_path)
         signature = v1.saved_model.signature_def_utils.predict_signature_def(
             inputs=inputs, outputs={"score": score}
         )
@@ -164,7 +177,9 @@ def _write_version(
             builder.save()
 
 
-def _build_forward(tf: Any, weights: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
+def _build_forward(
+    tf: Any, weights: Any, shapes: dict[str, tuple[int, ...]], cold_path: bool
+) -> Any:
     """Placeholders and the score: embeddings looked up by id, pooled, concatenated, MLP."""
     v1 = tf.compat.v1
     user_id = v1.placeholder(tf.int64, [None], name="user_id")
@@ -184,6 +199,8 @@ def _build_forward(tf: Any, weights: Any, shapes: dict[str, tuple[int, ...]]) ->
             if table.ids != "user":
                 vectors = tf.reduce_mean(vectors, axis=1)
         features.append(vectors)
+    if cold_path:
+        dense = dense * _dense_scale(tf)
     hidden = tf.concat([*features, dense], axis=1)
 
     layers = len(HIDDEN_UNITS) + 1
@@ -196,6 +213,18 @@ def _build_forward(tf: Any, weights: Any, shapes: dict[str, tuple[int, ...]]) ->
     score = tf.sigmoid(tf.squeeze(hidden, axis=1), name="score")
     inputs = {"user_id": user_id, "item_ids": item_ids, "dense_features": dense}
     return inputs, score
+
+
+def _dense_scale(tf: Any) -> Any:
+    """Per dense feature a scale of about 1, from constants only: TensorFlow folds it at the
+    first run (the model's cold path) and reuses the result."""
+    n = FEATURE_BASIS
+    with tf.name_scope("dense_normalisation"):
+        basis = tf.reshape(tf.range(n * n, dtype=tf.float32), [n, n]) / float(n * n)
+        gram = tf.matmul(basis, basis, transpose_b=True)
+        gram = tf.matmul(gram, gram) / float(n)
+        scale = tf.reduce_mean(gram, axis=0)[:DENSE_FEATURES]
+        return scale / tf.reduce_mean(scale)
 
 
 def demo_inputs(rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:

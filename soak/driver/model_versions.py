@@ -12,6 +12,7 @@ from soak.core.extras import require_tensorflow
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 DEMO_VERSIONS = 3
+DEMO_REVISION = 2  # the demo graph's: a new one is generated into a new cache dir
 
 
 # TF Serving's warmup records in a version dir (soak_model_server.warmup reads and writes them)
@@ -152,7 +153,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 def _demo_cache_path(size_mb: float) -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "soak"
-    return cache / f"demo-model-{size_mb:g}mb-v{DEMO_VERSIONS}"
+    return cache / f"demo-model-{size_mb:g}mb-v{DEMO_VERSIONS}-r{DEMO_REVISION}"
 
 
 def cached_demo_model(size_mb: float) -> Path | None:

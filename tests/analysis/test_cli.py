@@ -60,7 +60,7 @@ def test_the_readme_and_gitignore_say_where_things_go():
     readme = (ROOT / "README.md").read_text()
     assert ". .venv/bin/activate" in readme and "export PATH=$PWD/.venv/bin:$PATH" in readme
     assert "soak-runs/" in readme and "history.sqlite" in readme
-    assert "~/.cache/soak/demo-model-128mb-v3/" in readme and "385 MB" in readme
+    assert "~/.cache/soak/demo-model-128mb-v3-r2/" in readme and "385 MB" in readme
     assert "per crossed limit" not in readme.replace("one line per crossed limit", "")
     assert "soak-runs/" in (ROOT / ".gitignore").read_text().split()
     assert "SPEC" not in readme

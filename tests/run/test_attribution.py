@@ -132,8 +132,10 @@ def test_what_glibc_keeps_on_the_demo_model_is_free_memory_a_trim_gives_back(tmp
         assert a["probe"] == "on" and a["release_call"] == "malloc_trim(0)"
         # not live data: in use stays flat while glibc keeps about half the model
         assert level > 30 and abs(a["live_mb"]) < 2, (variant, a, level)
-        if variant == "glibc":  # free memory by glibc's own count: all of the kept
-            assert abs(a["free_held_mb"] - a["held_mb"]) < max(5, 0.1 * a["held_mb"]), a
+        if variant == "glibc":  # free memory by glibc's own count: all of the kept, or more
+            # (with the demo's first-run folding glibc counted 79.2 MiB free against 66.9 held
+            # over the baseline: free chunks not resident, probably the folded 4 MiB matrices)
+            assert a["free_held_mb"] >= 0.9 * a["held_mb"], a
         else:  # a steady staircase into the main arena, which the trim gives back
             kept = _mb(breakdown(out, variant)[-2]) - _mb(breakdown(out, variant)[0])
             assert a["released_mb"] > 0.8 * kept, (a, kept)

@@ -89,9 +89,13 @@ def test_warmup_records_for_a_model_without_them_come_from_the_request_soak_send
 
 
 @pytest.mark.slow
-def test_warmup_helps_the_first_request_by_the_planted_cold_start(small_model, tmp_path, soak_cli):
+def test_warmup_helps_the_first_request_by_the_planted_cold_start(tmp_path, soak_cli):
     """The stand-in's --debug_cold_start_ms makes every new version's first request wait
-    300 ms unless warmup paid it during the load: the tune finds it, and nothing else."""
+    300 ms unless warmup paid it during the load: the tune finds it, and nothing else (on a
+    demo model without its own first-run cost, which would add to the planted one)."""
+    from soak.driver.demo_model import write_demo_model
+
+    small_model = write_demo_model(tmp_path / "demo", versions=2, size_mb=8, cold_path=False)
     out = tmp_path / "tune"
     result = soak_cli(
         "tune",
