@@ -12,9 +12,8 @@ import pandas as pd
 
 from soak.analysis.result import SwapResult
 from soak.analysis.timeline import SwapTimes, Timeline
-from soak.store.records import CGROUP_MEMORY_COLUMNS, MIB
+from soak.store.records import CGROUP_MEMORY_COLUMNS, LEVEL_WINDOW_S, MIB
 
-LEVEL_WINDOW_S = 1.0  # the settled level is the median over this long
 MAX_SAMPLE_GAP_S = 5.0  # with no sample in the window, accept one this old at most
 
 

@@ -338,8 +338,8 @@ class RunConfig:
     )
     settle_window: float = setting(
         5.0,
-        "memory has settled when its level has not fallen over this many seconds "
-        "(never before the allocator's purge delay)",
+        "memory that is not flat has settled when its level has not fallen over this many "
+        "seconds (flat memory at once; never before the allocator's purge delay)",
         above=0,
         metavar="S",
     )

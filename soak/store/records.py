@@ -18,6 +18,9 @@ PROCESS_MEMORY_COLUMNS = ("rss_bytes", "anon_bytes")
 CGROUP_MEMORY_COLUMNS = ("cgroup_anon_bytes", "cgroup_working_set_bytes")
 # The server's cumulative CPU seconds, read with its memory (every target reports it).
 CPU_COLUMNS = ("cpu_s",)
+# A settled level is the median of memory.csv over this long before its `settled` event:
+# the window the driver's settle rule judges and the analysis reads back.
+LEVEL_WINDOW_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
