@@ -1,9 +1,10 @@
-"""How much does glibc keep across hot swaps, against request concurrency and load threads?
+"""How much does glibc keep across hot swaps, against concurrency, op and load threads?
 
 glibc's retention grows with the number of malloc arenas in use, that is with
 the threads that allocate at once (request threads, load threads, TF's op
-threads). This runs `soak run` on the demo model for each setting below, a few
-times each, and prints the memory each run kept over its baseline, so the
+threads), up to glibc's limit of 8 per core; `--node-cores N` sets all of them (and
+the arena limit) as on a node of N cores. This runs `soak run` on the demo model for
+each setting below, a few times each, and prints the memory each run kept over its baseline, so the
 defaults of `soak run` can be chosen to show the real effect (README table).
 
     .venv/bin/python benchmarks/retention_vs_threads.py [--repeats 2] [--swaps 8]
@@ -18,6 +19,14 @@ from pathlib import Path
 
 from soak_runs import VariantOutcome, line, soak_run, spread
 
+
+def _op_threads(n: int) -> list[str]:
+    return [
+        f"--server-arg=--tensorflow_intra_op_parallelism={n}",
+        f"--server-arg=--tensorflow_inter_op_parallelism={n}",
+    ]
+
+
 SETTINGS: dict[str, list[str]] = {
     "concurrency 1": ["--concurrency", "1"],
     "concurrency 4": ["--concurrency", "4"],
@@ -28,11 +37,12 @@ SETTINGS: dict[str, list[str]] = {
         "4",
         "--server-arg=--num_load_threads=4",
     ],
-    "op threads 16, load threads 4": [
-        "--server-arg=--tensorflow_intra_op_parallelism=16",
-        "--server-arg=--tensorflow_inter_op_parallelism=16",
-        "--server-arg=--num_load_threads=4",
-    ],
+    "op threads 1+1": _op_threads(1),
+    "op threads 4+4": _op_threads(4),
+    "op threads 16+16": _op_threads(16),
+    "op threads 16, load threads 4": [*_op_threads(16), "--server-arg=--num_load_threads=4"],
+    "node 8 cores": ["--node-cores", "8"],
+    "node 16 cores": ["--node-cores", "16"],
 }
 
 

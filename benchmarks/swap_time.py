@@ -23,7 +23,8 @@ from soak.config.allocators import purge_delay_s
 from soak.config.settings import read_run_toml
 
 
-def main(run_dirs: list[Path]) -> int:
+def swap_figures(run_dirs: list[Path]) -> dict[str, dict[str, list[float]]]:
+    """Per variant: load, settle, swap and floor seconds of every completed swap."""
     per_variant: dict[str, dict[str, list[float]]] = {}
     for run_dir in run_dirs:
         result = summary_json.read(run_dir)
@@ -41,9 +42,13 @@ def main(run_dirs: list[Path]) -> int:
                 figures["settle"].append(s.settle_s or 0.0)
                 figures["swap"].append((s.load_s or 0.0) + (s.settle_s or 0.0) + steady)
                 figures["floor"].append((s.load_s or 0.0) + purge_delay_s(allocator, env) + steady)
+    return per_variant
+
+
+def main(run_dirs: list[Path]) -> int:
     header = ("swaps", "load s", "settle s", "swap s", "floor s")
     print(f"{'variant':10s} " + " ".join(f"{h:>8s}" for h in header))
-    for name, f in per_variant.items():
+    for name, f in swap_figures(run_dirs).items():
         if not f["swap"]:
             continue
         med = {k: statistics.median(v) for k, v in f.items()}

@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from soak.config.settings import DEFAULT_RUNS_DIR, RunConfig, VariantSpec, option_by_key, options
+from soak.config.settings import (
+    DEFAULT_RUNS_DIR,
+    MAX_CONCURRENCY,
+    RunConfig,
+    VariantSpec,
+    option_by_key,
+    options,
+)
 from soak.core.errors import UsageError
 
 __all__ = ["RunConfig", "VariantSpec", "from_keywords", "load_toml", "resolve"]
@@ -64,6 +71,8 @@ def resolve(file_values: Mapping[str, Any], flag_values: Mapping[str, Any]) -> R
         values["allocators"] = tuple(v.allocator for v in values["variants"])
     elif "variants" not in given or "allocators" in flags:
         values["variants"] = tuple(VariantSpec.named(a) for a in allocators)
+    if values.get("node_cores") and "concurrency" not in given:
+        values["concurrency"] = min(values["node_cores"], MAX_CONCURRENCY)
     problems += _check_together(values)
     if problems:
         raise UsageError("invalid configuration: " + "; ".join(problems))

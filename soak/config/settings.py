@@ -38,6 +38,7 @@ METRICS = ("anon_bytes", "rss_bytes", "cgroup_anon_bytes", "cgroup_working_set_b
 DEFAULT_SERVER_BINARY = "soak-model-server"  # the stand-in, from the `standin` extra
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 MAX_SPLIT = 64
+MAX_CONCURRENCY = 64  # the prober's workers (max_in_flight)
 
 
 # --- value conversion -----------------------------------------------------------------
@@ -237,8 +238,19 @@ class RunConfig:
         1,
         "requests in flight at once: each send is a burst of N (open loop, same mean rate)",
         minimum=1,
-        maximum=64,
+        maximum=MAX_CONCURRENCY,
         metavar="N",
+    )
+    node_cores: int | None = setting(
+        None,
+        "size the server as on a node of N cores: TensorFlow's intra- and inter-op pools N "
+        "each, TF Serving's REST and gRPC threads 4N, the allocator's arenas (glibc 8N, "
+        "jemalloc 4N, unless a variant sets its own) and N requests in flight unless "
+        "--concurrency says otherwise; what glibc keeps grows with them",
+        minimum=1,
+        maximum=256,
+        metavar="N",
+        default_text="this machine's, as the server sizes itself",
     )
     split: int = setting(
         1,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from soak.config import node_size
 from soak.config.allocators import purge_delay_s
 from soak.config.settings import DEFAULT_SERVER_BINARY, RunConfig, VariantSpec
 from soak.core.errors import UsageError
@@ -185,8 +186,8 @@ def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
             library=libraries[v.name],
             rest_port=next(ports),
             grpc_port=next(ports),
-            server_args=(*config.server_args, *v.server_args),
-            env={**v.env, **preload_env(libraries[v.name], probe)},
+            server_args=(*node_server_args(config), *config.server_args, *v.server_args),
+            env={**node_env(config, v), **preload_env(libraries[v.name], probe)},
             purge_delay_s=purge_delay_s(v.allocator, v.env),
             split=v.split or config.split,
             cpus=v.cpus or config.cpus,
@@ -297,3 +298,15 @@ def _docker_backend(config: RunConfig, message: Message) -> tuple[DockerBackend,
         engine=engine_facts(client),
     )
     return backend, removed
+
+
+def node_server_args(config: RunConfig) -> tuple[str, ...]:
+    """`--node-cores`' server flags, before the run's and the variant's own (which win)."""
+    return node_size.server_args(config.node_cores) if config.node_cores else ()
+
+
+def node_env(config: RunConfig, variant: VariantSpec) -> dict[str, str]:
+    """The variant's environment, with `--node-cores`' arena count for its allocator."""
+    if not config.node_cores:
+        return dict(variant.env)
+    return node_size.allocator_env(variant.allocator, variant.env, config.node_cores)

@@ -75,6 +75,41 @@ def test_the_plan_holds_everything_resolved(tmp_path, model, server):
     assert all(v.probe is None and "LD_PRELOAD" not in v.env for v in unprobed.variants)
 
 
+def test_node_cores_size_threads_and_arenas_as_on_a_node_of_that_size(tmp_path, model, server):
+    config = resolve(
+        {
+            "model": str(model),
+            "server_binary": server,
+            "node_cores": 16,
+            "server_args": ["--tensorflow_inter_op_parallelism=4"],
+            "variants": [
+                {"name": "glibc", "allocator": "glibc"},
+                {"name": "arenas2", "allocator": "glibc", "env": {"MALLOC_ARENA_MAX": "2"}},
+                {"name": "jemalloc", "allocator": "jemalloc", "env": {"MALLOC_CONF": "a:1"}},
+            ],
+        },
+        {},
+    )
+    assert config.concurrency == 16  # N requests in flight, unless --concurrency says
+    glibc, arenas2, jemalloc = prepare(config).variants
+    # TF Serving's defaults for 16 cores, then the user's own flags (the last one wins)
+    assert glibc.server_args == (
+        "--tensorflow_intra_op_parallelism=16",
+        "--tensorflow_inter_op_parallelism=16",
+        "--rest_api_num_threads=64",
+        "--grpc_max_threads=64",
+        "--tensorflow_inter_op_parallelism=4",
+    )
+    assert glibc.env["MALLOC_ARENA_MAX"] == "128"
+    assert arenas2.env["MALLOC_ARENA_MAX"] == "2"  # the variant's own wins
+    assert jemalloc.env["MALLOC_CONF"] == "a:1,narenas:64"
+    assert resolve({"node_cores": 16}, {"concurrency": 2}).concurrency == 2
+    assert resolve({"node_cores": 200}, {}).concurrency == 64  # the prober's bound
+    plain = prepare(resolve({"model": str(model), "server_binary": server}, {})).variants[0]
+    assert not any("parallelism" in a for a in plain.server_args)
+    assert "MALLOC_ARENA_MAX" not in plain.env
+
+
 def test_allocator_libraries_are_found_up_front(tmp_path, model, server, monkeypatch):
     config = resolve(
         {"model": str(model), "server_binary": server, "allocators": "glibc,jemalloc"}, {}
