@@ -324,6 +324,8 @@ class _VariantSession:
                     f"unload, and the probe is {breakdown.probe.summary}"
                 )
             driver.after_unload = breakdown.release_call
+        if breakdown.probe.client is not None:
+            driver.decay = breakdown.decay_call
 
         # The request is built from the metadata read over REST (TF Serving always serves
         # REST next to gRPC as soak starts it); over gRPC the same body goes as tensors.

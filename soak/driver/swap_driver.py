@@ -89,6 +89,12 @@ class SwapDriver:
         # called right after each old version has unloaded (a variant with
         # release_after_unload: the probe's release), returning what it called
         self.after_unload: Callable[[], str | None] | None = None
+        # the probe's decay, returning what it called: jemalloc notices freed pages and purges
+        # those past its decay time only when allocator activity ticks it, which a soak's
+        # traffic, spread over the server's threads, may not do for long. Called as a settle
+        # wait begins (the pages the swap freed start their decay time) and once the decay
+        # time has passed (they go), as ticks would.
+        self.decay: Callable[[], str | None] | None = None
 
     def event(self, kind: str, version: int | None = None, detail: str = "") -> None:
         self.events.append(Event(time.time(), self.clock.swap, kind, version, detail))
@@ -199,9 +205,19 @@ class SwapDriver:
         """
         purge_delay_s = self.purge_delay_s if purge_delay_s is None else purge_delay_s
         deadline = since + self.settle_timeout_s
+        decay = self.decay if purge_delay_s > 0 else None
+        if decay is not None:
+            decay()
         while True:
             self._check_alive()
             now = time.time()
+            if decay is not None and now >= since + purge_delay_s:
+                called = decay()
+                if called is not None:
+                    self.event(EventKind.DECAYED, self.serving_version, called)
+                # settled from here on: the level the decayed pages left
+                since, purge_delay_s, decay = time.time(), 0.0, None
+                continue
             samples = [
                 (s.t, getattr(s, self.metric))
                 for s in self.memory.since(since - self.settle_rule.level_s)

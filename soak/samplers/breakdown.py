@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from soak.core import interrupts
-from soak.samplers.probe import ProbeClient, ProbeError, ProbeStats, Release
+from soak.samplers.probe import Called, ProbeClient, ProbeError, ProbeStats
 from soak.store.csv_log import CsvLog
 from soak.store.records import BreakdownRow
 from soak.targets.base import Target
@@ -114,13 +114,19 @@ class BreakdownSampler:
             arenas=stats.arenas if stats else None,
         )
 
-    def release(self) -> Release | None:
+    def release(self) -> Called | None:
         """Ask the allocator to give its free memory back (None: no probe, or no answer)."""
         return self._ask(ProbeClient.release)
 
     def release_call(self) -> str | None:
         """`release`, answering only what the probe called (e.g. "malloc_trim(0)")."""
         answer = self.release()
+        return answer.called if answer else None
+
+    def decay_call(self) -> str | None:
+        """Run the allocator's time-based purging now; what the probe called (None: no probe,
+        or no answer)."""
+        answer = self._ask(ProbeClient.decay)
         return answer.called if answer else None
 
     def _stats(self) -> ProbeStats | None:

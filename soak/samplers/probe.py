@@ -1,7 +1,8 @@
 """soak's side of the allocator probe: one JSON line per command over its Unix socket.
 
 The probe (soak/targets/probe/soakprobe.c) answers `stats` with the
-allocator's own figures and `release` by giving free memory back to the OS.
+allocator's own figures, `release` by giving free memory back to the OS and `decay`
+by running the allocator's time-based purging now (jemalloc's lags at low traffic).
 Figures an allocator does not tell are None.
 """
 
@@ -34,7 +35,9 @@ class ProbeStats:
 
 
 @dataclass(frozen=True)
-class Release:
+class Called:
+    """What the probe called in the allocator for a command, and its result."""
+
     pid: int
     allocator: str
     called: str  # what the probe called, e.g. "malloc_trim(0)"
@@ -82,9 +85,15 @@ class ProbeClient:
             raw={k: v for k, v in data.items() if k not in _COMMON},
         )
 
-    def release(self) -> Release:
-        data = self.command("release")
-        return Release(
+    def release(self) -> Called:
+        return self._call("release")
+
+    def decay(self) -> Called:
+        return self._call("decay")
+
+    def _call(self, name: str) -> Called:
+        data = self.command(name)
+        return Called(
             pid=int(data["pid"]),
             allocator=str(data["allocator"]),
             called=str(data["called"]),

@@ -152,6 +152,9 @@ class EventKind:
     # the probe released free memory right after the old version unloaded (a variant with
     # release_after_unload, e.g. glibc-trim; detail: its call)
     TRIMMED = "trimmed"
+    # the allocator's decay delay passed after a swap: the probe ran its time-based purging,
+    # which low traffic may not have ticked (jemalloc; detail: its call)
+    DECAYED = "decayed"
 
 
 def columns(record_type: type) -> list[str]:

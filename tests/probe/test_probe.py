@@ -219,3 +219,29 @@ def test_a_socket_it_cannot_listen_on_is_one_line_on_stderr(start_child, socket_
     child.kill()
     path = template.replace("%p", str(child.pid)) if case == "missing dir" else template
     assert child.stderr() == f"soakprobe: cannot listen on {path}: {why}\n"
+
+
+@every_allocator
+def test_decay_runs_the_allocators_own_purging_now(start_child, allocator):
+    """jemalloc notices freed pages and purges those past its decay time only when allocator
+    activity ticks it (every ~1000 events per thread): freed and then idle, it holds them
+    long after. `decay` runs that purging as a tick would: the first call notices the freed
+    pages (their decay time starts), one after the decay time purges them. The other
+    allocators have no such lag and nothing to call."""
+    env = {"MALLOC_CONF": "dirty_decay_ms:200,muzzy_decay_ms:0"}
+    child = start_child(allocator, env=env if allocator == "jemalloc" else None)
+    base = child.rss_anon()
+    child.do("alloc 64")
+    child.do("free")
+    noticed = child.client.decay()
+    time.sleep(1.0)  # five times the decay time, with no allocator activity
+    held = child.rss_anon() - base
+    decay = child.client.decay()
+    kept = child.rss_anon() - base
+    assert (decay.pid, decay.allocator) == (child.pid, allocator)
+    if allocator != "jemalloc":
+        assert (noticed.called, decay.called, decay.result) == ("none", "none", 0)
+        return
+    assert held >= 32 * MIB, f"jemalloc gave back before its tick: {held / MIB:.1f} MiB held"
+    assert (decay.called, decay.result) == ("arena.<all>.decay", 0)
+    assert kept <= 0.25 * held, f"{held / MIB:.1f} MiB held, {kept / MIB:.1f} after decay"

@@ -74,6 +74,10 @@ def test_short_run_writes_the_run_directory(
             assert ("end", str(k)) in of_swap
             names = [e for e, _ in of_swap]
             assert names.index("settled") > names.index("end")
+            # jemalloc's decay run once its decay time passed, before it settled
+            decayed = names.count("decayed")
+            assert decayed == (variant["name"] == "jemalloc"), names
+            assert not decayed or names.index("decayed") < names.index("settled")
         assert (3, "swaps_done", "4") in events
         assert variant["swaps_done"] == "3 swaps done, as planned"
         assert "Successfully loaded servable version" in (vdir / "server.log").read_text()

@@ -5,6 +5,7 @@
  * line per command on that Unix socket:
  *   stats    the allocator's figures: in-use/free-held/mapped bytes, arenas, raw
  *   release  give free memory back to the OS (malloc_trim, purge, ...)
+ *   decay    run the allocator's time-based purging now (jemalloc; a no-op elsewhere)
  * Allocator functions are looked up at run time (dlsym), so one source builds
  * anywhere (glibc < 2.33 has no mallinfo2) and serves whichever malloc won.
  */
@@ -237,6 +238,27 @@ static void release(struct out *o)
         put(o, ", \"result\": null");
 }
 
+/* ---- decay ----
+ * jemalloc gives freed pages back over its decay time, but only when a thread's allocator
+ * activity ticks its decay (about every 1000 events per thread and arena): at a soak's
+ * request rate, spread over many server threads, pages can stay long past their decay
+ * time. "decay" runs that purging now, as a tick would: only what the decay curve lets go
+ * by this moment. The other allocators have no such lag: nothing to call. */
+static void decay(struct out *o)
+{
+    const char *called = "none";
+    long long result = 0;
+    if (strcmp(allocator, "jemalloc") == 0) {
+        mallctl_fn mallctl = (mallctl_fn)sym("mallctl");
+        char name[32];
+        snprintf(name, sizeof name, "arena.%d.decay", JE_ARENAS_ALL);
+        called = "arena.<all>.decay";
+        result = mallctl ? mallctl(name, NULL, NULL, NULL, 0) : -1;
+    }
+    put(o, "{\"pid\": %d, \"allocator\": \"%s\", \"called\": \"%s\", \"result\": %lld",
+        (int)getpid(), allocator, called, result);
+}
+
 /* ---- the socket ---- */
 static void answer(int fd, const char *line)
 {
@@ -252,6 +274,8 @@ static void answer(int fd, const char *line)
             stats_glibc(&o);
     } else if (strcmp(line, "release") == 0) {
         release(&o);
+    } else if (strcmp(line, "decay") == 0) {
+        decay(&o);
     } else { /* echo the command, escaped so that any bytes give valid JSON */
         put(&o, "{\"error\": \"unknown command: ");
         for (const unsigned char *c = (const unsigned char *)line; *c; c++)
