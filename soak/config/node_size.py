@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from soak.config.settings import RunConfig, VariantSpec
+
 REQUEST_THREADS_PER_CORE = 4  # TF Serving's rest_api_num_threads and grpc_max_threads
 GLIBC_ARENAS_PER_CORE = 8  # glibc's arena_max on 64-bit: 8 * cores
 JEMALLOC_ARENAS_PER_CORE = 4  # jemalloc's narenas: 4 * cores
@@ -37,3 +39,16 @@ def allocator_env(allocator: str, env: Mapping[str, str], cores: int) -> dict[st
         narenas = f"narenas:{JEMALLOC_ARENAS_PER_CORE * cores}"
         return {**env, "MALLOC_CONF": f"{conf},{narenas}" if conf else narenas}
     return dict(env)
+
+
+def run_server_args(config: RunConfig) -> tuple[str, ...]:
+    """The run's server flags: `--node-cores`' first, then the run's own (the last one wins)."""
+    node = server_args(config.node_cores) if config.node_cores else ()
+    return (*node, *config.server_args)
+
+
+def variant_env(config: RunConfig, variant: VariantSpec) -> dict[str, str]:
+    """The variant's environment, with `--node-cores`' arena count for its allocator."""
+    if not config.node_cores:
+        return dict(variant.env)
+    return allocator_env(variant.allocator, variant.env, config.node_cores)

@@ -186,8 +186,8 @@ def prepare(config: RunConfig, message: Message = lambda text: None) -> RunPlan:
             library=libraries[v.name],
             rest_port=next(ports),
             grpc_port=next(ports),
-            server_args=(*node_server_args(config), *config.server_args, *v.server_args),
-            env={**node_env(config, v), **preload_env(libraries[v.name], probe)},
+            server_args=(*node_size.run_server_args(config), *v.server_args),
+            env={**node_size.variant_env(config, v), **preload_env(libraries[v.name], probe)},
             purge_delay_s=purge_delay_s(v.allocator, v.env),
             split=v.split or config.split,
             cpus=v.cpus or config.cpus,
@@ -299,14 +299,3 @@ def _docker_backend(config: RunConfig, message: Message) -> tuple[DockerBackend,
     )
     return backend, removed
 
-
-def node_server_args(config: RunConfig) -> tuple[str, ...]:
-    """`--node-cores`' server flags, before the run's and the variant's own (which win)."""
-    return node_size.server_args(config.node_cores) if config.node_cores else ()
-
-
-def node_env(config: RunConfig, variant: VariantSpec) -> dict[str, str]:
-    """The variant's environment, with `--node-cores`' arena count for its allocator."""
-    if not config.node_cores:
-        return dict(variant.env)
-    return node_size.allocator_env(variant.allocator, variant.env, config.node_cores)
