@@ -53,6 +53,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from soak.analysis.pairwise import MAX_MADE_PAIRS, kth_slopes
+
 MIN_SWAPS = 3  # swaps after the warmup swaps, for a slope
 MIN_LATE_SWAPS = 4  # a leak seen in the later half alone needs this many swaps there
 LATER_HALF_GROWTH = 0.5  # the later half "still grows" above this fraction of T
@@ -100,6 +102,11 @@ class SettledSeries:
 def theil_sen(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     """Slope and intercept: median of pairwise slopes, median of the offsets."""
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    pairs = len(xs) * (len(xs) - 1) // 2
+    if pairs > MAX_MADE_PAIRS and len(np.unique(xs)) == len(xs):  # a long run: selected
+        middle = [pairs // 2] if pairs % 2 else [pairs // 2 - 1, pairs // 2]
+        slope = float(np.mean(np.asarray(kth_slopes(xs, ys, middle))))  # as np.median does
+        return slope, float(np.median(ys - slope * xs))
     i, j = np.triu_indices(len(xs), k=1)
     dx = xs[j] - xs[i]
     keep = dx != 0
