@@ -203,22 +203,31 @@ def read_csv_frame(path: Path, names: list[str]) -> pd.DataFrame:
 
     Missing columns (a process target has no cgroup figures) come back all-NaN.
     """
+    frame = _parsed(path)
+    if frame is None or names[0] not in frame.columns:
+        return _empty(names)  # without times the rows cannot be placed
+    required = [names[0]] + [n for n in names if n in frame.columns and n not in _OPTIONAL]
+    # A day's CSV is millions of rows: each step below copies the frame only if it must.
+    for n in names:
+        frame[n] = _numeric(frame[n]) if n in frame.columns else np.nan
+    frame = frame[names]
+    complete = frame[required].notna().all(axis=1)
+    if not complete.all():
+        frame = frame[complete]
+    if not frame[names[0]].is_monotonic_increasing:
+        frame = frame.sort_values(names[0], kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _parsed(path: Path) -> pd.DataFrame | None:
+    """The CSV as pandas reads it (None: empty); its bytes are let go once parsed."""
     data = _complete_bytes(path)
     if not data.strip():
-        return _empty(names)
+        return None
     try:  # numbers parse as numbers; a column with garbage in it comes back as text
-        frame = pd.read_csv(io.BytesIO(data), on_bad_lines="skip", encoding_errors="replace")
+        return pd.read_csv(io.BytesIO(data), on_bad_lines="skip", encoding_errors="replace")
     except pd.errors.ParserError as exc:
         raise UsageError(f"{path}: not a readable CSV: {exc}") from None
-    if names[0] not in frame.columns:
-        return _empty(names)  # without times the rows cannot be placed
-    out = pd.DataFrame(
-        {n: _numeric(frame[n]) if n in frame.columns else np.nan for n in names},
-        index=frame.index,
-    )
-    required = [names[0]] + [n for n in names if n in frame.columns and n not in _OPTIONAL]
-    out = out.dropna(subset=required)
-    return out.sort_values(names[0], kind="stable").reset_index(drop=True)
 
 
 def read_events(path: Path) -> list[Event]:

@@ -26,7 +26,7 @@ import pandas as pd
 from soak.analysis.result import LatencyFigures
 from soak.analysis.timeline import SwapTimes, Timeline
 
-BASELINE, STEADY, SWAP, AFTER = "baseline", "steady", "swap", "after"
+BASELINE, STEADY, SWAP, AFTER = 0, 1, 2, 3  # window_labels' codes (a byte per request)
 LATE_SEND_MS = 10.0  # the prober sent this much later than planned: it fell behind
 SWAP_TAIL_S = 1.0  # after the version change, a swap's effects (cold paths) still count
 MIN_WINDOW_REQUESTS = 10  # a steady window's p99 from fewer requests is not reported
@@ -48,11 +48,12 @@ class LatencySeries:
 
     def __init__(self, frame: pd.DataFrame):
         t = frame["t_intended"].to_numpy(dtype=float)
-        order = np.argsort(t, kind="stable")
+        # inputs.py sorts by intended time: then the columns are used as they are, not copied
+        order = slice(None) if _ascending(t) else np.argsort(t, kind="stable")
         self.t = t[order]
         self.t_start = frame["t_start"].to_numpy(dtype=float)[order]
         self.latency_ms = frame["latency_ms"].to_numpy(dtype=float)[order]
-        self.ok = frame["status"].to_numpy(dtype=float)[order] == 200
+        self.ok = frame["status"].to_numpy()[order] == 200
 
     def __len__(self) -> int:
         return len(self.t)
@@ -64,10 +65,14 @@ class LatencySeries:
         return slice(int(lo), int(max(lo, hi)))
 
 
+def _ascending(values: np.ndarray) -> bool:
+    return bool(np.all(values[1:] >= values[:-1]))
+
+
 def window_labels(series: LatencySeries, timeline: Timeline) -> np.ndarray:
     """The window (BASELINE, STEADY, SWAP, AFTER) of each request's intended send time."""
     t = series.t
-    labels = np.full(len(t), STEADY, dtype=object)
+    labels = np.full(len(t), STEADY, dtype=np.int8)
     for swap in timeline.swaps:
         labels[series.between(*swap_window(swap))] = SWAP
     if timeline.stopped_t is not None:
@@ -89,17 +94,22 @@ def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[tuple[in
     the status poll saw late (it polls every 0.1 s while a version loads).
     """
     t_end = series.t + series.latency_ms / 1000
+    # No request sent before AVAILABLE minus the longest wait (and a second for rounding) was
+    # still waiting at it: each swap looks at the requests sent since then, not the whole run.
+    longest = float(np.max(t_end - series.t)) if len(series) else 0.0
     firsts = []
     for swap in timeline.swaps:
         available = swap.available_t
         if available is None:
             continue
-        answers = series.ok & (t_end >= available) & (series.t <= available + FIRST_ANSWERS_S)
+        near = series.between(available - max(longest, 0.0) - 1.0, available + FIRST_ANSWERS_S)
+        t, ends = series.t[near], t_end[near]
+        answers = series.ok[near] & (ends >= available)
         if not answers.any():
             continue
-        waits = t_end[answers] - np.maximum(series.t[answers], available)
+        waits = ends[answers] - np.maximum(t[answers], available)
         i = int(np.argmax(waits))
-        firsts.append((swap.index, float(series.t[answers][i]), float(waits[i] * 1000)))
+        firsts.append((swap.index, float(t[answers][i]), float(waits[i] * 1000)))
     return firsts
 
 
