@@ -27,6 +27,7 @@ from soak.store.records import MIB, BreakdownRow
 
 MAX_POINTS = 2000  # per memory line; longer series are reduced to min/max per time bin
 MAX_SCATTER_POINTS = 20000  # per latency scatter (the same reduction)
+MAX_BARS = 200  # per-swap bars (the breakdown); more swaps are averaged in runs of swaps
 # Memory lines drawn besides the verdict metric (grey), when present.
 CONTEXT_COLUMNS = ("rss_bytes", "cgroup_working_set_bytes")
 
@@ -71,7 +72,7 @@ def variant_timeline(
             tuple(t - t0 for _, t, _ in firsts),
             tuple(ms for _, _, ms in firsts),
         ),
-        breakdown=breakdown_series(breakdown),
+        breakdown=_binned(breakdown_series(breakdown)),
         release_mb=release_bar(breakdown),
         release_s=None if timeline.release is None else timeline.release.t - t0,
     )
@@ -92,6 +93,19 @@ def reduce_points(
         picks += sorted((lo, hi))
     chosen = np.array(picks)
     return x[chosen], y[chosen]
+
+
+def _binned(parts: tuple[Series, ...]) -> tuple[Series, ...]:
+    """The breakdown's bars, at most MAX_BARS after the baseline's: the mean of each run
+    of consecutive swaps (means of parts add up to the mean of their sum)."""
+    if not parts or len(parts[0].x) - 1 <= MAX_BARS:
+        return parts
+    bins = np.array_split(np.arange(1, len(parts[0].x)), MAX_BARS)
+    x = (parts[0].x[0], *(float(np.mean(np.asarray(parts[0].x)[b])) for b in bins))
+    return tuple(
+        Series(p.name, x, (p.y[0], *(float(np.mean(np.asarray(p.y)[b])) for b in bins)))
+        for p in parts
+    )
 
 
 def _series(name: str, x: np.ndarray, y: np.ndarray, limit: int = MAX_POINTS) -> Series:
