@@ -149,10 +149,7 @@ class Timing:
     cpu_s: float  # user + system
 
     def __str__(self) -> str:
-        return (
-            f"{self.wall_s:.2f} s wall, {self.peak_mib:.0f} MiB peak RSS, "
-            f"{self.cpu_s:.2f} s CPU"
-        )
+        return f"{self.wall_s:.2f} s wall, {self.peak_mib:.0f} MiB peak RSS, {self.cpu_s:.2f} s CPU"
 
 
 def time_report(code: Path, run_dir: Path, memory_limit: int | None = None) -> Timing:
