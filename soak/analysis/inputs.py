@@ -16,15 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from soak.analysis.numeric_csv import complete_bytes, empty, read_csv_frame
 from soak.analysis.tfs_metrics import USED_NAMES
 from soak.config.settings import RunConfig, VariantSpec, config_from_run_toml, read_run_toml
 from soak.core.errors import UsageError
 from soak.store.facts import Environment, VariantFacts
 from soak.store.records import (
-    CGROUP_MEMORY_COLUMNS,
     BreakdownRow,
     Event,
-    LatencySample,
     MemorySample,
     MetricSample,
     Status,
@@ -35,9 +34,13 @@ from soak.store.run_dir import RunDir, VariantDir
 VARIANT_STATUSES = (Status.COMPLETED, Status.INTERRUPTED, Status.FAILED)
 
 
-# memory.csv's columns; `cpu_s` (the server's CPU seconds, the last column) is absent in
-# runs of an older soak: then it reads as NaN.
-MEMORY_COLUMNS = columns(MemorySample) + [c for c in ("cpu_s",) if c not in columns(MemorySample)]
+# The columns of memory.csv and latency.csv that the analysis uses: not their `swap` (the
+# events place the swaps). `cpu_s` (the server's CPU seconds) is absent in runs of an older
+# soak: then it reads as NaN.
+MEMORY_COLUMNS = [c for c in columns(MemorySample) if c != "swap"]
+LATENCY_COLUMNS = ["t_intended", "t_start", "latency_ms", "status"]
+# Unused, but a request without its answer time is a broken row: it is dropped.
+LATENCY_CHECKED = ["t_end"]
 
 
 @dataclass
@@ -51,12 +54,12 @@ class VariantInputs:
     status: str = Status.INTERRUPTED
     reason: str | None = None
     model_size_bytes: int | None = None
-    memory: pd.DataFrame = field(default_factory=lambda: _empty(MEMORY_COLUMNS))
-    latency: pd.DataFrame = field(default_factory=lambda: _empty(columns(LatencySample)))
+    memory: pd.DataFrame = field(default_factory=lambda: empty(MEMORY_COLUMNS))
+    latency: pd.DataFrame = field(default_factory=lambda: empty(LATENCY_COLUMNS))
     events: list[Event] = field(default_factory=list)
     split: int = 1  # parts per predict request (--split)
     # the rows of metrics.csv (--metrics) that the analysis uses (tfs_metrics.USED_NAMES)
-    metrics: pd.DataFrame = field(default_factory=lambda: _empty(columns(MetricSample)))
+    metrics: pd.DataFrame = field(default_factory=lambda: empty(columns(MetricSample)))
     # breakdown.csv (docs/contract.md#run-directory): none in runs of an older soak
     breakdown: list[BreakdownRow] = field(default_factory=list)
     probe: str | None = None  # variant.json's "probe": "on" or "off: REASON" (None: absent)
@@ -124,7 +127,7 @@ def read_variant(vdir: VariantDir, allocator: str) -> VariantInputs:
         reason=facts.reason if facts is not None else "variant.json missing or unreadable",
         model_size_bytes=facts.model_size_bytes if facts is not None else None,
         memory=read_csv_frame(vdir.memory_csv, MEMORY_COLUMNS),
-        latency=read_csv_frame(vdir.latency_csv, columns(LatencySample)),
+        latency=read_csv_frame(vdir.latency_csv, LATENCY_COLUMNS, LATENCY_CHECKED),
         events=read_events(vdir.events_csv),
         split=facts.split if facts is not None else 1,
         metrics=read_metrics(vdir.metrics_csv, USED_NAMES),
@@ -182,7 +185,7 @@ def read_metrics(path: Path, names: frozenset[str]) -> pd.DataFrame:
     lines = _complete_lines(path).splitlines(keepends=True)
     wanted = [line for line in lines[1:] if any(f",{name}," in line for name in names)]
     if not lines or not wanted:
-        return _empty(columns(MetricSample))
+        return empty(columns(MetricSample))
     frame = pd.read_csv(
         io.StringIO(lines[0] + "".join(wanted)),
         on_bad_lines="skip",
@@ -190,44 +193,12 @@ def read_metrics(path: Path, names: frozenset[str]) -> pd.DataFrame:
         keep_default_na=False,
     )
     if not set(columns(MetricSample)) <= set(frame.columns):
-        return _empty(columns(MetricSample))
+        return empty(columns(MetricSample))
     for column in ("t", "swap", "value"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame = frame.dropna(subset=["t", "swap", "value"])
     frame = frame[frame["name"].isin(names)]
     return frame.sort_values("t", kind="stable").reset_index(drop=True)
-
-
-def read_csv_frame(path: Path, names: list[str]) -> pd.DataFrame:
-    """A numeric CSV as a frame sorted by its first column; unreadable rows dropped.
-
-    Missing columns (a process target has no cgroup figures) come back all-NaN.
-    """
-    frame = _parsed(path)
-    if frame is None or names[0] not in frame.columns:
-        return _empty(names)  # without times the rows cannot be placed
-    required = [names[0]] + [n for n in names if n in frame.columns and n not in _OPTIONAL]
-    # A day's CSV is millions of rows: each step below copies the frame only if it must.
-    for n in names:
-        frame[n] = _numeric(frame[n]) if n in frame.columns else np.nan
-    frame = frame[names]
-    complete = frame[required].notna().all(axis=1)
-    if not complete.all():
-        frame = frame[complete]
-    if not frame[names[0]].is_monotonic_increasing:
-        frame = frame.sort_values(names[0], kind="stable")
-    return frame.reset_index(drop=True)
-
-
-def _parsed(path: Path) -> pd.DataFrame | None:
-    """The CSV as pandas reads it (None: empty); its bytes are let go once parsed."""
-    data = _complete_bytes(path)
-    if not data.strip():
-        return None
-    try:  # numbers parse as numbers; a column with garbage in it comes back as text
-        return pd.read_csv(io.BytesIO(data), on_bad_lines="skip", encoding_errors="replace")
-    except pd.errors.ParserError as exc:
-        raise UsageError(f"{path}: not a readable CSV: {exc}") from None
 
 
 def read_events(path: Path) -> list[Event]:
@@ -251,31 +222,5 @@ def read_events(path: Path) -> list[Event]:
     return events
 
 
-# Columns that may be empty in every row without the row being broken.
-_OPTIONAL = set(CGROUP_MEMORY_COLUMNS) | {"swap", "cpu_s"}
-
-
-def _numeric(column: pd.Series) -> pd.Series:
-    """The column as numbers; what does not parse (a garbled row) is NaN."""
-    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        return column
-    return pd.to_numeric(column, errors="coerce")
-
-
-def _complete_bytes(path: Path) -> bytes:
-    """The file without a last line that was cut off mid-write."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return b""
-    if data and not data.endswith(b"\n"):
-        data = data[: data.rfind(b"\n") + 1]
-    return data
-
-
 def _complete_lines(path: Path) -> str:
-    return _complete_bytes(path).decode("utf-8", errors="replace")
-
-
-def _empty(names: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({n: np.array([], dtype=float) for n in names})
+    return complete_bytes(path).decode("utf-8", errors="replace")
