@@ -25,8 +25,9 @@ from soak.analysis.identity import production_change, run_identity, variant_iden
 from soak.analysis.inputs import VariantInputs, read_run
 from soak.analysis.latency import (
     LatencySeries,
-    first_after_swap,
+    RequestWindows,
     latency_figures,
+    request_windows,
     steady_window_latency,
     swap_window_latency,
 )
@@ -118,6 +119,7 @@ class _Measured:
     timeline: Timeline
     series: MemorySeries
     requests: LatencySeries
+    windows: RequestWindows
     swaps: tuple[SwapResult, ...]
 
     @property
@@ -142,11 +144,12 @@ def _measure(v: VariantInputs, settings: RunConfig) -> _Measured:
     timeline = build_timeline(v.events)
     series = MemorySeries(v.memory, settings.metric)
     requests = LatencySeries(v.latency)
+    windows = request_windows(requests, timeline)
     window_latency = swap_window_latency(requests, timeline)
-    steady_latency = steady_window_latency(requests, timeline)
+    steady_latency = steady_window_latency(requests, timeline, windows.labels)
     load_ms, warmup_ms = (per_swap_ms(v.metrics, f) for f in ("tfs_load_ms", "tfs_warmup_ms"))
     cpu = per_swap_cpu(series, requests, timeline)
-    firsts = {index: ms for index, _, ms in first_after_swap(requests, timeline)}
+    firsts = {index: ms for index, _, ms in windows.firsts}
     swaps = tuple(
         dataclasses.replace(
             s,
@@ -163,7 +166,7 @@ def _measure(v: VariantInputs, settings: RunConfig) -> _Measured:
         for p99, errors in [window_latency.get(s.index, (None, 0))]
         for cpu_s, steady_cpu in [cpu.get(s.index, (None, None))]
     )
-    return _Measured(v, timeline, series, requests, swaps)
+    return _Measured(v, timeline, series, requests, windows, swaps)
 
 
 def analyse_variant(
@@ -201,14 +204,14 @@ def analyse_variant(
             settle_timeouts=sum(s.settle_timed_out for s in swaps),
         ),
         latency=dataclasses.replace(
-            latency_figures(requests, timeline, settings.protocol), split=v.split
+            latency_figures(requests, m.windows, settings.protocol), split=v.split
         ),
         swaps=swaps,
         library=v.library,
         reason=v.reason,
         server_exit=timeline.server_exit.detail if timeline.server_exit else None,
         projection=project(pod, basis, settings.memory_limit_bytes, settings.swaps_per_day),
-        timeline=variant_timeline(series, requests, timeline, v.breakdown),
+        timeline=variant_timeline(series, requests, timeline, m.windows, v.breakdown),
         swaps_done=timeline.swaps_done,
         attribution=attribution,
         cpu=cpu_figures(swaps),

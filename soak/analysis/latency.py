@@ -20,11 +20,14 @@ flatter the percentiles.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from soak.analysis.result import LatencyFigures
 from soak.analysis.timeline import SwapTimes, Timeline
+from soak.analysis.window_stats import percentiles, sorted_windows
 
 BASELINE, STEADY, SWAP, AFTER = 0, 1, 2, 3  # window_labels' codes (a byte per request)
 LATE_SEND_MS = 10.0  # the prober sent this much later than planned: it fell behind
@@ -60,9 +63,13 @@ class LatencySeries:
 
     def between(self, start: float, end: float) -> slice:
         """The requests intended in [start, end]."""
-        lo = np.searchsorted(self.t, start, side="left")
-        hi = np.searchsorted(self.t, end, side="right")
-        return slice(int(lo), int(max(lo, hi)))
+        lo, hi = self.bounds(np.array([start]), np.array([end]))
+        return slice(int(lo[0]), int(hi[0]))
+
+    def bounds(self, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per window [start, end], the positions [lo, hi) of the requests intended in it."""
+        lo = np.searchsorted(self.t, starts, side="left")
+        return lo, np.maximum(lo, np.searchsorted(self.t, ends, side="right"))
 
 
 def _ascending(values: np.ndarray) -> bool:
@@ -113,14 +120,26 @@ def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[tuple[in
     return firsts
 
 
+@dataclass(frozen=True)
+class RequestWindows:
+    """What the figures and plots of a variant's requests share, found once."""
+
+    labels: np.ndarray  # window_labels
+    firsts: list[tuple[int, float, float]]  # first_after_swap
+
+
+def request_windows(series: LatencySeries, timeline: Timeline) -> RequestWindows:
+    return RequestWindows(window_labels(series, timeline), first_after_swap(series, timeline))
+
+
 def latency_figures(
-    series: LatencySeries, timeline: Timeline, protocol: str = "rest"
+    series: LatencySeries, windows: RequestWindows, protocol: str = "rest"
 ) -> LatencyFigures:
-    labels = window_labels(series, timeline)
+    labels = windows.labels
     latency, ok = series.latency_ms, series.ok
     steady, swap = labels == STEADY, labels == SWAP
     counted = steady | swap
-    firsts = [ms for _, _, ms in first_after_swap(series, timeline)]
+    firsts = [ms for _, _, ms in windows.firsts]
     late = (series.t_start - series.t) * 1000 > LATE_SEND_MS
     return LatencyFigures(
         steady_p50_ms=_percentile(latency[steady & ok], 50),
@@ -145,35 +164,47 @@ def swap_window_latency(
     series: LatencySeries, timeline: Timeline
 ) -> dict[int, tuple[float | None, int]]:
     """Per swap index: (p99 ms of successful requests, errors) in its window."""
-    out = {}
-    for swap in timeline.swaps:
-        start, end = swap_window(swap)
-        if timeline.baseline_t is not None:
-            start = max(start, timeline.baseline_t)
-        inside = series.between(start, end)
-        ok = series.ok[inside]
-        latency = series.latency_ms[inside]
-        out[swap.index] = (_percentile(latency[ok], 99), int(np.sum(~ok)))
-    return out
+    bounds = np.array([swap_window(swap) for swap in timeline.swaps], dtype=float)
+    starts, ends = bounds.reshape(-1, 2).T
+    if timeline.baseline_t is not None:
+        starts = np.maximum(starts, timeline.baseline_t)
+    lo, hi = series.bounds(starts, ends)
+    p99 = percentiles(sorted_windows(series.latency_ms, lo, hi, series.ok), 99)
+    failed = np.concatenate(([0], np.cumsum(~series.ok)))
+    errors = failed[hi] - failed[lo]
+    return {
+        swap.index: (_figure(p), int(e))
+        for swap, p, e in zip(timeline.swaps, p99.tolist(), errors.tolist(), strict=True)
+    }
 
 
-def steady_window_latency(series: LatencySeries, timeline: Timeline) -> dict[int, float | None]:
+def steady_window_latency(
+    series: LatencySeries, timeline: Timeline, labels: np.ndarray
+) -> dict[int, float | None]:
     """Per swap index: the p99 ms of successful steady requests after its swap window.
 
     The window runs from the end of the swap's latency window until the next
     swap was staged (or the server stopped); None with fewer than
-    MIN_WINDOW_REQUESTS requests in it.
+    MIN_WINDOW_REQUESTS requests in it. `labels`: window_labels'.
     """
-    labels = window_labels(series, timeline)
-    out: dict[int, float | None] = {}
-    for swap in timeline.swaps:
-        start = swap_window(swap)[1]
-        end = swap.next_staged_t if swap.next_staged_t is not None else timeline.stopped_t
-        inside = series.between(start, np.inf if end is None else end)
-        chosen = (labels[inside] == STEADY) & series.ok[inside]
-        latency = series.latency_ms[inside][chosen]
-        out[swap.index] = _percentile(latency, 99) if len(latency) >= MIN_WINDOW_REQUESTS else None
-    return out
+    stop = np.inf if timeline.stopped_t is None else timeline.stopped_t
+    starts = np.array([swap_window(swap)[1] for swap in timeline.swaps], dtype=float)
+    ends = np.array(
+        [stop if s.next_staged_t is None else s.next_staged_t for s in timeline.swaps],
+        dtype=float,
+    )
+    lo, hi = series.bounds(starts, ends)
+    windows = sorted_windows(series.latency_ms, lo, hi, (labels == STEADY) & series.ok)
+    p99 = percentiles(windows, 99)
+    return {
+        swap.index: _figure(p) if n >= MIN_WINDOW_REQUESTS else None
+        for swap, p, n in zip(timeline.swaps, p99.tolist(), windows.count.tolist(), strict=True)
+    }
+
+
+def _figure(value: float) -> float | None:
+    """A window's figure: None where it had no values (NaN)."""
+    return None if np.isnan(value) else value
 
 
 def _percentile(values: np.ndarray, q: float) -> float | None:

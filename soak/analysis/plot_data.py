@@ -12,14 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from soak.analysis.attribution import breakdown_series, release_bar
-from soak.analysis.latency import (
-    STEADY,
-    SWAP,
-    LatencySeries,
-    first_after_swap,
-    swap_window,
-    window_labels,
-)
+from soak.analysis.latency import STEADY, SWAP, LatencySeries, RequestWindows, swap_window
 from soak.analysis.memory import MemorySeries
 from soak.analysis.result import Series, VariantTimeline
 from soak.analysis.timeline import Timeline
@@ -36,6 +29,7 @@ def variant_timeline(
     memory: MemorySeries,
     latency: LatencySeries,
     timeline: Timeline,
+    windows: RequestWindows,
     breakdown: Sequence[BreakdownRow] = (),
 ) -> VariantTimeline:
     t0 = _t0(memory, latency, timeline)
@@ -45,23 +39,22 @@ def variant_timeline(
         for c in columns
         if memory.has(c)
     )
-    labels = window_labels(latency, timeline)
-    firsts = first_after_swap(latency, timeline)
+    labels, firsts = windows.labels, windows.firsts
     shown = (labels == STEADY) | (labels == SWAP)
     last = float(np.max(latency.t)) if len(latency) else None
-    windows = []
+    shaded = []
     for swap in timeline.swaps:
         start, end = swap_window(swap)
         if last is not None:
             end = min(end, max(last, start))
-        windows.append((start - t0, end - t0))
+        shaded.append((start - t0, end - t0))
     return VariantTimeline(
         t0=t0,
         started_t=timeline.started_t,
         baseline_s=None if timeline.baseline_t is None else timeline.baseline_t - t0,
         staged_s=tuple(s.staged_t - t0 for s in timeline.swaps),
         settled_s=tuple(None if s.settled_t is None else s.settled_t - t0 for s in timeline.swaps),
-        swap_windows=tuple(windows) if last is not None else (),
+        swap_windows=tuple(shaded) if last is not None else (),
         memory=lines,
         latency_ok=_series("200", *_requests(latency, shown & latency.ok, t0), MAX_SCATTER_POINTS),
         latency_errors=_series(

@@ -1,0 +1,207 @@
+"""Order statistics of many windows at once are numpy's per window: the same floats.
+
+The per-swap figures that use them (latency p99s, settled levels, peaks) are held to the
+loops they replaced, kept here as references.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from soak.analysis.latency import (
+    MIN_WINDOW_REQUESTS,
+    STEADY,
+    LatencySeries,
+    steady_window_latency,
+    swap_window,
+    swap_window_latency,
+    window_labels,
+)
+from soak.analysis.memory import LEVEL_WINDOW_S, MAX_SAMPLE_GAP_S, MemorySeries
+from soak.analysis.timeline import SwapTimes, Timeline
+from soak.analysis.window_stats import maxima, medians, percentiles, sorted_windows
+from soak.store.records import MIB
+
+
+def random_windows(rng, n=3000, windows=400):
+    values = rng.lognormal(1.0, 0.6, n)
+    scale = 10.0 ** rng.integers(0, 4, n)
+    values = np.round(values * scale) / scale  # ties: values of few digits
+    lo = rng.integers(0, n, windows)
+    hi = lo + rng.choice([0, 1, 2, 3, 10, 57, 300], windows)  # some empty, some overlap
+    hi = np.minimum(hi, n)
+    keep = rng.random(n) < 0.8
+    return values, lo, hi, keep
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("q", [0, 1, 25, 50, 90, 99, 99.9, 100])
+def test_percentiles_are_numpys(seed, q):
+    values, lo, hi, keep = random_windows(np.random.default_rng(seed))
+    got = percentiles(sorted_windows(values, lo, hi, keep), q)
+    for i, (a, b) in enumerate(zip(lo, hi, strict=True)):
+        window = values[a:b][keep[a:b]]
+        want = np.percentile(window, q) if len(window) else np.nan
+        assert got[i] == want or (np.isnan(want) and np.isnan(got[i])), (i, window)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_medians_and_maxima_are_numpys(seed):
+    values, lo, hi, keep = random_windows(np.random.default_rng(seed))
+    windows = sorted_windows(values, lo, hi, keep)
+    got_median, got_max = medians(windows), maxima(windows)
+    for i, (a, b) in enumerate(zip(lo, hi, strict=True)):
+        window = values[a:b][keep[a:b]]
+        if not len(window):
+            assert np.isnan(got_median[i]) and np.isnan(got_max[i])
+            continue
+        assert got_median[i] == np.median(window)
+        assert got_max[i] == np.max(window)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf - inf, numpy's too
+def test_nan_and_inf_as_numpy_has_them():
+    values = np.array([1.0, np.nan, 3.0, np.inf, 2.0, 5.0])
+    lo, hi = np.array([0, 3, 4]), np.array([3, 5, 6])
+    windows = sorted_windows(values, lo, hi)
+    for q in (50, 99, 100):
+        got = percentiles(windows, q)
+        want = [np.percentile(values[a:b], q) for a, b in zip(lo, hi, strict=True)]
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(
+        medians(windows), [np.median(values[a:b]) for a, b in zip(lo, hi, strict=True)]
+    )
+
+
+# --- the per-swap figures, against the loops they replaced ---
+
+
+def old_percentile(values, q):
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def old_swap_window_latency(series, timeline):
+    out = {}
+    for swap in timeline.swaps:
+        start, end = swap_window(swap)
+        if timeline.baseline_t is not None:
+            start = max(start, timeline.baseline_t)
+        inside = series.between(start, end)
+        ok = series.ok[inside]
+        latency = series.latency_ms[inside]
+        out[swap.index] = (old_percentile(latency[ok], 99), int(np.sum(~ok)))
+    return out
+
+
+def old_steady_window_latency(series, timeline):
+    labels = window_labels(series, timeline)
+    out = {}
+    for swap in timeline.swaps:
+        start = swap_window(swap)[1]
+        end = swap.next_staged_t if swap.next_staged_t is not None else timeline.stopped_t
+        inside = series.between(start, np.inf if end is None else end)
+        chosen = (labels[inside] == STEADY) & series.ok[inside]
+        latency = series.latency_ms[inside][chosen]
+        enough = len(latency) >= MIN_WINDOW_REQUESTS
+        out[swap.index] = old_percentile(latency, 99) if enough else None
+    return out
+
+
+def old_level_mb(series, t, column):
+    if t is None or not series.has(column):
+        return None
+    values = series.values(column)
+    lo, hi = np.searchsorted(series.t, [t - LEVEL_WINDOW_S, t], side="right")
+    window = values[lo:hi]
+    window = window[np.isfinite(window)]
+    if len(window) == 0:
+        before = values[:hi][np.isfinite(values[:hi])]
+        times = series.t[:hi][np.isfinite(values[:hi])]
+        if len(before) == 0 or t - times[-1] > MAX_SAMPLE_GAP_S:
+            return None
+        window = before[-1:]
+    return float(np.median(window)) / MIB
+
+
+def old_peak_mb(series, start, end):
+    lo = 0 if start is None else np.searchsorted(series.t, start, side="left")
+    hi = len(series.t) if end is None else np.searchsorted(series.t, end, side="right")
+    values = series.values(series.metric)[lo:hi]
+    values = values[np.isfinite(values)]
+    return float(values.max()) / MIB if len(values) else None
+
+
+def a_long_run(seed=0, swaps=60):
+    """A variant's timeline and series: swaps of random lengths, some unfinished, gaps."""
+    rng = np.random.default_rng(seed)
+    t, swap_list, staged = 1000.0, [], []
+    for _ in range(swaps):
+        staged.append(t)
+        t += rng.uniform(2, 20)
+    for index, start in enumerate(staged, 1):
+        following = staged[index] if index < len(staged) else None
+        settled = None if rng.random() < 0.1 else start + rng.uniform(1, 1.9)
+        available = None if rng.random() < 0.1 else start + rng.uniform(0.1, 0.9)
+        swap_list.append(
+            SwapTimes(
+                index=index,
+                version=index + 1,
+                old_version=index,
+                staged_t=start,
+                available_t=available,
+                old_end_t=None if available is None else available + rng.uniform(0, 0.3),
+                settled_t=settled,
+                settle_timed_out=False,
+                load_failed=False,
+                next_staged_t=following,
+            )
+        )
+    timeline = Timeline(
+        started_t=990.0,
+        baseline_version=1,
+        baseline_t=999.0,
+        swaps=swap_list,
+        server_exit=None,
+        stopped_t=t + 5,
+    )
+    sent = np.sort(rng.uniform(990, t + 10, 20000))
+    scale = 10.0 ** rng.integers(0, 5, len(sent))
+    latency = np.round(rng.lognormal(1, 0.5, len(sent)) * scale) / scale
+    requests = LatencySeries(
+        pd.DataFrame(
+            {
+                "t_intended": sent,
+                "t_start": sent + 0.001,
+                "latency_ms": latency,
+                "status": np.where(rng.random(len(sent)) < 0.05, 503.0, 200.0),
+            }
+        )
+    )
+    at = np.arange(985.0, t + 10, 0.1)
+    at = at[(at < 1100) | (at > 1130)]  # a gap without samples
+    rss = np.round(rng.normal(300, 5, len(at)), 1) * MIB
+    rss[rng.random(len(at)) < 0.05] = np.nan
+    memory = MemorySeries(pd.DataFrame({"t": at, "rss_bytes": rss}), "rss_bytes")
+    return timeline, requests, memory
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_per_swap_latency_is_the_old_loops(seed):
+    timeline, requests, _ = a_long_run(seed)
+    assert swap_window_latency(requests, timeline) == old_swap_window_latency(requests, timeline)
+    labels = window_labels(requests, timeline)
+    steady = steady_window_latency(requests, timeline, labels)
+    assert steady == old_steady_window_latency(requests, timeline)
+    assert sum(p is not None for p in steady.values()) > len(steady) / 2
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_levels_and_peaks_are_the_old_loops(seed):
+    timeline, _, memory = a_long_run(seed)
+    times = [s.settled_t for s in timeline.swaps] + [None, 1115.0, 1129.0, 1131.0, 980.0]
+    assert memory.levels_mb(times) == [old_level_mb(memory, t, "rss_bytes") for t in times]
+    assert memory.levels_mb(times, "anon_bytes") == [None] * len(times)
+    starts = [s.staged_t for s in timeline.swaps] + [None, 1101.0]
+    ends = [s.end_t for s in timeline.swaps] + [None, 1129.0]
+    want = [old_peak_mb(memory, a, b) for a, b in zip(starts, ends, strict=True)]
+    assert memory.peaks_mb(starts, ends) == want
