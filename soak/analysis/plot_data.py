@@ -21,6 +21,8 @@ from soak.store.records import MIB, BreakdownRow
 MAX_POINTS = 2000  # per memory line; longer series are reduced to min/max per time bin
 MAX_SCATTER_POINTS = 20000  # per latency scatter (the same reduction)
 MAX_BARS = 200  # per-swap bars (the breakdown); more swaps are averaged in runs of swaps
+# markers drawn one by one (errors, the first request after a new version): the same reduction
+MAX_MARKERS = 1000
 # Memory lines drawn besides the verdict metric (grey), when present.
 CONTEXT_COLUMNS = ("rss_bytes", "cgroup_working_set_bytes")
 
@@ -57,13 +59,12 @@ def variant_timeline(
         swap_windows=tuple(shaded) if last is not None else (),
         memory=lines,
         latency_ok=_series("200", *_requests(latency, shown & latency.ok, t0), MAX_SCATTER_POINTS),
-        latency_errors=_series(
-            "error", *_requests(latency, shown & ~latency.ok, t0), MAX_SCATTER_POINTS
-        ),
-        first_after_swap=Series(
+        latency_errors=_series("error", *_requests(latency, shown & ~latency.ok, t0), MAX_MARKERS),
+        first_after_swap=_series(
             "first request after a new version",
-            tuple(t - t0 for _, t, _ in firsts),
-            tuple(ms for _, _, ms in firsts),
+            np.array([t for _, t, _ in firsts], dtype=float) - t0,
+            np.array([ms for _, _, ms in firsts], dtype=float),
+            MAX_MARKERS,
         ),
         breakdown=_binned(breakdown_series(breakdown)),
         release_mb=release_bar(breakdown),
@@ -74,17 +75,26 @@ def variant_timeline(
 def reduce_points(
     x: np.ndarray, y: np.ndarray, limit: int = MAX_POINTS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """At most about `limit` points: the min and max of each time bin, in order."""
+    """At most about `limit` points: the min and max of each time bin, in order.
+
+    The bins are np.array_split's (the first ones a point longer), each a row of a
+    view: argmin and argmax per row, of equal values the first.
+    """
     keep = np.isfinite(y)
     x, y = x[keep], y[keep]
     if len(x) <= limit:
         return x, y
-    bins = np.array_split(np.arange(len(x)), limit // 2)
-    picks = []
-    for b in bins:
-        lo, hi = b[np.argmin(y[b])], b[np.argmax(y[b])]
-        picks += sorted((lo, hi))
-    chosen = np.array(picks)
+    bins = limit // 2
+    size, longer = divmod(len(x), bins)
+    cut = longer * (size + 1)
+    lowest, highest = [], []
+    for start, width, block in ((0, size + 1, y[:cut]), (cut, size, y[cut:])):
+        rows = block.reshape(-1, width)
+        first = start + np.arange(len(rows)) * width
+        lowest.append(first + rows.argmin(axis=1))
+        highest.append(first + rows.argmax(axis=1))
+    low, high = np.concatenate(lowest), np.concatenate(highest)
+    chosen = np.column_stack((np.minimum(low, high), np.maximum(low, high))).ravel()
     return x[chosen], y[chosen]
 
 
@@ -94,11 +104,13 @@ def _binned(parts: tuple[Series, ...]) -> tuple[Series, ...]:
     if not parts or len(parts[0].x) - 1 <= MAX_BARS:
         return parts
     bins = np.array_split(np.arange(1, len(parts[0].x)), MAX_BARS)
-    x = (parts[0].x[0], *(float(np.mean(np.asarray(parts[0].x)[b])) for b in bins))
-    return tuple(
-        Series(p.name, x, (p.y[0], *(float(np.mean(np.asarray(p.y)[b])) for b in bins)))
-        for p in parts
-    )
+
+    def means(values: tuple[float, ...]) -> tuple[float, ...]:
+        array = np.asarray(values)
+        return (values[0], *(float(np.mean(array[b])) for b in bins))
+
+    x = means(parts[0].x)
+    return tuple(Series(p.name, x, means(p.y)) for p in parts)
 
 
 def _series(name: str, x: np.ndarray, y: np.ndarray, limit: int = MAX_POINTS) -> Series:

@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from soak.analysis.plot_data import reduce_points
+from soak.analysis.plot_data import MAX_BARS, reduce_points
 from soak.analysis.result import Series, VariantResult, VariantTimeline
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -169,23 +169,25 @@ def attribution(timeline: VariantTimeline, i: int, release_call: str | None) -> 
 
 
 def _stacked_bars(ax: Axes, parts: Sequence[Series]) -> None:
-    """Bars per swap, positive parts stacked up from zero and negative ones down."""
+    """Bars per swap, positive parts stacked up from zero and negative ones down.
+
+    A long run's bars are runs of swaps (plot_data.MAX_BARS of them), side by side: they
+    are drawn as one stepped area per part, not hundreds of patches, which look the same.
+    """
     x = _array(parts[0].x)
     up, down = np.zeros(len(x)), np.zeros(len(x))
-    # a long run's bars are runs of swaps (plot_data.MAX_BARS): as wide as a run
+    binned = len(x) > MAX_BARS
     width = 0.7 if len(x) <= MAX_MARKED_SWAPS else max(1.0, float(np.median(np.diff(x[1:]))))
     for part in parts:
         y = _array(part.y)
         bottom = np.where(y >= 0, up, down)
-        ax.bar(
-            x,
-            y,
-            width,
-            bottom=bottom,
-            color=BREAKDOWN_COLORS.get(part.name, CONTEXT_COLOR),
-            label=part.name,
-            linewidth=0,
-        )
+        part_color = BREAKDOWN_COLORS.get(part.name, CONTEXT_COLOR)
+        if binned:
+            ax.fill_between(
+                x, bottom, bottom + y, step="mid", color=part_color, label=part.name, lw=0
+            )
+        else:
+            ax.bar(x, y, width, bottom=bottom, color=part_color, label=part.name, linewidth=0)
         up, down = up + np.clip(y, 0, None), down + np.clip(y, None, 0)
     total = sum((_array(p.y) for p in parts), np.zeros(len(x)))
     ax.plot(x, total, "k.", ms=4, label="total (RSS)")
@@ -209,14 +211,22 @@ def latency_timeline(timeline: VariantTimeline, i: int) -> str:
         )
         ax.add_collection(shade, autolim=False)
     ok, errors = timeline.latency_ok, timeline.latency_errors
-    ax.scatter(ok.x, ok.y, s=3, color=color(i), rasterized=True, label="200")
+    ax.scatter(_array(ok.x), _array(ok.y), s=3, color=color(i), rasterized=True, label="200")
     if errors.x:
-        ax.scatter(errors.x, errors.y, s=14, marker="x", color="#d62728", zorder=3, label="error")
+        ax.scatter(
+            _array(errors.x),
+            _array(errors.y),
+            s=14,
+            marker="x",
+            color="#d62728",
+            zorder=3,
+            label="error",
+        )
     firsts = timeline.first_after_swap
     if firsts is not None and firsts.x:
         ax.scatter(
-            firsts.x,
-            firsts.y,
+            _array(firsts.x),
+            _array(firsts.y),
             s=40,
             marker="v",
             facecolors="none",

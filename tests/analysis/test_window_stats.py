@@ -5,20 +5,17 @@ loops they replaced, kept here as references.
 """
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from soak.analysis.latency import (
     MIN_WINDOW_REQUESTS,
     STEADY,
-    LatencySeries,
     steady_window_latency,
     swap_window,
     swap_window_latency,
     window_labels,
 )
-from soak.analysis.memory import LEVEL_WINDOW_S, MAX_SAMPLE_GAP_S, MemorySeries
-from soak.analysis.timeline import SwapTimes, Timeline
+from soak.analysis.memory import LEVEL_WINDOW_S, MAX_SAMPLE_GAP_S
 from soak.analysis.window_stats import maxima, medians, percentiles, sorted_windows
 from soak.store.records import MIB
 
@@ -131,63 +128,9 @@ def old_peak_mb(series, start, end):
     return float(values.max()) / MIB if len(values) else None
 
 
-def a_long_run(seed=0, swaps=60):
-    """A variant's timeline and series: swaps of random lengths, some unfinished, gaps."""
-    rng = np.random.default_rng(seed)
-    t, swap_list, staged = 1000.0, [], []
-    for _ in range(swaps):
-        staged.append(t)
-        t += rng.uniform(2, 20)
-    for index, start in enumerate(staged, 1):
-        following = staged[index] if index < len(staged) else None
-        settled = None if rng.random() < 0.1 else start + rng.uniform(1, 1.9)
-        available = None if rng.random() < 0.1 else start + rng.uniform(0.1, 0.9)
-        swap_list.append(
-            SwapTimes(
-                index=index,
-                version=index + 1,
-                old_version=index,
-                staged_t=start,
-                available_t=available,
-                old_end_t=None if available is None else available + rng.uniform(0, 0.3),
-                settled_t=settled,
-                settle_timed_out=False,
-                load_failed=False,
-                next_staged_t=following,
-            )
-        )
-    timeline = Timeline(
-        started_t=990.0,
-        baseline_version=1,
-        baseline_t=999.0,
-        swaps=swap_list,
-        server_exit=None,
-        stopped_t=t + 5,
-    )
-    sent = np.sort(rng.uniform(990, t + 10, 20000))
-    scale = 10.0 ** rng.integers(0, 5, len(sent))
-    latency = np.round(rng.lognormal(1, 0.5, len(sent)) * scale) / scale
-    requests = LatencySeries(
-        pd.DataFrame(
-            {
-                "t_intended": sent,
-                "t_start": sent + 0.001,
-                "latency_ms": latency,
-                "status": np.where(rng.random(len(sent)) < 0.05, 503.0, 200.0),
-            }
-        )
-    )
-    at = np.arange(985.0, t + 10, 0.1)
-    at = at[(at < 1100) | (at > 1130)]  # a gap without samples
-    rss = np.round(rng.normal(300, 5, len(at)), 1) * MIB
-    rss[rng.random(len(at)) < 0.05] = np.nan
-    memory = MemorySeries(pd.DataFrame({"t": at, "rss_bytes": rss}), "rss_bytes")
-    return timeline, requests, memory
-
-
 @pytest.mark.parametrize("seed", range(3))
-def test_per_swap_latency_is_the_old_loops(seed):
-    timeline, requests, _ = a_long_run(seed)
+def test_per_swap_latency_is_the_old_loops(long_run, seed):
+    timeline, requests, _, _ = long_run(seed=seed)
     assert swap_window_latency(requests, timeline) == old_swap_window_latency(requests, timeline)
     labels = window_labels(requests, timeline)
     steady = steady_window_latency(requests, timeline, labels)
@@ -196,8 +139,8 @@ def test_per_swap_latency_is_the_old_loops(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_levels_and_peaks_are_the_old_loops(seed):
-    timeline, _, memory = a_long_run(seed)
+def test_levels_and_peaks_are_the_old_loops(long_run, seed):
+    timeline, _, memory, _ = long_run(seed=seed)
     times = [s.settled_t for s in timeline.swaps] + [None, 1115.0, 1129.0, 1131.0, 980.0]
     assert memory.levels_mb(times) == [old_level_mb(memory, t, "rss_bytes") for t in times]
     assert memory.levels_mb(times, "anon_bytes") == [None] * len(times)
