@@ -13,6 +13,7 @@ summary_json.py writes the result to disk.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,17 +151,20 @@ def _measure(v: VariantInputs, settings: RunConfig) -> _Measured:
     load_ms, warmup_ms = (per_swap_ms(v.metrics, f) for f in ("tfs_load_ms", "tfs_warmup_ms"))
     cpu = per_swap_cpu(series, requests, timeline)
     firsts = {index: ms for index, _, ms in windows.firsts}
+    # SwapResult(**...) is dataclasses.replace without its checks: a long run has thousands
     swaps = tuple(
-        dataclasses.replace(
-            s,
-            p99_ms=p99,
-            errors=errors,
-            steady_p99_ms=steady_latency.get(s.index),
-            tfs_load_ms=load_ms.get(s.index),
-            tfs_warmup_ms=warmup_ms.get(s.index),
-            cpu_s=cpu_s,
-            steady_cpu_ms_per_request=steady_cpu,
-            first_after_ms=firsts.get(s.index),
+        SwapResult(
+            **vars(s)
+            | {
+                "p99_ms": p99,
+                "errors": errors,
+                "steady_p99_ms": steady_latency.get(s.index),
+                "tfs_load_ms": load_ms.get(s.index),
+                "tfs_warmup_ms": warmup_ms.get(s.index),
+                "cpu_s": cpu_s,
+                "steady_cpu_ms_per_request": steady_cpu,
+                "first_after_ms": firsts.get(s.index),
+            }
         )
         for s in swap_memory(series, timeline)
         for p99, errors in [window_latency.get(s.index, (None, 0))]
@@ -290,6 +294,18 @@ def _rounded(value: Any) -> Any:
     if isinstance(value, VariantTimeline):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: _rounded(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return dataclasses.replace(value, **changes)
+        # a long run has thousands of swaps of 20 figures: floats rounded here, not in a call
+        changes = {}
+        for name in _field_names(type(value)):
+            v = getattr(value, name)
+            if type(v) is float:
+                changes[name] = round(v, DECIMALS) if math.isfinite(v) else None
+            else:
+                changes[name] = _rounded(v)
+        return type(value)(**changes)  # dataclasses.replace, without its checks per call
     return value
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))

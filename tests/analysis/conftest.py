@@ -297,7 +297,11 @@ def long_run(seed: int = 0, swaps: int = 60, rps: float = 20.0):
     at = at[(at < 1100) | (at > 1130)]  # a gap without samples
     rss = np.round(rng.normal(300, 5, len(at)), 1) * MIB
     rss[rng.random(len(at)) < 0.05] = np.nan
-    memory = MemorySeries(pd.DataFrame({"t": at, "rss_bytes": rss}), "rss_bytes")
+    cpu_s = np.round(np.cumsum(rng.uniform(0, 0.01, len(at))), 2)  # /proc's 10 ms ticks
+    cpu_s[len(at) // 2 :] -= cpu_s[len(at) // 2]  # a restarted counter
+    cpu_s[rng.random(len(at)) < 0.05] = np.nan
+    frame = pd.DataFrame({"t": at, "rss_bytes": rss, "cpu_s": cpu_s})
+    memory = MemorySeries(frame, "rss_bytes")
     breakdown = [
         BreakdownRow(
             t=start + 1.9,

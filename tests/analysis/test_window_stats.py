@@ -7,6 +7,7 @@ loops they replaced, kept here as references.
 import numpy as np
 import pytest
 
+from soak.analysis.cpu import MIN_WINDOW_SAMPLES, per_swap_cpu, steady_window
 from soak.analysis.latency import (
     MIN_WINDOW_REQUESTS,
     STEADY,
@@ -148,3 +149,45 @@ def test_levels_and_peaks_are_the_old_loops(long_run, seed):
     ends = [s.end_t for s in timeline.swaps] + [None, 1129.0]
     want = [old_peak_mb(memory, a, b) for a, b in zip(starts, ends, strict=True)]
     assert memory.peaks_mb(starts, ends) == want
+
+
+def old_per_swap_cpu(series, requests, timeline):
+    """per_swap_cpu as it was: a loop over the swaps."""
+
+    def growth(t, cpu, start, end, min_samples):
+        lo = int(np.searchsorted(t, start, side="left"))
+        hi = int(np.searchsorted(t, end, side="right"))
+        if hi - lo < min_samples:
+            return None
+        grown = float(cpu[hi - 1] - cpu[lo])
+        return None if grown < 0 else (grown, float(t[lo]), float(t[hi - 1]))
+
+    known = np.isfinite(series.values("cpu_s"))
+    t, cpu = series.t[known], series.values("cpu_s")[known]
+    out = {}
+    for swap in timeline.swaps:
+        swap_s = None
+        if swap.settled_t is not None:
+            grown = growth(t, cpu, swap.staged_t, swap.settled_t, 2)
+            swap_s = grown[0] if grown is not None else None
+        steady = None
+        window = steady_window(swap, timeline)
+        if window is not None:
+            grown = growth(t, cpu, *window, MIN_WINDOW_SAMPLES)
+            if grown is not None:
+                seconds, first_t, last_t = grown
+                lo, hi = np.searchsorted(requests.t, [first_t, last_t], side="right")
+                n = int(max(0, hi - lo))
+                if n >= MIN_WINDOW_REQUESTS:
+                    steady = seconds * 1000.0 / n
+        out[swap.index] = (swap_s, steady)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_per_swap_cpu_is_the_old_loop(long_run, seed):
+    timeline, requests, memory, _ = long_run(seed=seed)
+    got = per_swap_cpu(memory, requests, timeline)
+    assert got == old_per_swap_cpu(memory, requests, timeline)
+    assert sum(a is not None for a, _ in got.values()) > len(got) / 2
+    assert sum(b is not None for _, b in got.values()) > len(got) / 2
