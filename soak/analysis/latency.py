@@ -104,20 +104,32 @@ def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[tuple[in
     # No request sent before AVAILABLE minus the longest wait (and a second for rounding) was
     # still waiting at it: each swap looks at the requests sent since then, not the whole run.
     longest = float(np.max(t_end - series.t)) if len(series) else 0.0
-    firsts = []
-    for swap in timeline.swaps:
-        available = swap.available_t
-        if available is None:
-            continue
-        near = series.between(available - max(longest, 0.0) - 1.0, available + FIRST_ANSWERS_S)
-        t, ends = series.t[near], t_end[near]
-        answers = series.ok[near] & (ends >= available)
-        if not answers.any():
-            continue
-        waits = ends[answers] - np.maximum(t[answers], available)
-        i = int(np.argmax(waits))
-        firsts.append((swap.index, float(t[answers][i]), float(waits[i] * 1000)))
-    return firsts
+    swaps = [swap for swap in timeline.swaps if swap.available_t is not None]
+    available = np.array([swap.available_t for swap in swaps], dtype=float)
+    lo, hi = series.bounds(available - max(longest, 0.0) - 1.0, available + FIRST_ANSWERS_S)
+    # the requests near each swap, one swap after the other (all swaps at once)
+    count = hi - lo
+    swap_of = np.repeat(np.arange(len(swaps)), count)
+    near = np.arange(int(count.sum())) + np.repeat(lo - (np.cumsum(count) - count), count)
+    at, t, ends = available[swap_of], series.t[near], t_end[near]
+    answered = series.ok[near] & (ends >= at)
+    waits = np.where(answered, ends - np.maximum(t, at), -np.inf)
+    # per swap, its longest wait (the first of equal ones, as np.argmax takes it)
+    some = count > 0
+    longest_wait = np.full(len(swaps), -np.inf)
+    longest_wait[some] = np.maximum.reduceat(waits, (np.cumsum(count) - count)[some])
+    hit = np.flatnonzero(answered & (waits == longest_wait[swap_of]))
+    chosen, first = np.unique(swap_of[hit], return_index=True)
+    picked = near[hit[first]]
+    return [
+        (swaps[k].index, float(sent), float(wait * 1000))
+        for k, sent, wait in zip(
+            chosen.tolist(),
+            series.t[picked].tolist(),
+            waits[hit[first]].tolist(),
+            strict=True,
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -141,14 +153,17 @@ def latency_figures(
     counted = steady | swap
     firsts = [ms for _, _, ms in windows.firsts]
     late = (series.t_start - series.t) * 1000 > LATE_SEND_MS
+    # one partition per window for its three figures (the same floats as one call each)
+    steady_p50, steady_p99, steady_max = _percentiles(latency[steady & ok], [50, 99, 100])
+    swap_p50, swap_p99, swap_max = _percentiles(latency[swap & ok], [50, 99, 100])
     return LatencyFigures(
-        steady_p50_ms=_percentile(latency[steady & ok], 50),
-        steady_p99_ms=_percentile(latency[steady & ok], 99),
-        steady_max_ms=_percentile(latency[steady & ok], 100),
-        swap_p50_ms=_percentile(latency[swap & ok], 50),
-        swap_p99_ms=_percentile(latency[swap & ok], 99),
-        swap_max_ms=_percentile(latency[swap & ok], 100),
-        max_ms=_percentile(latency[counted & ok], 100),
+        steady_p50_ms=steady_p50,
+        steady_p99_ms=steady_p99,
+        steady_max_ms=steady_max,
+        swap_p50_ms=swap_p50,
+        swap_p99_ms=swap_p99,
+        swap_max_ms=swap_max,
+        max_ms=_percentiles(latency[counted & ok], [100])[0],
         errors=int(np.sum(counted & ~ok)),
         steady_errors=int(np.sum(steady & ~ok)),
         swap_errors=int(np.sum(swap & ~ok)),
@@ -207,5 +222,5 @@ def _figure(value: float) -> float | None:
     return None if np.isnan(value) else value
 
 
-def _percentile(values: np.ndarray, q: float) -> float | None:
-    return float(np.percentile(values, q)) if len(values) else None
+def _percentiles(values: np.ndarray, qs: list[float]) -> list[float | None]:
+    return [float(p) for p in np.percentile(values, qs)] if len(values) else [None] * len(qs)

@@ -1,16 +1,24 @@
 """Order statistics of many windows at once are numpy's per window: the same floats.
 
-The per-swap figures that use them (latency p99s, settled levels, peaks) are held to the
-loops they replaced, kept here as references.
+The per-swap figures found for all swaps at once (latency p99s, settled levels, peaks,
+CPU, the first answers after a swap) are held to the loops they replaced, kept here as
+references.
 """
+
+import dataclasses
 
 import numpy as np
 import pytest
 
 from soak.analysis.cpu import MIN_WINDOW_SAMPLES, per_swap_cpu, steady_window
 from soak.analysis.latency import (
+    FIRST_ANSWERS_S,
     MIN_WINDOW_REQUESTS,
     STEADY,
+    SWAP,
+    first_after_swap,
+    latency_figures,
+    request_windows,
     steady_window_latency,
     swap_window,
     swap_window_latency,
@@ -191,3 +199,52 @@ def test_per_swap_cpu_is_the_old_loop(long_run, seed):
     assert got == old_per_swap_cpu(memory, requests, timeline)
     assert sum(a is not None for a, _ in got.values()) > len(got) / 2
     assert sum(b is not None for _, b in got.values()) > len(got) / 2
+
+
+def old_first_after_swap(series, timeline):
+    """first_after_swap as it was: a loop over the swaps."""
+    t_end = series.t + series.latency_ms / 1000
+    longest = float(np.max(t_end - series.t)) if len(series) else 0.0
+    firsts = []
+    for swap in timeline.swaps:
+        available = swap.available_t
+        if available is None:
+            continue
+        near = series.between(available - max(longest, 0.0) - 1.0, available + FIRST_ANSWERS_S)
+        t, ends = series.t[near], t_end[near]
+        answers = series.ok[near] & (ends >= available)
+        if not answers.any():
+            continue
+        waits = ends[answers] - np.maximum(t[answers], available)
+        i = int(np.argmax(waits))
+        firsts.append((swap.index, float(t[answers][i]), float(waits[i] * 1000)))
+    return firsts
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("rps", [0.5, 20.0])  # few requests: swaps without an answer
+def test_first_after_swap_is_the_old_loop(long_run, seed, rps):
+    timeline, requests, _, _ = long_run(seed=seed, rps=rps)
+    firsts = first_after_swap(requests, timeline)
+    assert firsts == old_first_after_swap(requests, timeline)
+    assert 0 < len(firsts) < len(timeline.swaps)
+    assert first_after_swap(requests, dataclasses.replace(timeline, swaps=[])) == []
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_latency_figures_are_one_percentile_call_each(long_run, seed):
+    timeline, requests, _, _ = long_run(seed=seed)
+    figures = latency_figures(requests, request_windows(requests, timeline))
+    labels = window_labels(requests, timeline)
+    steady, swap = labels == STEADY, labels == SWAP
+    ok, latency = requests.ok, requests.latency_ms
+    want = {
+        "steady_p50_ms": np.percentile(latency[steady & ok], 50),
+        "steady_p99_ms": np.percentile(latency[steady & ok], 99),
+        "steady_max_ms": np.percentile(latency[steady & ok], 100),
+        "swap_p50_ms": np.percentile(latency[swap & ok], 50),
+        "swap_p99_ms": np.percentile(latency[swap & ok], 99),
+        "swap_max_ms": np.percentile(latency[swap & ok], 100),
+        "max_ms": np.percentile(latency[(steady | swap) & ok], 100),
+    }
+    assert {name: getattr(figures, name) for name in want} == want
