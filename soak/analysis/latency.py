@@ -61,11 +61,6 @@ class LatencySeries:
     def __len__(self) -> int:
         return len(self.t)
 
-    def between(self, start: float, end: float) -> slice:
-        """The requests intended in [start, end]."""
-        lo, hi = self.bounds(np.array([start]), np.array([end]))
-        return slice(int(lo[0]), int(hi[0]))
-
     def bounds(self, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per window [start, end], the positions [lo, hi) of the requests intended in it."""
         lo = np.searchsorted(self.t, starts, side="left")
@@ -80,8 +75,10 @@ def window_labels(series: LatencySeries, timeline: Timeline) -> np.ndarray:
     """The window (BASELINE, STEADY, SWAP, AFTER) of each request's intended send time."""
     t = series.t
     labels = np.full(len(t), STEADY, dtype=np.int8)
-    for swap in timeline.swaps:
-        labels[series.between(*swap_window(swap))] = SWAP
+    lo, hi = series.bounds(*_swap_windows(timeline))
+    # in a swap's window: more windows opened than closed up to it (all swaps at once)
+    edges = np.bincount(lo, minlength=len(t) + 1) - np.bincount(hi, minlength=len(t) + 1)
+    labels[np.cumsum(edges[:-1]) > 0] = SWAP
     if timeline.stopped_t is not None:
         labels[t >= timeline.stopped_t] = AFTER
     baseline_end = timeline.baseline_t if timeline.baseline_t is not None else np.inf
@@ -179,8 +176,7 @@ def swap_window_latency(
     series: LatencySeries, timeline: Timeline
 ) -> dict[int, tuple[float | None, int]]:
     """Per swap index: (p99 ms of successful requests, errors) in its window."""
-    bounds = np.array([swap_window(swap) for swap in timeline.swaps], dtype=float)
-    starts, ends = bounds.reshape(-1, 2).T
+    starts, ends = _swap_windows(timeline)
     if timeline.baseline_t is not None:
         starts = np.maximum(starts, timeline.baseline_t)
     lo, hi = series.bounds(starts, ends)
@@ -215,6 +211,12 @@ def steady_window_latency(
         swap.index: _figure(p) if n >= MIN_WINDOW_REQUESTS else None
         for swap, p, n in zip(timeline.swaps, p99.tolist(), windows.count.tolist(), strict=True)
     }
+
+
+def _swap_windows(timeline: Timeline) -> tuple[np.ndarray, np.ndarray]:
+    """The starts and the ends of the swaps' latency windows (swap_window)."""
+    bounds = np.array([swap_window(swap) for swap in timeline.swaps], dtype=float).reshape(-1, 2)
+    return bounds[:, 0], bounds[:, 1]
 
 
 def _figure(value: float) -> float | None:

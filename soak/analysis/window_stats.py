@@ -19,7 +19,7 @@ import numpy as np
 class SortedWindows:
     """The values of each window, sorted, one window after the other."""
 
-    values: np.ndarray
+    values: np.ndarray  # (values outside the windows may be between them)
     start: np.ndarray  # where each window's values begin in `values`
     count: np.ndarray  # how many values each window has (int64)
 
@@ -28,12 +28,17 @@ def sorted_windows(
     values: np.ndarray, lo: np.ndarray, hi: np.ndarray, keep: np.ndarray | None = None
 ) -> SortedWindows:
     """Per window i, the values at positions [lo[i], hi[i]) that `keep` marks (None: all)."""
-    kept = values if keep is None else values[keep]
+    kept = values.copy() if keep is None else values[keep]  # ours to sort
     if keep is not None:  # window bounds among the kept values
         before = np.concatenate(([0], np.cumsum(keep)))
         lo, hi = before[lo], before[hi]
     count = np.maximum(np.asarray(hi, dtype=np.int64) - lo, 0)
-    parts = [np.sort(kept[a:b]) for a, b in zip(lo.tolist(), hi.tolist(), strict=True) if b > a]
+    starts, ends = lo.tolist(), hi.tolist()
+    if all(b <= a for b, a in zip(ends, starts[1:], strict=False)):  # one after the other
+        for a, b in zip(starts, ends, strict=True):
+            kept[a:b].sort()  # in place: each window's values stay where they are
+        return SortedWindows(kept, np.asarray(lo, dtype=np.int64), count)
+    parts = [np.sort(kept[a:b]) for a, b in zip(starts, ends, strict=True) if b > a]
     joined = np.concatenate(parts) if parts else np.empty(0, dtype=float)
     return SortedWindows(joined, np.cumsum(count) - count, count)
 

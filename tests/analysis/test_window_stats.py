@@ -12,6 +12,8 @@ import pytest
 
 from soak.analysis.cpu import MIN_WINDOW_SAMPLES, per_swap_cpu, steady_window
 from soak.analysis.latency import (
+    AFTER,
+    BASELINE,
     FIRST_ANSWERS_S,
     MIN_WINDOW_REQUESTS,
     STEADY,
@@ -29,12 +31,16 @@ from soak.analysis.window_stats import maxima, medians, percentiles, sorted_wind
 from soak.store.records import MIB
 
 
-def random_windows(rng, n=3000, windows=400):
+def random_windows(rng, n=3000, windows=400, disjoint=False):
     values = rng.lognormal(1.0, 0.6, n)
     scale = 10.0 ** rng.integers(0, 4, n)
     values = np.round(values * scale) / scale  # ties: values of few digits
     lo = rng.integers(0, n, windows)
     hi = lo + rng.choice([0, 1, 2, 3, 10, 57, 300], windows)  # some empty, some overlap
+    if disjoint:  # one after the other, as a run's swaps are (sorted in place)
+        edges = np.sort(rng.choice(n, 2 * windows, replace=False))
+        lo, hi = edges[::2], edges[1::2]
+        hi[::7] = lo[::7]  # some empty
     hi = np.minimum(hi, n)
     keep = rng.random(n) < 0.8
     return values, lo, hi, keep
@@ -42,8 +48,9 @@ def random_windows(rng, n=3000, windows=400):
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("q", [0, 1, 25, 50, 90, 99, 99.9, 100])
-def test_percentiles_are_numpys(seed, q):
-    values, lo, hi, keep = random_windows(np.random.default_rng(seed))
+@pytest.mark.parametrize("disjoint", [False, True])
+def test_percentiles_are_numpys(seed, q, disjoint):
+    values, lo, hi, keep = random_windows(np.random.default_rng(seed), disjoint=disjoint)
     got = percentiles(sorted_windows(values, lo, hi, keep), q)
     for i, (a, b) in enumerate(zip(lo, hi, strict=True)):
         window = values[a:b][keep[a:b]]
@@ -52,8 +59,9 @@ def test_percentiles_are_numpys(seed, q):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_medians_and_maxima_are_numpys(seed):
-    values, lo, hi, keep = random_windows(np.random.default_rng(seed))
+@pytest.mark.parametrize("disjoint", [False, True])
+def test_medians_and_maxima_are_numpys(seed, disjoint):
+    values, lo, hi, keep = random_windows(np.random.default_rng(seed), disjoint=disjoint)
     windows = sorted_windows(values, lo, hi, keep)
     got_median, got_max = medians(windows), maxima(windows)
     for i, (a, b) in enumerate(zip(lo, hi, strict=True)):
@@ -82,6 +90,23 @@ def test_nan_and_inf_as_numpy_has_them():
 # --- the per-swap figures, against the loops they replaced ---
 
 
+def between(series, start, end):
+    """The requests intended in [start, end] (LatencySeries.between, as it was)."""
+    lo = np.searchsorted(series.t, start, side="left")
+    hi = np.searchsorted(series.t, end, side="right")
+    return slice(int(lo), int(max(lo, hi)))
+
+
+def old_window_labels(series, timeline):
+    labels = np.full(len(series.t), STEADY, dtype=np.int8)
+    for swap in timeline.swaps:
+        labels[between(series, *swap_window(swap))] = SWAP
+    if timeline.stopped_t is not None:
+        labels[series.t >= timeline.stopped_t] = AFTER
+    labels[series.t < timeline.baseline_t] = BASELINE
+    return labels
+
+
 def old_percentile(values, q):
     return float(np.percentile(values, q)) if len(values) else None
 
@@ -92,7 +117,7 @@ def old_swap_window_latency(series, timeline):
         start, end = swap_window(swap)
         if timeline.baseline_t is not None:
             start = max(start, timeline.baseline_t)
-        inside = series.between(start, end)
+        inside = between(series, start, end)
         ok = series.ok[inside]
         latency = series.latency_ms[inside]
         out[swap.index] = (old_percentile(latency[ok], 99), int(np.sum(~ok)))
@@ -100,12 +125,12 @@ def old_swap_window_latency(series, timeline):
 
 
 def old_steady_window_latency(series, timeline):
-    labels = window_labels(series, timeline)
+    labels = old_window_labels(series, timeline)
     out = {}
     for swap in timeline.swaps:
         start = swap_window(swap)[1]
         end = swap.next_staged_t if swap.next_staged_t is not None else timeline.stopped_t
-        inside = series.between(start, np.inf if end is None else end)
+        inside = between(series, start, np.inf if end is None else end)
         chosen = (labels[inside] == STEADY) & series.ok[inside]
         latency = series.latency_ms[inside][chosen]
         enough = len(latency) >= MIN_WINDOW_REQUESTS
@@ -142,6 +167,7 @@ def test_per_swap_latency_is_the_old_loops(long_run, seed):
     timeline, requests, _, _ = long_run(seed=seed)
     assert swap_window_latency(requests, timeline) == old_swap_window_latency(requests, timeline)
     labels = window_labels(requests, timeline)
+    assert np.array_equal(labels, old_window_labels(requests, timeline))
     steady = steady_window_latency(requests, timeline, labels)
     assert steady == old_steady_window_latency(requests, timeline)
     assert sum(p is not None for p in steady.values()) > len(steady) / 2
@@ -210,7 +236,7 @@ def old_first_after_swap(series, timeline):
         available = swap.available_t
         if available is None:
             continue
-        near = series.between(available - max(longest, 0.0) - 1.0, available + FIRST_ANSWERS_S)
+        near = between(series, available - max(longest, 0.0) - 1.0, available + FIRST_ANSWERS_S)
         t, ends = series.t[near], t_end[near]
         answers = series.ok[near] & (ends >= available)
         if not answers.any():
