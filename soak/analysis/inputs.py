@@ -143,25 +143,33 @@ def read_breakdown(path: Path) -> list[BreakdownRow]:
     """breakdown.csv in file order (none if it is missing); an empty cell is None.
 
     A row whose time, swap or point is missing, or whose figures do not parse, is
-    skipped (a kill cuts the last row: that one is dropped before parsing).
+    skipped (a kill cuts the last row: that one is dropped before parsing). Read as
+    csv.DictReader reads it, without a dict per row (read_events).
     """
-    rows = []
-    for row in csv.DictReader(io.StringIO(_complete_lines(path))):
-        point = (row.get("point") or "").strip()
-        if not point:
+    rows = csv.reader(io.StringIO(_complete_lines(path)))
+    at = {name: i for i, name in enumerate(next(rows, []))}
+    if not {"t", "swap", "point"} <= at.keys():
+        return []
+    t_at, swap_at, point_at = at["t"], at["swap"], at["point"]
+    figures = [(name, at.get(name, -1)) for name in _BREAKDOWN_FIGURES]
+    found = []
+    for row in rows:
+        n = len(row)
+        point = row[point_at].strip() if point_at < n else ""
+        if not point or n <= max(t_at, swap_at):  # no point, time or swap (float(None))
             continue
         try:
-            rows.append(
+            found.append(
                 BreakdownRow(
-                    t=float(row["t"]),
-                    swap=int(row["swap"]),
+                    t=float(row[t_at]),
+                    swap=int(row[swap_at]),
                     point=point,
-                    **{name: _opt_bytes(row.get(name)) for name in _BREAKDOWN_FIGURES},
+                    **{name: _opt_bytes(row[i] if 0 <= i < n else None) for name, i in figures},
                 )
             )
-        except (KeyError, TypeError, ValueError):
+        except ValueError:
             continue
-    return rows
+    return found
 
 
 def _opt_bytes(text: str | None) -> int | None:

@@ -22,7 +22,7 @@ MAX_POINTS = 2000  # per memory line; longer series are reduced to min/max per t
 MAX_SCATTER_POINTS = 20000  # per latency scatter (the same reduction)
 MAX_BARS = 200  # per-swap bars (the breakdown); more swaps are averaged in runs of swaps
 # markers drawn one by one (errors, the first request after a new version): the same reduction
-MAX_MARKERS = 1000
+MAX_MARKERS = 500
 # Memory lines drawn besides the verdict metric (grey), when present.
 CONTEXT_COLUMNS = ("rss_bytes", "cgroup_working_set_bytes")
 

@@ -47,6 +47,7 @@ Verdicts:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -101,6 +102,11 @@ class SettledSeries:
 
 def theil_sen(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     """Slope and intercept: median of pairwise slopes, median of the offsets."""
+    return _theil_sen(tuple(map(float, x)), tuple(map(float, y)))
+
+
+@functools.lru_cache(maxsize=4)  # classify_run fits a variant alone, then beside the control
+def _theil_sen(x: tuple[float, ...], y: tuple[float, ...]) -> tuple[float, float]:
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     pairs = len(xs) * (len(xs) - 1) // 2
     if pairs > MAX_MADE_PAIRS and len(np.unique(xs)) == len(xs):  # a long run: selected
