@@ -146,8 +146,8 @@ def _measure(v: VariantInputs, settings: RunConfig) -> _Measured:
     series = MemorySeries(v.memory, settings.metric)
     requests = LatencySeries(v.latency)
     windows = request_windows(requests, timeline)
-    window_latency = swap_window_latency(requests, timeline)
-    steady_latency = steady_window_latency(requests, timeline, windows.labels)
+    window_latency = swap_window_latency(requests, timeline, windows)
+    steady_latency = steady_window_latency(requests, timeline, windows)
     load_ms, warmup_ms = (per_swap_ms(v.metrics, f) for f in ("tfs_load_ms", "tfs_warmup_ms"))
     cpu = per_swap_cpu(series, requests, timeline)
     firsts = {index: ms for index, _, ms in windows.firsts}
@@ -286,6 +286,9 @@ def rounded(value: T) -> T:
     return _rounded(value)
 
 
+_AS_THEY_ARE = {int, bool, str, type(None)}  # what _rounded leaves as it is
+
+
 def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, DECIMALS) if math.isfinite(value) else None
@@ -294,12 +297,14 @@ def _rounded(value: Any) -> Any:
     if isinstance(value, VariantTimeline):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        # a long run has thousands of swaps of 20 figures: floats rounded here, not in a call
+        # a long run has thousands of swaps of 20 figures: each rounded here, not in a call
         changes = {}
         for name in _field_names(type(value)):
             v = getattr(value, name)
             if type(v) is float:
                 changes[name] = round(v, DECIMALS) if math.isfinite(v) else None
+            elif type(v) in _AS_THEY_ARE:
+                changes[name] = v
             else:
                 changes[name] = _rounded(v)
         return type(value)(**changes)  # dataclasses.replace, without its checks per call

@@ -71,11 +71,17 @@ def _ascending(values: np.ndarray) -> bool:
     return bool(np.all(values[1:] >= values[:-1]))
 
 
-def window_labels(series: LatencySeries, timeline: Timeline) -> np.ndarray:
-    """The window (BASELINE, STEADY, SWAP, AFTER) of each request's intended send time."""
+def swap_windows(timeline: Timeline) -> np.ndarray:
+    """Every swap's swap_window, one [start, end] row per swap."""
+    return np.array([swap_window(swap) for swap in timeline.swaps], dtype=float).reshape(-1, 2)
+
+
+def window_labels(series: LatencySeries, timeline: Timeline, windows: np.ndarray) -> np.ndarray:
+    """The window (BASELINE, STEADY, SWAP, AFTER) of each request's intended send time;
+    `windows`: swap_windows'."""
     t = series.t
     labels = np.full(len(t), STEADY, dtype=np.int8)
-    lo, hi = series.bounds(*_swap_windows(timeline))
+    lo, hi = series.bounds(windows[:, 0], windows[:, 1])
     # in a swap's window: more windows opened than closed up to it (all swaps at once)
     edges = np.bincount(lo, minlength=len(t) + 1) - np.bincount(hi, minlength=len(t) + 1)
     labels[np.cumsum(edges[:-1]) > 0] = SWAP
@@ -133,12 +139,15 @@ def first_after_swap(series: LatencySeries, timeline: Timeline) -> list[tuple[in
 class RequestWindows:
     """What the figures and plots of a variant's requests share, found once."""
 
+    swaps: np.ndarray  # swap_windows
     labels: np.ndarray  # window_labels
     firsts: list[tuple[int, float, float]]  # first_after_swap
 
 
 def request_windows(series: LatencySeries, timeline: Timeline) -> RequestWindows:
-    return RequestWindows(window_labels(series, timeline), first_after_swap(series, timeline))
+    swaps = swap_windows(timeline)
+    labels = window_labels(series, timeline, swaps)
+    return RequestWindows(swaps, labels, first_after_swap(series, timeline))
 
 
 def latency_figures(
@@ -173,10 +182,10 @@ def latency_figures(
 
 
 def swap_window_latency(
-    series: LatencySeries, timeline: Timeline
+    series: LatencySeries, timeline: Timeline, windows: RequestWindows
 ) -> dict[int, tuple[float | None, int]]:
     """Per swap index: (p99 ms of successful requests, errors) in its window."""
-    starts, ends = _swap_windows(timeline)
+    starts, ends = windows.swaps[:, 0], windows.swaps[:, 1]
     if timeline.baseline_t is not None:
         starts = np.maximum(starts, timeline.baseline_t)
     lo, hi = series.bounds(starts, ends)
@@ -190,33 +199,27 @@ def swap_window_latency(
 
 
 def steady_window_latency(
-    series: LatencySeries, timeline: Timeline, labels: np.ndarray
+    series: LatencySeries, timeline: Timeline, windows: RequestWindows
 ) -> dict[int, float | None]:
     """Per swap index: the p99 ms of successful steady requests after its swap window.
 
     The window runs from the end of the swap's latency window until the next
     swap was staged (or the server stopped); None with fewer than
-    MIN_WINDOW_REQUESTS requests in it. `labels`: window_labels'.
+    MIN_WINDOW_REQUESTS requests in it.
     """
     stop = np.inf if timeline.stopped_t is None else timeline.stopped_t
-    starts = np.array([swap_window(swap)[1] for swap in timeline.swaps], dtype=float)
     ends = np.array(
         [stop if s.next_staged_t is None else s.next_staged_t for s in timeline.swaps],
         dtype=float,
     )
-    lo, hi = series.bounds(starts, ends)
-    windows = sorted_windows(series.latency_ms, lo, hi, (labels == STEADY) & series.ok)
-    p99 = percentiles(windows, 99)
+    lo, hi = series.bounds(windows.swaps[:, 1], ends)
+    steady = (windows.labels == STEADY) & series.ok
+    found = sorted_windows(series.latency_ms, lo, hi, steady)
+    p99 = percentiles(found, 99)
     return {
         swap.index: _figure(p) if n >= MIN_WINDOW_REQUESTS else None
-        for swap, p, n in zip(timeline.swaps, p99.tolist(), windows.count.tolist(), strict=True)
+        for swap, p, n in zip(timeline.swaps, p99.tolist(), found.count.tolist(), strict=True)
     }
-
-
-def _swap_windows(timeline: Timeline) -> tuple[np.ndarray, np.ndarray]:
-    """The starts and the ends of the swaps' latency windows (swap_window)."""
-    bounds = np.array([swap_window(swap) for swap in timeline.swaps], dtype=float).reshape(-1, 2)
-    return bounds[:, 0], bounds[:, 1]
 
 
 def _figure(value: float) -> float | None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from soak.analysis.attribution import breakdown_series, release_bar
-from soak.analysis.latency import STEADY, SWAP, LatencySeries, RequestWindows, swap_window
+from soak.analysis.latency import STEADY, SWAP, LatencySeries, RequestWindows
 from soak.analysis.memory import MemorySeries
 from soak.analysis.result import Series, VariantTimeline
 from soak.analysis.timeline import Timeline
@@ -44,12 +44,10 @@ def variant_timeline(
     labels, firsts = windows.labels, windows.firsts
     shown = (labels == STEADY) | (labels == SWAP)
     last = float(np.max(latency.t)) if len(latency) else None
-    shaded = []
-    for swap in timeline.swaps:
-        start, end = swap_window(swap)
-        if last is not None:
-            end = min(end, max(last, start))
-        shaded.append((start - t0, end - t0))
+    start, end = windows.swaps[:, 0], windows.swaps[:, 1]
+    if last is not None:
+        end = np.minimum(end, np.maximum(last, start))
+    shaded = list(zip((start - t0).tolist(), (end - t0).tolist(), strict=True))
     return VariantTimeline(
         t0=t0,
         started_t=timeline.started_t,

@@ -24,7 +24,6 @@ from soak.analysis.latency import (
     steady_window_latency,
     swap_window,
     swap_window_latency,
-    window_labels,
 )
 from soak.analysis.memory import LEVEL_WINDOW_S, MAX_SAMPLE_GAP_S
 from soak.analysis.window_stats import maxima, medians, percentiles, sorted_windows
@@ -165,10 +164,12 @@ def old_peak_mb(series, start, end):
 @pytest.mark.parametrize("seed", range(3))
 def test_per_swap_latency_is_the_old_loops(long_run, seed):
     timeline, requests, _, _ = long_run(seed=seed)
-    assert swap_window_latency(requests, timeline) == old_swap_window_latency(requests, timeline)
-    labels = window_labels(requests, timeline)
-    assert np.array_equal(labels, old_window_labels(requests, timeline))
-    steady = steady_window_latency(requests, timeline, labels)
+    windows = request_windows(requests, timeline)
+    assert swap_window_latency(requests, timeline, windows) == old_swap_window_latency(
+        requests, timeline
+    )
+    assert np.array_equal(windows.labels, old_window_labels(requests, timeline))
+    steady = steady_window_latency(requests, timeline, windows)
     assert steady == old_steady_window_latency(requests, timeline)
     assert sum(p is not None for p in steady.values()) > len(steady) / 2
 
@@ -261,7 +262,7 @@ def test_first_after_swap_is_the_old_loop(long_run, seed, rps):
 def test_latency_figures_are_one_percentile_call_each(long_run, seed):
     timeline, requests, _, _ = long_run(seed=seed)
     figures = latency_figures(requests, request_windows(requests, timeline))
-    labels = window_labels(requests, timeline)
+    labels = old_window_labels(requests, timeline)
     steady, swap = labels == STEADY, labels == SWAP
     ok, latency = requests.ok, requests.latency_ms
     want = {
