@@ -23,7 +23,7 @@ import pandas as pd
 from soak.core.errors import UsageError
 from soak.store.records import CGROUP_MEMORY_COLUMNS
 
-CHUNK_ROWS = 1 << 18  # rows parsed at a time
+CHUNK_ROWS = 1 << 20  # rows parsed at a time
 # Columns that may be empty in every row without the row being broken.
 OPTIONAL = set(CGROUP_MEMORY_COLUMNS) | {"swap", "cpu_s"}
 
