@@ -87,7 +87,7 @@ class MemorySeries:
         lo = np.searchsorted(self.t, [-np.inf if s is None else s for s in starts], side="left")
         hi = np.searchsorted(self.t, [np.inf if e is None else e for e in ends], side="right")
         values = self.values(self.metric)
-        peaks = maxima(sorted_windows(values, lo, np.maximum(lo, hi), np.isfinite(values)))
+        peaks = maxima(values, lo, np.maximum(lo, hi), np.isfinite(values))
         return [None if np.isnan(mb) else mb / MIB for mb in peaks.tolist()]
 
 

@@ -5,7 +5,8 @@ and settled memory levels: one `np.percentile` or `np.median` per window is some
 30 µs of Python each, 27 000 p99s and 54 000 medians a day. Here each window's values
 are sorted once (`np.sort` of a slice, a microsecond) and the order statistics of all
 windows are taken together by the arithmetic numpy's own functions use, so the
-floats are the same (tests/analysis/test_window_stats.py holds them to numpy's).
+floats are the same (tests/analysis/test_window_stats.py holds them to numpy's). A
+maximum needs no sort: np.maximum.reduceat.
 """
 
 from __future__ import annotations
@@ -74,10 +75,22 @@ def medians(windows: SortedWindows) -> np.ndarray:
     return _spread(value, some)
 
 
-def maxima(windows: SortedWindows) -> np.ndarray:
-    """The highest value per window; NaN if empty."""
-    some = windows.count > 0
-    return _spread(windows.values[windows.start[some] + windows.count[some] - 1], some)
+def maxima(
+    values: np.ndarray, lo: np.ndarray, hi: np.ndarray, keep: np.ndarray | None = None
+) -> np.ndarray:
+    """The highest of the values at [lo[i], hi[i]) that `keep` marks, per window (NaN if
+    none); a maximum needs no sort: np.maximum.reduceat over the kept values."""
+    kept = values if keep is None else values[keep]
+    if keep is not None:
+        before = np.concatenate(([0], np.cumsum(keep)))
+        lo, hi = before[lo], before[hi]
+    some = np.asarray(hi) > lo
+    out = np.full(len(some), np.nan)
+    if some.any():  # reduceat takes [each index, the next one): starts and ends alternate
+        edges = np.stack((lo[some], hi[some]), axis=1).ravel()
+        ended = np.append(kept, -np.inf)  # an end may be the last value's: one more index
+        out[some] = np.maximum.reduceat(ended, edges)[::2]
+    return out
 
 
 def _spread(value: np.ndarray, some: np.ndarray) -> np.ndarray:

@@ -49,9 +49,16 @@ def _table_rows(
     return swaps[:EDGE_ROWS], len(swaps) - 2 * EDGE_ROWS, swaps[-EDGE_ROWS:]
 
 
+def _any_known(swaps: Sequence[SwapResult], figure: str) -> bool:
+    """Whether any swap has `figure` (not None): its column is shown. In Python, not a
+    template filter chain: a long run has thousands of swaps."""
+    return any(getattr(s, figure) is not None for s in swaps)
+
+
 TEMPLATES.filters["num"] = number
 TEMPLATES.filters["when"] = _when
 TEMPLATES.filters["table_rows"] = _table_rows
+TEMPLATES.filters["any_known"] = _any_known
 
 
 @dataclass(frozen=True)
