@@ -20,6 +20,7 @@ flatter the percentiles.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,7 @@ MIN_WINDOW_REQUESTS = 10  # a steady window's p99 from fewer requests is not rep
 
 def swap_window(swap: SwapTimes) -> tuple[float, float]:
     """[start, end] of a swap's latency window (epoch seconds; end may be inf)."""
-    end = swap.end_t if swap.end_t is not None else np.inf
+    end = swap.end_t if swap.end_t is not None else math.inf
     if swap.transition_end_t is not None:
         end = min(end, swap.transition_end_t + SWAP_TAIL_S)
     return swap.staged_t, end
