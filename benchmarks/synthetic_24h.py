@@ -1,4 +1,4 @@
-"""How long does `soak report` take on a 24-hour run? Wall time and peak RSS.
+"""How long does `soak report` take on a 24-hour run? Wall time, peak RSS and CPU time.
 
 Writes a synthetic run directory as a 24-hour soak would leave it (variants in
 turn, memory at 10 Hz, latency at 20 rps, a swap every 2 minutes: about 0.9 M
@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -138,9 +140,30 @@ def _write_variant(
     (vdir / "variant.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
-def time_report(code: Path, run_dir: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of `python -m soak report RUN_DIR` with `code` first."""
+@dataclass(frozen=True)
+class Timing:
+    """One `soak report` in a child process: its wall time, peak RSS and CPU time."""
+
+    wall_s: float
+    peak_mib: float  # the child's own peak RSS (os.wait4), not the parent's
+    cpu_s: float  # user + system
+
+    def __str__(self) -> str:
+        return f"{self.wall_s:.2f} s wall, {self.peak_mib:.0f} MiB peak RSS, {self.cpu_s:.2f} s CPU"
+
+
+def time_report(code: Path, run_dir: Path, memory_limit: int | None = None) -> Timing:
+    """`python -m soak report RUN_DIR` with `code` first on the path, timed.
+
+    `memory_limit` (bytes) bounds the child's address space: past it the child fails
+    with a MemoryError instead of calling in the kernel's OOM killer.
+    """
     env = dict(os.environ, PYTHONPATH=str(code.resolve()), MPLBACKEND="Agg")
+
+    def limit_memory() -> None:
+        if memory_limit is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
     begin = time.perf_counter()
     child = subprocess.Popen(  # cwd: `-m` puts it first on sys.path, before PYTHONPATH
         [sys.executable, "-m", "soak", "report", str(run_dir.resolve())],
@@ -148,19 +171,21 @@ def time_report(code: Path, run_dir: Path) -> tuple[float, float]:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=limit_memory,
     )
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - begin
     child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        assert child.stderr is not None
-        raise SystemExit(f"soak report failed ({code}): {child.stderr.read().decode()[-2000:]}")
     assert child.stderr is not None
+    errors = child.stderr.read().decode(errors="replace")
     child.stderr.close()
-    return wall, usage.ru_maxrss / 1024  # KiB on Linux
+    if child.returncode != 0:
+        raise SystemExit(f"soak report failed ({code}): {errors[-2000:]}")
+    peak = usage.ru_maxrss / 1024  # KiB on Linux
+    return Timing(wall, peak, usage.ru_utime + usage.ru_stime)
 
 
-def _rows(run_dir: Path, name: str) -> int:
+def data_rows(run_dir: Path, name: str) -> int:
     """Data rows in every VARIANT/name of the run."""
     total = 0
     for path in run_dir.glob(f"*/{name}"):
@@ -188,15 +213,14 @@ def main() -> None:
     begin = time.perf_counter()
     reuse = args.reuse and (args.out / "run.toml").exists()
     run_dir = args.out if reuse else write_run(args.out, args.hours, args.variants)
-    memory_rows, latency_rows = (_rows(run_dir, name) for name in ("memory.csv", "latency.csv"))
+    memory_rows, latency_rows = (data_rows(run_dir, name) for name in ("memory.csv", "latency.csv"))
     print(
         f"{run_dir}: {args.hours:g} h, {args.variants} variant(s), {memory_rows} memory rows, "
         f"{latency_rows} latency rows (written in {time.perf_counter() - begin:.1f} s)"
     )
     for code in codes:
         for i in range(args.repeat):
-            wall, peak = time_report(code, run_dir)
-            print(f"{code}: run {i + 1}: {wall:.2f} s wall, {peak:.0f} MiB peak RSS", flush=True)
+            print(f"{code}: run {i + 1}: {time_report(code, run_dir)}", flush=True)
 
 
 if __name__ == "__main__":

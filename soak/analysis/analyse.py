@@ -13,6 +13,7 @@ summary_json.py writes the result to disk.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,8 +26,9 @@ from soak.analysis.identity import production_change, run_identity, variant_iden
 from soak.analysis.inputs import VariantInputs, read_run
 from soak.analysis.latency import (
     LatencySeries,
-    first_after_swap,
+    RequestWindows,
     latency_figures,
+    request_windows,
     steady_window_latency,
     swap_window_latency,
 )
@@ -118,6 +120,7 @@ class _Measured:
     timeline: Timeline
     series: MemorySeries
     requests: LatencySeries
+    windows: RequestWindows
     swaps: tuple[SwapResult, ...]
 
     @property
@@ -142,28 +145,32 @@ def _measure(v: VariantInputs, settings: RunConfig) -> _Measured:
     timeline = build_timeline(v.events)
     series = MemorySeries(v.memory, settings.metric)
     requests = LatencySeries(v.latency)
-    window_latency = swap_window_latency(requests, timeline)
-    steady_latency = steady_window_latency(requests, timeline)
+    windows = request_windows(requests, timeline)
+    window_latency = swap_window_latency(requests, timeline, windows)
+    steady_latency = steady_window_latency(requests, timeline, windows)
     load_ms, warmup_ms = (per_swap_ms(v.metrics, f) for f in ("tfs_load_ms", "tfs_warmup_ms"))
     cpu = per_swap_cpu(series, requests, timeline)
-    firsts = {index: ms for index, _, ms in first_after_swap(requests, timeline)}
+    firsts = {index: ms for index, _, ms in windows.firsts}
+    # SwapResult(**...) is dataclasses.replace without its checks: a long run has thousands
     swaps = tuple(
-        dataclasses.replace(
-            s,
-            p99_ms=p99,
-            errors=errors,
-            steady_p99_ms=steady_latency.get(s.index),
-            tfs_load_ms=load_ms.get(s.index),
-            tfs_warmup_ms=warmup_ms.get(s.index),
-            cpu_s=cpu_s,
-            steady_cpu_ms_per_request=steady_cpu,
-            first_after_ms=firsts.get(s.index),
+        SwapResult(
+            **vars(s)
+            | {
+                "p99_ms": p99,
+                "errors": errors,
+                "steady_p99_ms": steady_latency.get(s.index),
+                "tfs_load_ms": load_ms.get(s.index),
+                "tfs_warmup_ms": warmup_ms.get(s.index),
+                "cpu_s": cpu_s,
+                "steady_cpu_ms_per_request": steady_cpu,
+                "first_after_ms": firsts.get(s.index),
+            }
         )
         for s in swap_memory(series, timeline)
         for p99, errors in [window_latency.get(s.index, (None, 0))]
         for cpu_s, steady_cpu in [cpu.get(s.index, (None, None))]
     )
-    return _Measured(v, timeline, series, requests, swaps)
+    return _Measured(v, timeline, series, requests, windows, swaps)
 
 
 def analyse_variant(
@@ -201,14 +208,14 @@ def analyse_variant(
             settle_timeouts=sum(s.settle_timed_out for s in swaps),
         ),
         latency=dataclasses.replace(
-            latency_figures(requests, timeline, settings.protocol), split=v.split
+            latency_figures(requests, m.windows, settings.protocol), split=v.split
         ),
         swaps=swaps,
         library=v.library,
         reason=v.reason,
         server_exit=timeline.server_exit.detail if timeline.server_exit else None,
         projection=project(pod, basis, settings.memory_limit_bytes, settings.swaps_per_day),
-        timeline=variant_timeline(series, requests, timeline, v.breakdown),
+        timeline=variant_timeline(series, requests, timeline, m.windows, v.breakdown),
         swaps_done=timeline.swaps_done,
         attribution=attribution,
         cpu=cpu_figures(swaps),
@@ -279,6 +286,9 @@ def rounded(value: T) -> T:
     return _rounded(value)
 
 
+_AS_THEY_ARE = {int, bool, str, type(None)}  # what _rounded leaves as it is
+
+
 def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, DECIMALS) if math.isfinite(value) else None
@@ -287,6 +297,20 @@ def _rounded(value: Any) -> Any:
     if isinstance(value, VariantTimeline):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: _rounded(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return dataclasses.replace(value, **changes)
+        # a long run has thousands of swaps of 20 figures: each rounded here, not in a call
+        changes = {}
+        for name in _field_names(type(value)):
+            v = getattr(value, name)
+            if type(v) is float:
+                changes[name] = round(v, DECIMALS) if math.isfinite(v) else None
+            elif type(v) in _AS_THEY_ARE:
+                changes[name] = v
+            else:
+                changes[name] = _rounded(v)
+        return type(value)(**changes)  # dataclasses.replace, without its checks per call
     return value
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))

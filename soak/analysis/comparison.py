@@ -93,10 +93,9 @@ COSTS = ("cpu_ms_per_request", "steady_p99_ms", "swap_p99_ms")
 
 def samples(v: VariantResult, figure: str) -> list[float]:
     """The values a figure is compared on (module docstring)."""
+    judged = set(v.memory.verdict.swaps_judged)  # once: a long run judges thousands
     take: dict[str, Callable[[VariantResult], list[float | None]]] = {
-        "kept_mb": lambda v: [
-            s.retained_mb for s in v.swaps if s.index in set(v.memory.verdict.swaps_judged)
-        ],
+        "kept_mb": lambda v: [s.retained_mb for s in v.swaps if s.index in judged],
         "cpu_ms_per_request": lambda v: [s.steady_cpu_ms_per_request for s in v.swaps],
         "steady_p99_ms": lambda v: [s.steady_p99_ms for s in v.swaps],
         "swap_p99_ms": lambda v: [s.p99_ms for s in v.swaps],

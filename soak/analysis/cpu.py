@@ -64,7 +64,7 @@ def per_swap_cpu(
 ) -> dict[int, tuple[float | None, float | None]]:
     """Per swap index: (CPU s from staging to settled, steady CPU-ms per request after it).
 
-    Empty when memory.csv has no cpu_s.
+    Empty when memory.csv has no cpu_s. All swaps at once: a long run has thousands.
     """
     if not series.has(CPU_COLUMN):
         return {}
@@ -72,23 +72,19 @@ def per_swap_cpu(
     cpu = series.values(CPU_COLUMN)
     known = np.isfinite(cpu)
     t, cpu = t[known], cpu[known]
-    out: dict[int, tuple[float | None, float | None]] = {}
-    for swap in timeline.swaps:
-        swap_s = None
-        if swap.settled_t is not None:
-            grown = _growth(t, cpu, swap.staged_t, swap.settled_t, min_samples=2)
-            swap_s = grown[0] if grown is not None else None
-        steady = None
-        window = steady_window(swap, timeline)
-        if window is not None:
-            grown = _growth(t, cpu, *window, min_samples=MIN_WINDOW_SAMPLES)
-            if grown is not None:
-                seconds, first_t, last_t = grown
-                n = _requests(requests, first_t, last_t)
-                if n >= MIN_WINDOW_REQUESTS:
-                    steady = seconds * 1000.0 / n
-        out[swap.index] = (swap_s, steady)
-    return out
+    nan = float("nan")
+    loads = [(s.staged_t, nan if s.settled_t is None else s.settled_t) for s in timeline.swaps]
+    swap_s, _, _ = _growth(t, cpu, loads, min_samples=2)
+    steady = [steady_window(s, timeline) or (nan, nan) for s in timeline.swaps]
+    seconds, first_t, last_t = _growth(t, cpu, steady, min_samples=MIN_WINDOW_SAMPLES)
+    # requests intended in (first_t, last_t]: the CPU growth between two samples pays these
+    lo, hi = np.searchsorted(requests.t, [first_t, last_t], side="right")
+    n = np.maximum(0, hi - lo)
+    per_request = np.where(n >= MIN_WINDOW_REQUESTS, seconds * 1000.0 / np.maximum(n, 1), nan)
+    return {
+        swap.index: (_figure(a), _figure(b))
+        for swap, a, b in zip(timeline.swaps, swap_s.tolist(), per_request.tolist(), strict=True)
+    }
 
 
 def cpu_figures(swaps: tuple[SwapResult, ...]) -> CpuFigures:
@@ -109,22 +105,22 @@ def cpu_figures(swaps: tuple[SwapResult, ...]) -> CpuFigures:
     )
 
 
-def _requests(requests: LatencySeries, after: float, until: float) -> int:
-    """Requests intended in (after, until]: the CPU growth between two samples pays these."""
-    lo, hi = np.searchsorted(requests.t, [after, until], side="right")
-    return int(max(0, hi - lo))
-
-
 def _growth(
-    t: np.ndarray, cpu: np.ndarray, start: float, end: float, min_samples: int
-) -> tuple[float, float, float] | None:
-    """(cpu_s growth, first sample's t, last sample's t) over the samples in [start, end];
-    None with fewer than `min_samples`, or when cpu_s went down (a restarted counter)."""
-    lo = int(np.searchsorted(t, start, side="left"))
-    hi = int(np.searchsorted(t, end, side="right"))
-    if hi - lo < min_samples:
-        return None
-    grown = float(cpu[hi - 1] - cpu[lo])
-    if grown < 0:
-        return None
-    return grown, float(t[lo]), float(t[hi - 1])
+    t: np.ndarray, cpu: np.ndarray, windows: list[tuple[float, float]], min_samples: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per window [start, end] (NaN: none), over the samples inside it: the growth of cpu_s,
+    the first and the last sample's t; NaN with fewer than `min_samples`, or when cpu_s
+    went down (a restarted counter). `t` is not empty."""
+    bounds = np.array(windows, dtype=float).reshape(-1, 2)
+    lo = np.searchsorted(t, bounds[:, 0], side="left")
+    hi = np.searchsorted(t, bounds[:, 1], side="right")
+    usable = (hi - lo >= min_samples) & ~np.isnan(bounds).any(axis=1)
+    first, last = np.where(usable, lo, 0), np.where(usable, hi - 1, 0)
+    grown = cpu[last] - cpu[first]
+    usable &= grown >= 0
+    grown, first_t, last_t = (np.where(usable, v, np.nan) for v in (grown, t[first], t[last]))
+    return grown, first_t, last_t
+
+
+def _figure(value: float) -> float | None:
+    return None if np.isnan(value) else value

@@ -16,15 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from soak.analysis.numeric_csv import complete_bytes, empty, read_csv_frame
 from soak.analysis.tfs_metrics import USED_NAMES
 from soak.config.settings import RunConfig, VariantSpec, config_from_run_toml, read_run_toml
 from soak.core.errors import UsageError
 from soak.store.facts import Environment, VariantFacts
 from soak.store.records import (
-    CGROUP_MEMORY_COLUMNS,
     BreakdownRow,
     Event,
-    LatencySample,
     MemorySample,
     MetricSample,
     Status,
@@ -35,9 +34,13 @@ from soak.store.run_dir import RunDir, VariantDir
 VARIANT_STATUSES = (Status.COMPLETED, Status.INTERRUPTED, Status.FAILED)
 
 
-# memory.csv's columns; `cpu_s` (the server's CPU seconds, the last column) is absent in
-# runs of an older soak: then it reads as NaN.
-MEMORY_COLUMNS = columns(MemorySample) + [c for c in ("cpu_s",) if c not in columns(MemorySample)]
+# The columns of memory.csv and latency.csv that the analysis uses: not their `swap` (the
+# events place the swaps). `cpu_s` (the server's CPU seconds) is absent in runs of an older
+# soak: then it reads as NaN.
+MEMORY_COLUMNS = [c for c in columns(MemorySample) if c != "swap"]
+LATENCY_COLUMNS = ["t_intended", "t_start", "latency_ms", "status"]
+# Unused, but a request without its answer time is a broken row: it is dropped.
+LATENCY_CHECKED = ["t_end"]
 
 
 @dataclass
@@ -51,12 +54,12 @@ class VariantInputs:
     status: str = Status.INTERRUPTED
     reason: str | None = None
     model_size_bytes: int | None = None
-    memory: pd.DataFrame = field(default_factory=lambda: _empty(MEMORY_COLUMNS))
-    latency: pd.DataFrame = field(default_factory=lambda: _empty(columns(LatencySample)))
+    memory: pd.DataFrame = field(default_factory=lambda: empty(MEMORY_COLUMNS))
+    latency: pd.DataFrame = field(default_factory=lambda: empty(LATENCY_COLUMNS))
     events: list[Event] = field(default_factory=list)
     split: int = 1  # parts per predict request (--split)
     # the rows of metrics.csv (--metrics) that the analysis uses (tfs_metrics.USED_NAMES)
-    metrics: pd.DataFrame = field(default_factory=lambda: _empty(columns(MetricSample)))
+    metrics: pd.DataFrame = field(default_factory=lambda: empty(columns(MetricSample)))
     # breakdown.csv (docs/contract.md#run-directory): none in runs of an older soak
     breakdown: list[BreakdownRow] = field(default_factory=list)
     probe: str | None = None  # variant.json's "probe": "on" or "off: REASON" (None: absent)
@@ -124,7 +127,7 @@ def read_variant(vdir: VariantDir, allocator: str) -> VariantInputs:
         reason=facts.reason if facts is not None else "variant.json missing or unreadable",
         model_size_bytes=facts.model_size_bytes if facts is not None else None,
         memory=read_csv_frame(vdir.memory_csv, MEMORY_COLUMNS),
-        latency=read_csv_frame(vdir.latency_csv, columns(LatencySample)),
+        latency=read_csv_frame(vdir.latency_csv, LATENCY_COLUMNS, LATENCY_CHECKED),
         events=read_events(vdir.events_csv),
         split=facts.split if facts is not None else 1,
         metrics=read_metrics(vdir.metrics_csv, USED_NAMES),
@@ -140,25 +143,33 @@ def read_breakdown(path: Path) -> list[BreakdownRow]:
     """breakdown.csv in file order (none if it is missing); an empty cell is None.
 
     A row whose time, swap or point is missing, or whose figures do not parse, is
-    skipped (a kill cuts the last row: that one is dropped before parsing).
+    skipped (a kill cuts the last row: that one is dropped before parsing). Read as
+    csv.DictReader reads it, without a dict per row (read_events).
     """
-    rows = []
-    for row in csv.DictReader(io.StringIO(_complete_lines(path))):
-        point = (row.get("point") or "").strip()
-        if not point:
+    rows = csv.reader(io.StringIO(_complete_lines(path)))
+    at = {name: i for i, name in enumerate(next(rows, []))}
+    if not {"t", "swap", "point"} <= at.keys():
+        return []
+    t_at, swap_at, point_at = at["t"], at["swap"], at["point"]
+    figures = [(name, at.get(name, -1)) for name in _BREAKDOWN_FIGURES]
+    found = []
+    for row in rows:
+        n = len(row)
+        point = row[point_at].strip() if point_at < n else ""
+        if not point or n <= max(t_at, swap_at):  # no point, time or swap (float(None))
             continue
         try:
-            rows.append(
+            found.append(
                 BreakdownRow(
-                    t=float(row["t"]),
-                    swap=int(row["swap"]),
+                    t=float(row[t_at]),
+                    swap=int(row[swap_at]),
                     point=point,
-                    **{name: _opt_bytes(row.get(name)) for name in _BREAKDOWN_FIGURES},
+                    **{name: _opt_bytes(row[i] if 0 <= i < n else None) for name, i in figures},
                 )
             )
-        except (KeyError, TypeError, ValueError):
+        except ValueError:
             continue
-    return rows
+    return found
 
 
 def _opt_bytes(text: str | None) -> int | None:
@@ -182,7 +193,7 @@ def read_metrics(path: Path, names: frozenset[str]) -> pd.DataFrame:
     lines = _complete_lines(path).splitlines(keepends=True)
     wanted = [line for line in lines[1:] if any(f",{name}," in line for name in names)]
     if not lines or not wanted:
-        return _empty(columns(MetricSample))
+        return empty(columns(MetricSample))
     frame = pd.read_csv(
         io.StringIO(lines[0] + "".join(wanted)),
         on_bad_lines="skip",
@@ -190,7 +201,7 @@ def read_metrics(path: Path, names: frozenset[str]) -> pd.DataFrame:
         keep_default_na=False,
     )
     if not set(columns(MetricSample)) <= set(frame.columns):
-        return _empty(columns(MetricSample))
+        return empty(columns(MetricSample))
     for column in ("t", "swap", "value"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame = frame.dropna(subset=["t", "swap", "value"])
@@ -198,75 +209,38 @@ def read_metrics(path: Path, names: frozenset[str]) -> pd.DataFrame:
     return frame.sort_values("t", kind="stable").reset_index(drop=True)
 
 
-def read_csv_frame(path: Path, names: list[str]) -> pd.DataFrame:
-    """A numeric CSV as a frame sorted by its first column; unreadable rows dropped.
-
-    Missing columns (a process target has no cgroup figures) come back all-NaN.
-    """
-    data = _complete_bytes(path)
-    if not data.strip():
-        return _empty(names)
-    try:  # numbers parse as numbers; a column with garbage in it comes back as text
-        frame = pd.read_csv(io.BytesIO(data), on_bad_lines="skip", encoding_errors="replace")
-    except pd.errors.ParserError as exc:
-        raise UsageError(f"{path}: not a readable CSV: {exc}") from None
-    if names[0] not in frame.columns:
-        return _empty(names)  # without times the rows cannot be placed
-    out = pd.DataFrame(
-        {n: _numeric(frame[n]) if n in frame.columns else np.nan for n in names},
-        index=frame.index,
-    )
-    required = [names[0]] + [n for n in names if n in frame.columns and n not in _OPTIONAL]
-    out = out.dropna(subset=required)
-    return out.sort_values(names[0], kind="stable").reset_index(drop=True)
-
-
 def read_events(path: Path) -> list[Event]:
-    """events.csv in file order; rows that do not parse are skipped."""
-    text = _complete_lines(path)
+    """events.csv in file order; rows that do not parse are skipped.
+
+    Read as csv.DictReader reads it (a day is 40 000 events: without a dict per row):
+    of equal names the last column counts, a short row's missing cells are None.
+    """
+    rows = csv.reader(io.StringIO(_complete_lines(path)))
+    at = {name: i for i, name in enumerate(next(rows, []))}
+    if not {"t", "swap", "event"} <= at.keys():
+        return []
+    t_at, swap_at, event_at = at["t"], at["swap"], at["event"]
+    version_at, detail_at = at.get("version", -1), at.get("detail", -1)
     events = []
-    for row in csv.DictReader(io.StringIO(text)):
+    for row in rows:
+        n = len(row)
+        if n <= max(t_at, swap_at):  # a blank line, or no time or swap: float(None)
+            continue
         try:
-            version = row.get("version") or ""
+            version = row[version_at] if 0 <= version_at < n else ""
             events.append(
                 Event(
-                    t=float(row["t"]),
-                    swap=int(row["swap"]),
-                    event=str(row["event"]),
+                    t=float(row[t_at]),
+                    swap=int(row[swap_at]),
+                    event=row[event_at] if event_at < n else "None",  # str(None)
                     version=int(version) if version.strip() else None,
-                    detail=row.get("detail") or "",
+                    detail=row[detail_at] if 0 <= detail_at < n else "",
                 )
             )
-        except (KeyError, TypeError, ValueError):
+        except ValueError:
             continue
     return events
 
 
-# Columns that may be empty in every row without the row being broken.
-_OPTIONAL = set(CGROUP_MEMORY_COLUMNS) | {"swap", "cpu_s"}
-
-
-def _numeric(column: pd.Series) -> pd.Series:
-    """The column as numbers; what does not parse (a garbled row) is NaN."""
-    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        return column
-    return pd.to_numeric(column, errors="coerce")
-
-
-def _complete_bytes(path: Path) -> bytes:
-    """The file without a last line that was cut off mid-write."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return b""
-    if data and not data.endswith(b"\n"):
-        data = data[: data.rfind(b"\n") + 1]
-    return data
-
-
 def _complete_lines(path: Path) -> str:
-    return _complete_bytes(path).decode("utf-8", errors="replace")
-
-
-def _empty(names: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({n: np.array([], dtype=float) for n in names})
+    return complete_bytes(path).decode("utf-8", errors="replace")

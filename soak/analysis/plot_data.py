@@ -12,14 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from soak.analysis.attribution import breakdown_series, release_bar
-from soak.analysis.latency import (
-    STEADY,
-    SWAP,
-    LatencySeries,
-    first_after_swap,
-    swap_window,
-    window_labels,
-)
+from soak.analysis.latency import STEADY, SWAP, LatencySeries, RequestWindows
 from soak.analysis.memory import MemorySeries
 from soak.analysis.result import Series, VariantTimeline
 from soak.analysis.timeline import Timeline
@@ -27,6 +20,9 @@ from soak.store.records import MIB, BreakdownRow
 
 MAX_POINTS = 2000  # per memory line; longer series are reduced to min/max per time bin
 MAX_SCATTER_POINTS = 20000  # per latency scatter (the same reduction)
+MAX_BARS = 200  # per-swap bars (the breakdown); more swaps are averaged in runs of swaps
+# markers drawn one by one (errors, the first request after a new version): the same reduction
+MAX_MARKERS = 500
 # Memory lines drawn besides the verdict metric (grey), when present.
 CONTEXT_COLUMNS = ("rss_bytes", "cgroup_working_set_bytes")
 
@@ -35,6 +31,7 @@ def variant_timeline(
     memory: MemorySeries,
     latency: LatencySeries,
     timeline: Timeline,
+    windows: RequestWindows,
     breakdown: Sequence[BreakdownRow] = (),
 ) -> VariantTimeline:
     t0 = _t0(memory, latency, timeline)
@@ -44,34 +41,30 @@ def variant_timeline(
         for c in columns
         if memory.has(c)
     )
-    labels = window_labels(latency, timeline)
-    firsts = first_after_swap(latency, timeline)
+    labels, firsts = windows.labels, windows.firsts
     shown = (labels == STEADY) | (labels == SWAP)
     last = float(np.max(latency.t)) if len(latency) else None
-    windows = []
-    for swap in timeline.swaps:
-        start, end = swap_window(swap)
-        if last is not None:
-            end = min(end, max(last, start))
-        windows.append((start - t0, end - t0))
+    start, end = windows.swaps[:, 0], windows.swaps[:, 1]
+    if last is not None:
+        end = np.minimum(end, np.maximum(last, start))
+    shaded = list(zip((start - t0).tolist(), (end - t0).tolist(), strict=True))
     return VariantTimeline(
         t0=t0,
         started_t=timeline.started_t,
         baseline_s=None if timeline.baseline_t is None else timeline.baseline_t - t0,
         staged_s=tuple(s.staged_t - t0 for s in timeline.swaps),
         settled_s=tuple(None if s.settled_t is None else s.settled_t - t0 for s in timeline.swaps),
-        swap_windows=tuple(windows) if last is not None else (),
+        swap_windows=tuple(shaded) if last is not None else (),
         memory=lines,
         latency_ok=_series("200", *_requests(latency, shown & latency.ok, t0), MAX_SCATTER_POINTS),
-        latency_errors=_series(
-            "error", *_requests(latency, shown & ~latency.ok, t0), MAX_SCATTER_POINTS
-        ),
-        first_after_swap=Series(
+        latency_errors=_series("error", *_requests(latency, shown & ~latency.ok, t0), MAX_MARKERS),
+        first_after_swap=_series(
             "first request after a new version",
-            tuple(t - t0 for _, t, _ in firsts),
-            tuple(ms for _, _, ms in firsts),
+            np.array([t for _, t, _ in firsts], dtype=float) - t0,
+            np.array([ms for _, _, ms in firsts], dtype=float),
+            MAX_MARKERS,
         ),
-        breakdown=breakdown_series(breakdown),
+        breakdown=_binned(breakdown_series(breakdown)),
         release_mb=release_bar(breakdown),
         release_s=None if timeline.release is None else timeline.release.t - t0,
     )
@@ -80,18 +73,42 @@ def variant_timeline(
 def reduce_points(
     x: np.ndarray, y: np.ndarray, limit: int = MAX_POINTS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """At most about `limit` points: the min and max of each time bin, in order."""
+    """At most about `limit` points: the min and max of each time bin, in order.
+
+    The bins are np.array_split's (the first ones a point longer), each a row of a
+    view: argmin and argmax per row, of equal values the first.
+    """
     keep = np.isfinite(y)
     x, y = x[keep], y[keep]
     if len(x) <= limit:
         return x, y
-    bins = np.array_split(np.arange(len(x)), limit // 2)
-    picks = []
-    for b in bins:
-        lo, hi = b[np.argmin(y[b])], b[np.argmax(y[b])]
-        picks += sorted((lo, hi))
-    chosen = np.array(picks)
+    bins = limit // 2
+    size, longer = divmod(len(x), bins)
+    cut = longer * (size + 1)
+    lowest, highest = [], []
+    for start, width, block in ((0, size + 1, y[:cut]), (cut, size, y[cut:])):
+        rows = block.reshape(-1, width)
+        first = start + np.arange(len(rows)) * width
+        lowest.append(first + rows.argmin(axis=1))
+        highest.append(first + rows.argmax(axis=1))
+    low, high = np.concatenate(lowest), np.concatenate(highest)
+    chosen = np.column_stack((np.minimum(low, high), np.maximum(low, high))).ravel()
     return x[chosen], y[chosen]
+
+
+def _binned(parts: tuple[Series, ...]) -> tuple[Series, ...]:
+    """The breakdown's bars, at most MAX_BARS after the baseline's: the mean of each run
+    of consecutive swaps (means of parts add up to the mean of their sum)."""
+    if not parts or len(parts[0].x) - 1 <= MAX_BARS:
+        return parts
+    bins = np.array_split(np.arange(1, len(parts[0].x)), MAX_BARS)
+
+    def means(values: tuple[float, ...]) -> tuple[float, ...]:
+        array = np.asarray(values)
+        return (values[0], *(float(np.mean(array[b])) for b in bins))
+
+    x = means(parts[0].x)
+    return tuple(Series(p.name, x, means(p.y)) for p in parts)
 
 
 def _series(name: str, x: np.ndarray, y: np.ndarray, limit: int = MAX_POINTS) -> Series:

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from soak.analysis.pairwise import MAX_MADE_PAIRS, kth_differences
 from soak.analysis.result import Shift
 
 BETTER, SAME, WORSE = "better", "same", "worse"
@@ -49,12 +50,29 @@ def hodges_lehmann(
     b = _finite(y)
     if not len(a) or not len(b):
         return None, None, None
+    k = _rank(len(a), len(b), confidence)
+    if len(a) * len(b) > MAX_MADE_PAIRS:
+        return _selected(a, b, k)
     d = np.sort(np.subtract.outer(a, b).ravel())
     shift = float(np.median(d))
-    k = _rank(len(a), len(b), confidence)
     if k < 1:
         return shift, None, None
     return shift, float(d[k - 1]), float(d[len(d) - k])
+
+
+def _selected(
+    a: np.ndarray, b: np.ndarray, k: int
+) -> tuple[float | None, float | None, float | None]:
+    """hodges_lehmann's figures from the differences' order statistics, selected
+    (pairwise.py) rather than sorted: the same floats, in bounded memory."""
+    total = len(a) * len(b)
+    middle = [total // 2] if total % 2 else [total // 2 - 1, total // 2]
+    ends = [k - 1, total - k] if k >= 1 else []
+    values = kth_differences(a, b, middle + ends)
+    shift = float(np.mean(np.asarray(values[: len(middle)])))  # as np.median averages two
+    if k < 1:
+        return shift, None, None
+    return shift, values[-2], values[-1]
 
 
 def judge(shift: float | None, low: float | None, high: float | None, margin: float) -> str | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from soak.analysis import json_text
 from soak.analysis.analyse import default_threshold_mb, rounded
 from soak.analysis.noise import noise_of
 from soak.analysis.result import (
@@ -54,7 +55,7 @@ R = TypeVar("R")
 def write(run_dir: Path, result: RunResult) -> Path:
     """Write RUN_DIR/summary.json (atomically) and return its path."""
     path = RunDir(Path(run_dir)).summary_json
-    return write_atomically(path, json.dumps(to_dict(result), indent=2) + "\n")
+    return write_atomically(path, json_text.dumps(to_dict(result)) + "\n")
 
 
 def to_dict(result: RunResult) -> dict[str, Any]:

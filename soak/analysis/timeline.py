@@ -65,15 +65,14 @@ class Timeline:
 
 
 def build_timeline(events: list[Event]) -> Timeline:
-    release = next((e for e in events if e.event == EventKind.RELEASE), None)
-    released = next((e for e in events if e.event == EventKind.RELEASED), None)
-    swap_events = events[: events.index(release)] if release is not None else events
-    staged = _first_per_swap(swap_events, EventKind.STAGED)
-    settled = _first_per_swap(swap_events, EventKind.SETTLED)
-    timed_out = _first_per_swap(swap_events, EventKind.SETTLE_TIMEOUT)
-    stopped = next((e for e in events if e.event == EventKind.STOPPED), None)
-    swaps_done = next((e for e in events if e.event == EventKind.SWAPS_DONE), None)
-    exited = next((e for e in events if e.event == EventKind.SERVER_EXITED), None)
+    first, per_swap = _scan(events)
+    release, released = first.get(EventKind.RELEASE), first.get(EventKind.RELEASED)
+    staged_at = per_swap[EventKind.STAGED]
+    staged = {index: events[at] for index, at in staged_at.items()}
+    settled = {index: events[at] for index, at in per_swap[EventKind.SETTLED].items()}
+    timed_out = {index: events[at] for index, at in per_swap[EventKind.SETTLE_TIMEOUT].items()}
+    stopped, swaps_done = first.get(EventKind.STOPPED), first.get(EventKind.SWAPS_DONE)
+    exited = first.get(EventKind.SERVER_EXITED)
     if exited is not None and stopped is not None and stopped.t <= exited.t:
         exited = None  # it exited because we stopped it
 
@@ -84,13 +83,11 @@ def build_timeline(events: list[Event]) -> Timeline:
     swaps: list[SwapTimes] = []
     old_version = baseline_version
     indices = sorted(i for i in staged if i >= 1)
-    position = {id(e): i for i, e in enumerate(events)}
-    positions = {index: position[id(staged[index])] for index in indices}
     for n, index in enumerate(indices):
         stage = staged[index]
         # What the server did for this swap happened before the next one was staged.
-        end = positions[indices[n + 1]] if n + 1 < len(indices) else len(events)
-        later = events[positions[index] : end]
+        end = staged_at[indices[n + 1]] if n + 1 < len(indices) else len(events)
+        later = events[staged_at[index] : end]
         version = stage.version
         settle = settled.get(index) or timed_out.get(index)
         load_failed = _find(later, EventKind.LOAD_FAILED, version) is not None
@@ -125,12 +122,27 @@ def build_timeline(events: list[Event]) -> Timeline:
     )
 
 
-def _first_per_swap(events: list[Event], kind: str) -> dict[int, Event]:
-    found: dict[int, Event] = {}
-    for e in events:
-        if e.event == kind and e.swap not in found:
-            found[e.swap] = e
-    return found
+_FIRST = (
+    EventKind.RELEASE,
+    EventKind.RELEASED,
+    EventKind.STOPPED,
+    EventKind.SWAPS_DONE,
+    EventKind.SERVER_EXITED,
+)
+_PER_SWAP = (EventKind.STAGED, EventKind.SETTLED, EventKind.SETTLE_TIMEOUT)
+
+
+def _scan(events: list[Event]) -> tuple[dict[str, Event], dict[str, dict[int, int]]]:
+    """In one pass (a day is 40 000 events): the first event of each kind in _FIRST, and
+    of each kind in _PER_SWAP, per swap, the position of its first before the release."""
+    first: dict[str, Event] = {}
+    per_swap: dict[str, dict[int, int]] = {kind: {} for kind in _PER_SWAP}
+    for at, e in enumerate(events):
+        if e.event in per_swap and EventKind.RELEASE not in first:
+            per_swap[e.event].setdefault(e.swap, at)
+        elif e.event in _FIRST and e.event not in first:
+            first[e.event] = e
+    return first, per_swap
 
 
 def _baseline_version(events: list[Event], first_staged_t: float | None) -> int | None:

@@ -47,11 +47,14 @@ Verdicts:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+
+from soak.analysis.pairwise import MAX_MADE_PAIRS, kth_slopes
 
 MIN_SWAPS = 3  # swaps after the warmup swaps, for a slope
 MIN_LATE_SWAPS = 4  # a leak seen in the later half alone needs this many swaps there
@@ -99,7 +102,17 @@ class SettledSeries:
 
 def theil_sen(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     """Slope and intercept: median of pairwise slopes, median of the offsets."""
+    return _theil_sen(tuple(map(float, x)), tuple(map(float, y)))
+
+
+@functools.lru_cache(maxsize=4)  # classify_run fits a variant alone, then beside the control
+def _theil_sen(x: tuple[float, ...], y: tuple[float, ...]) -> tuple[float, float]:
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    pairs = len(xs) * (len(xs) - 1) // 2
+    if pairs > MAX_MADE_PAIRS and len(np.unique(xs)) == len(xs):  # a long run: selected
+        middle = [pairs // 2] if pairs % 2 else [pairs // 2 - 1, pairs // 2]
+        slope = float(np.mean(np.asarray(kth_slopes(xs, ys, middle))))  # as np.median does
+        return slope, float(np.median(ys - slope * xs))
     i, j = np.triu_indices(len(xs), k=1)
     dx = xs[j] - xs[i]
     keep = dx != 0

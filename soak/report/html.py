@@ -7,19 +7,23 @@ Rendered from templates/report.html.j2 (Jinja2, autoescaped) with the run's
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
 from soak.analysis import comparison
-from soak.analysis.result import PROBE_NOT_RECORDED, RunResult
+from soak.analysis.plot_data import MAX_BARS, MAX_MARKERS
+from soak.analysis.result import PROBE_NOT_RECORDED, RunResult, SwapResult
 from soak.report import plots
 from soak.report.format import number
 from soak.store.atomic import write_atomically
 from soak.store.run_dir import RunDir
 
 OPEN_SWAP_TABLE_ROWS = 20  # longer per-swap tables start folded
+MAX_SWAP_TABLE_ROWS = 200  # a longer run's table shows its first and last EDGE_ROWS swaps
+EDGE_ROWS = 50
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("soak.report", "templates"),
@@ -35,8 +39,26 @@ def _when(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _table_rows(
+    swaps: Sequence[SwapResult],
+) -> tuple[Sequence[SwapResult], int, Sequence[SwapResult]]:
+    """A per-swap table's rows: every swap, or a long run's first and last EDGE_ROWS and how
+    many are left out between them (thousands of rows help no reader; summary.json has all)."""
+    if len(swaps) <= MAX_SWAP_TABLE_ROWS:
+        return swaps, 0, ()
+    return swaps[:EDGE_ROWS], len(swaps) - 2 * EDGE_ROWS, swaps[-EDGE_ROWS:]
+
+
+def _any_known(swaps: Sequence[SwapResult], figure: str) -> bool:
+    """Whether any swap has `figure` (not None): its column is shown. In Python, not a
+    template filter chain: a long run has thousands of swaps."""
+    return any(getattr(s, figure) is not None for s in swaps)
+
+
 TEMPLATES.filters["num"] = number
 TEMPLATES.filters["when"] = _when
+TEMPLATES.filters["table_rows"] = _table_rows
+TEMPLATES.filters["any_known"] = _any_known
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,8 @@ def render(result: RunResult) -> str:
         r=result,
         plots=draw(result),
         open_rows=OPEN_SWAP_TABLE_ROWS,
+        max_bars=MAX_BARS,
+        max_markers=MAX_MARKERS,
         tfs_metrics=tfs_metrics,
         not_recorded=PROBE_NOT_RECORDED,
         margins={  # in % (the practical margins of the comparison, soak/analysis/comparison.py)

@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
+from soak.analysis.plot_data import MAX_BARS, reduce_points
 from soak.analysis.result import Series, VariantResult, VariantTimeline
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -33,6 +34,7 @@ BREAKDOWN_COLORS = {
 }
 WIDTH_IN = 11.0
 MAX_MARKED_SWAPS = 40  # beyond this, per-swap lines and markers would hide the data
+MAX_TICKS = 1000  # staging ticks of a long run: more than a plot's width in pixels shows
 
 
 def color(i: int) -> str:
@@ -51,10 +53,11 @@ def memory_timeline(timeline: VariantTimeline, baseline_mb: float | None, i: int
             ax.axvline(staged, color=STAGED_COLOR, lw=0.8, ls="--")
             if settled is not None:
                 ax.axvline(settled, color=SETTLED_COLOR, lw=0.8, ls=":")
-    else:  # lines would hide the data: ticks along the top instead
+    else:  # lines would hide the data: ticks along the top instead (at most MAX_TICKS)
+        ticks = timeline.staged_s[:: -(-len(timeline.staged_s) // MAX_TICKS)]
         ax.plot(
-            timeline.staged_s,
-            [0.97] * len(timeline.staged_s),
+            ticks,
+            [0.97] * len(ticks),
             "|",
             color=STAGED_COLOR,
             ms=6,
@@ -92,7 +95,7 @@ def settled_per_swap(
         last = max(last, int(x.max()))
         style = "o-" if len(x) <= MAX_MARKED_SWAPS else "-"
         label = f"{v.name} ({v.memory.verdict.verdict})"
-        ax.plot(x, y, style, color=color(i), lw=0.8, ms=4, label=label)
+        ax.plot(*reduce_points(x, y), style, color=color(i), lw=0.8, ms=4, label=label)
         verdict = v.memory.verdict
         slope = v.memory.retained_mb_per_swap
         judged = np.isin(x, verdict.swaps_judged)
@@ -166,22 +169,25 @@ def attribution(timeline: VariantTimeline, i: int, release_call: str | None) -> 
 
 
 def _stacked_bars(ax: Axes, parts: Sequence[Series]) -> None:
-    """Bars per swap, positive parts stacked up from zero and negative ones down."""
+    """Bars per swap, positive parts stacked up from zero and negative ones down.
+
+    A long run's bars are runs of swaps (plot_data.MAX_BARS of them), side by side: they
+    are drawn as one stepped area per part, not hundreds of patches, which look the same.
+    """
     x = _array(parts[0].x)
     up, down = np.zeros(len(x)), np.zeros(len(x))
-    width = 0.7 if len(x) <= MAX_MARKED_SWAPS else 1.0
+    binned = len(x) > MAX_BARS
+    width = 0.7 if len(x) <= MAX_MARKED_SWAPS else max(1.0, float(np.median(np.diff(x[1:]))))
     for part in parts:
         y = _array(part.y)
         bottom = np.where(y >= 0, up, down)
-        ax.bar(
-            x,
-            y,
-            width,
-            bottom=bottom,
-            color=BREAKDOWN_COLORS.get(part.name, CONTEXT_COLOR),
-            label=part.name,
-            linewidth=0,
-        )
+        part_color = BREAKDOWN_COLORS.get(part.name, CONTEXT_COLOR)
+        if binned:
+            ax.fill_between(
+                x, bottom, bottom + y, step="mid", color=part_color, label=part.name, lw=0
+            )
+        else:
+            ax.bar(x, y, width, bottom=bottom, color=part_color, label=part.name, linewidth=0)
         up, down = up + np.clip(y, 0, None), down + np.clip(y, None, 0)
     total = sum((_array(p.y) for p in parts), np.zeros(len(x)))
     ax.plot(x, total, "k.", ms=4, label="total (RSS)")
@@ -198,21 +204,29 @@ def latency_timeline(timeline: VariantTimeline, i: int) -> str:
     """One variant's request latencies over time; swap windows shaded, errors marked."""
     fig = Figure(figsize=(WIDTH_IN, 3.0))
     ax = fig.add_subplot()
-    if timeline.swap_windows:  # one artist for all windows: a long run has hundreds
-        spans = [[(s, 0), (e, 0), (e, 1), (s, 1)] for s, e in timeline.swap_windows]
+    if timeline.swap_windows:  # one artist for all windows: a long run has thousands
+        spans = [[(s, 0), (e, 0), (e, 1), (s, 1)] for s, e in _merged(timeline.swap_windows)]
         shade = PolyCollection(
             spans, facecolors=SWAP_SHADE, linewidths=0, transform=ax.get_xaxis_transform()
         )
         ax.add_collection(shade, autolim=False)
     ok, errors = timeline.latency_ok, timeline.latency_errors
-    ax.scatter(ok.x, ok.y, s=3, color=color(i), rasterized=True, label="200")
+    ax.scatter(_array(ok.x), _array(ok.y), s=3, color=color(i), rasterized=True, label="200")
     if errors.x:
-        ax.scatter(errors.x, errors.y, s=14, marker="x", color="#d62728", zorder=3, label="error")
+        ax.scatter(
+            _array(errors.x),
+            _array(errors.y),
+            s=14,
+            marker="x",
+            color="#d62728",
+            zorder=3,
+            label="error",
+        )
     firsts = timeline.first_after_swap
     if firsts is not None and firsts.x:
         ax.scatter(
-            firsts.x,
-            firsts.y,
+            _array(firsts.x),
+            _array(firsts.y),
             s=40,
             marker="v",
             facecolors="none",
@@ -228,6 +242,19 @@ def latency_timeline(timeline: VariantTimeline, i: int) -> str:
     ax.legend(loc="upper left", fontsize=8, ncols=3, frameon=False)
     ax.grid(alpha=0.3, which="both")
     return _data_uri(fig)
+
+
+def _merged(windows: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The windows, those closer than a 1/MAX_TICKS of the run's span joined: no more
+    shapes than the plot has pixels across."""
+    gap = (windows[-1][1] - windows[0][0]) / MAX_TICKS
+    merged = [windows[0]]
+    for start, end in windows[1:]:
+        if start - merged[-1][1] < gap:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def latency_windows(variants: Sequence[VariantResult]) -> str:

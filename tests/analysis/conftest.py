@@ -15,11 +15,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import tomli_w
 
+from soak.analysis.latency import LatencySeries
+from soak.analysis.memory import MemorySeries
+from soak.analysis.timeline import SwapTimes, Timeline
 from soak.store.csv_log import CsvLog
-from soak.store.records import MIB, Event, EventKind, LatencySample, MemorySample
+from soak.store.records import MIB, BreakdownRow, Event, EventKind, LatencySample, MemorySample
 from soak.store.run_dir import RunDir
 
 T0 = 1_700_000_000.0
@@ -240,3 +244,84 @@ def make_run(tmp_path):
 def sim_variant():
     """The SimVariant class (test modules cannot import conftest under importlib mode)."""
     return SimVariant
+
+
+def long_run(seed: int = 0, swaps: int = 60, rps: float = 20.0):
+    """A variant's timeline, requests, memory and breakdown rows, built directly (no files):
+    swaps of random lengths, some unsettled or never AVAILABLE, gaps and NaN in memory."""
+    rng = np.random.default_rng(seed)
+    t, staged = 1000.0, []
+    for _ in range(swaps):
+        staged.append(t)
+        t += rng.uniform(2, 20)
+    swap_list = []
+    for index, start in enumerate(staged, 1):
+        following = staged[index] if index < len(staged) else None
+        settled = None if rng.random() < 0.1 else start + rng.uniform(1, 1.9)
+        available = None if rng.random() < 0.1 else start + rng.uniform(0.1, 0.9)
+        swap_list.append(
+            SwapTimes(
+                index=index,
+                version=index + 1,
+                old_version=index,
+                staged_t=start,
+                available_t=available,
+                old_end_t=None if available is None else available + rng.uniform(0, 0.3),
+                settled_t=settled,
+                settle_timed_out=False,
+                load_failed=False,
+                next_staged_t=following,
+            )
+        )
+    timeline = Timeline(
+        started_t=990.0,
+        baseline_version=1,
+        baseline_t=999.0,
+        swaps=swap_list,
+        server_exit=None,
+        stopped_t=t + 5,
+    )
+    sent = np.sort(rng.uniform(990, t + 10, int(rps * (t - 980))))
+    scale = 10.0 ** rng.integers(0, 5, len(sent))  # ties: latencies of few digits
+    requests = LatencySeries(
+        pd.DataFrame(
+            {
+                "t_intended": sent,
+                "t_start": sent + 0.001,
+                "latency_ms": np.round(rng.lognormal(1, 0.5, len(sent)) * scale) / scale,
+                "status": np.where(rng.random(len(sent)) < 0.05, 503.0, 200.0),
+            }
+        )
+    )
+    at = np.arange(985.0, t + 10, 0.1)
+    at = at[(at < 1100) | (at > 1130)]  # a gap without samples
+    rss = np.round(rng.normal(300, 5, len(at)), 1) * MIB
+    rss[rng.random(len(at)) < 0.05] = np.nan
+    cpu_s = np.round(np.cumsum(rng.uniform(0, 0.01, len(at))), 2)  # /proc's 10 ms ticks
+    cpu_s[len(at) // 2 :] -= cpu_s[len(at) // 2]  # a restarted counter
+    cpu_s[rng.random(len(at)) < 0.05] = np.nan
+    frame = pd.DataFrame({"t": at, "rss_bytes": rss, "cpu_s": cpu_s})
+    memory = MemorySeries(frame, "rss_bytes")
+    breakdown = [
+        BreakdownRow(
+            t=start + 1.9,
+            swap=index,
+            point="baseline" if index == 0 else "settled",
+            anon_bytes=int((400 + rng.normal(0, 2)) * MIB),
+            rss_bytes=int(760 * MIB),
+            lazyfree_bytes=0,
+            file_rss_bytes=int(356 * MIB),
+            in_use_bytes=int((230 + rng.normal(0, 1)) * MIB),
+            free_held_bytes=None,
+            mapped_bytes=None,
+            arenas=None,
+        )
+        for index, start in enumerate([995.0, *staged])
+    ]
+    return timeline, requests, memory, breakdown
+
+
+@pytest.fixture(name="long_run")
+def long_run_fixture():
+    """long_run (test modules cannot import conftest under importlib mode)."""
+    return long_run

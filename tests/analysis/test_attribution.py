@@ -8,7 +8,9 @@ them, and each figure is checked against its definition (soak/analysis/attributi
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -28,7 +30,8 @@ from soak.analysis.attribution import (
     probe_state,
     release_bar,
 )
-from soak.analysis.inputs import read_breakdown
+from soak.analysis.inputs import _opt_bytes, read_breakdown
+from soak.analysis.numeric_csv import complete_bytes
 from soak.analysis.result import LIVE_LEAK, PROBE_NOT_RECORDED, Attribution
 from soak.analysis.verdict import LEAK, PLATEAU, RELEASED, Verdict, theil_sen
 from soak.gate.check import verdict_lines
@@ -132,6 +135,46 @@ def test_breakdown_csv_of_a_killed_or_garbled_run(tmp_path):
     assert read_breakdown(tmp_path / "missing.csv") == []
     path.write_text(header + "\n")
     assert read_breakdown(path) == []
+
+
+def dict_reader_breakdown(path):
+    """read_breakdown as it was: csv.DictReader, a dict per row."""
+    figures = [c for c in columns(BreakdownRow) if c not in ("t", "swap", "point")]
+    text = complete_bytes(path).decode("utf-8", errors="replace")
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        point = (row.get("point") or "").strip()
+        if not point:
+            continue
+        try:
+            rows.append(
+                BreakdownRow(
+                    t=float(row["t"]),
+                    swap=int(row["swap"]),
+                    point=point,
+                    **{name: _opt_bytes(row.get(name)) for name in figures},
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return rows
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ",".join(columns(BreakdownRow)) + "\n"
+        "1.0,0,baseline,3,4,0,1,,,,\n\n2.0,1,settled,x,1,0,1,,,,\n3.0,2, settled ,5,6\n"
+        "4.0\n5.0,3,settled,7,8,0,1,1,2,3,4,extra\n6.0,4,released,1e3,inf,0,1,,,,\n",
+        "point,swap,t,anon_bytes,anon_bytes\nsettled,1,2.0,5,6\n",  # of equal names, the last
+        "t,swap,anon_bytes\n1.0,0,5\n",  # no point column: nothing
+        "",
+    ],
+)
+def test_breakdown_read_as_csv_dictreader_reads_it(tmp_path, text):
+    path = tmp_path / "breakdown.csv"
+    path.write_text(text, encoding="utf-8")
+    assert read_breakdown(path) == dict_reader_breakdown(path)
 
 
 def test_probe_state_from_variant_json_else_the_event_else_not_recorded():

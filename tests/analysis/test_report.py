@@ -7,6 +7,7 @@ from markupsafe import escape
 
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
+from soak.report import html
 from soak.report.html import write_report
 from soak.report.outputs import write_outputs
 from soak.report.terminal import summary_table
@@ -89,3 +90,16 @@ def test_report_rewritten_from_raw_data(make_run, sim_variant):
     assert write_report(run, again).read_text(encoding="utf-8") == first  # reproducible
     assert summary_json.read(run) == result.without_plot_data()
     assert result.variants[0].swaps_completed == 4
+
+
+def test_a_long_runs_swap_table_shows_its_first_and_last_swaps(make_run, sim_variant, monkeypatch):
+    run = make_run([sim_variant("glibc", "glibc", leaking)])  # 8 swaps
+    monkeypatch.setattr(html, "MAX_SWAP_TABLE_ROWS", 5)
+    monkeypatch.setattr(html, "EDGE_ROWS", 2)
+    result = write_outputs(run)
+    page = (run / "report.html").read_text(encoding="utf-8")
+    rows = re.findall(r"<tr><td>(\d+)</td>", page)
+    assert rows == ["1", "2", "7", "8"]
+    assert "4 more swaps, after swap 2 and before swap 7, are left out here" in page
+    assert "summary.json has every swap" in page
+    assert len(result.variants[0].swaps) == len(summary_json.read(run).variants[0].swaps) == 8

@@ -9,7 +9,7 @@ import tomli_w
 
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
-from soak.analysis.inputs import read_csv_frame
+from soak.analysis.numeric_csv import read_csv_frame
 from soak.core.errors import UsageError
 from soak.store.records import MemorySample, columns
 

@@ -1,10 +1,15 @@
 """The timeline rebuilt from events.csv, on rows recorded by a real run."""
 
+import csv
+import io
+
 import pytest
 
 from soak.analysis.inputs import read_events
 from soak.analysis.latency import SWAP_TAIL_S, swap_window
+from soak.analysis.numeric_csv import complete_bytes
 from soak.analysis.timeline import build_timeline
+from soak.store.records import Event
 
 # The start of a real glibc run's events.csv (stand-in server, 16 MiB demo model),
 # then a third swap cut off by a kill before it settled.
@@ -79,3 +84,42 @@ def test_failed_load_keeps_the_old_version_serving(tmp_path):
     assert ok.old_version == 1  # version 2 never served
     assert ok.old_end_t == pytest.approx(20.1)
     assert not ok.load_failed
+
+
+def dict_reader_events(path):
+    """read_events as it was: csv.DictReader, a dict per row."""
+    events = []
+    text = complete_bytes(path).decode("utf-8", errors="replace")  # less a cut last line
+    for row in csv.DictReader(io.StringIO(text)):
+        try:
+            version = row.get("version") or ""
+            events.append(
+                Event(
+                    t=float(row["t"]),
+                    swap=int(row["swap"]),
+                    event=str(row["event"]),
+                    version=int(version) if version.strip() else None,
+                    detail=row.get("detail") or "",
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return events
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        RECORDED,
+        "t,swap,event,version,detail\n1.0,0,staged,1,1\n\n2.0,1\n3.0,1,staged\n4.0,x,staged,2,\n"
+        '5.0,1,staged,two,\n6.0,2,staged, ,d,extra\n7.0,3,end,3,"a, b"\n',
+        "swap,event,t\n0,staged,1.5\n1,settled,2.5,9\n",  # another order, a longer row
+        "t,swap,event,t\n1.0,0,staged,2.0\n",  # of equal names, the last counts
+        "t,event,version\n1.0,staged,1\n",  # no swap column: nothing
+        "",
+    ],
+)
+def test_events_read_as_csv_dictreader_reads_them(tmp_path, text):
+    path = tmp_path / "events.csv"
+    path.write_text(text, encoding="utf-8")
+    assert read_events(path) == dict_reader_events(path)
