@@ -25,9 +25,9 @@ from soak.analysis.latency import (
     swap_window,
     swap_window_latency,
 )
-from soak.analysis.memory import LEVEL_WINDOW_S, MAX_SAMPLE_GAP_S
+from soak.analysis.memory import MAX_SAMPLE_GAP_S
 from soak.analysis.window_stats import maxima, medians, percentiles, sorted_windows
-from soak.store.records import MIB
+from soak.store.records import LEVEL_WINDOW_S, MIB
 
 
 def random_windows(rng, n=3000, windows=400, disjoint=False):
