@@ -298,4 +298,3 @@ def _docker_backend(config: RunConfig, message: Message) -> tuple[DockerBackend,
         engine=engine_facts(client),
     )
     return backend, removed
-
