@@ -194,21 +194,29 @@ def data_rows(run_dir: Path, name: str) -> int:
     return total
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("/tmp/soak-synthetic-24h"))
-    parser.add_argument("--hours", type=float, default=24.0)
-    parser.add_argument("--variants", type=int, choices=(1, 2), default=2)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--reuse", action="store_true", help="time the run dir already at --out")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser, repeat: int) -> None:
+    """--repeat, --reuse and --code, as both report-timing benchmarks take them."""
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--reuse", action="store_true", help="time the run(s) already at --out")
     parser.add_argument(
         "--code",
         type=Path,
         action="append",
         help="a source tree to time (repeatable; default: this checkout)",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/soak-synthetic-24h"))
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--variants", type=int, choices=(1, 2), default=2)
+    add_timing_arguments(parser, repeat=3)
     args = parser.parse_args()
-    codes = args.code or [Path(__file__).resolve().parent.parent]
+    codes = args.code or [ROOT]
 
     begin = time.perf_counter()
     reuse = args.reuse and (args.out / "run.toml").exists()

@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from synthetic_24h import data_rows, time_report
+from synthetic_24h import ROOT, add_timing_arguments, data_rows, time_report
 
-ROOT = Path(__file__).resolve().parent.parent
 # a real default run (glibc and jemalloc, `--swaps auto`) of the demo model
 DEFAULT_SOURCE = ROOT / "tests/analysis/data/real_runs/default-run"
 RUN_FILES = ("environment.json",)  # copied as they are; summary.json and report.html are rewritten
@@ -208,14 +207,7 @@ def main() -> None:
     )
     parser.add_argument("--hours", type=float, nargs="+", default=[24.0], help="per variant")
     parser.add_argument("--out", type=Path, default=Path("/tmp/soak-tiled"))
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--reuse", action="store_true", help="time tiled runs already at --out")
-    parser.add_argument(
-        "--code",
-        type=Path,
-        action="append",
-        help="a source tree to time (repeatable; default: this checkout)",
-    )
+    add_timing_arguments(parser, repeat=2)
     parser.add_argument(
         "--memory-limit-gib",
         type=float,
