@@ -28,23 +28,28 @@ from soak.core.errors import UsageError
 __all__ = ["RunConfig", "VariantSpec", "from_keywords", "load_toml", "resolve"]
 
 
-def load_toml(path: Path) -> dict:
-    """Read a --config file; any error is a one-line UsageError."""
+def load_toml(path: Path, what: str = "config file") -> dict:
+    """Read a --config file (or another TOML file: `what`); any error is a one-line
+    UsageError."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"config file not found: {path}") from None
+        raise UsageError(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read config file {path}: {exc}") from None
+        raise UsageError(f"cannot read {what} {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+        raise UsageError(f"{what} {path} is not valid TOML: {exc}") from None
 
 
-def resolve(file_values: Mapping[str, Any], flag_values: Mapping[str, Any]) -> RunConfig:
+def resolve(
+    file_values: Mapping[str, Any], flag_values: Mapping[str, Any], *, here: bool = True
+) -> RunConfig:
     """Merge defaults, the TOML file and flags (flags win); check everything.
 
     Both hold setting names (or their aliases) as keys; `flag_values` holds
-    the flags of `soak run`, None for a flag not given.
+    the flags of `soak run`, None for a flag not given. `here=False`: the run
+    happens elsewhere (a Kubernetes Job, `soak k8s`), so the paths it names
+    are not looked at on this machine.
     """
     problems: list[str] = []
     flags = {k: v for k, v in flag_values.items() if v is not None}
@@ -73,7 +78,7 @@ def resolve(file_values: Mapping[str, Any], flag_values: Mapping[str, Any]) -> R
         values["variants"] = tuple(VariantSpec.named(a) for a in allocators)
     if values.get("node_cores") and "concurrency" not in given:
         values["concurrency"] = min(values["node_cores"], MAX_CONCURRENCY)
-    problems += _check_together(values)
+    problems += _check_together(values, here)
     if problems:
         raise UsageError("invalid configuration: " + "; ".join(problems))
     if not values.get("out"):
@@ -86,8 +91,8 @@ def from_keywords(**keywords: Any) -> RunConfig:
     return resolve(keywords, {})
 
 
-def _check_together(values: dict[str, Any]) -> list[str]:
-    """Checks of settings against each other and against the paths they name."""
+def _check_together(values: dict[str, Any], here: bool) -> list[str]:
+    """Checks of settings against each other and (`here`) against the paths they name."""
     c = RunConfig(**values)
     problems = []
     if not c.variants:
@@ -102,6 +107,8 @@ def _check_together(values: dict[str, Any]) -> list[str]:
         problems.append(f"{who} {verb} through soak's probe after each unload: drop --no-probe")
     if c.backend != "docker" and c.metric.startswith("cgroup"):
         problems.append("cgroup metrics need --backend docker")
+    if not here:
+        return problems
     if c.model is not None and not Path(c.model).exists():
         problems.append(f"model path does not exist: {c.model}")
     if c.request_file is not None and not Path(c.request_file).is_file():

@@ -427,6 +427,15 @@ class RunConfig:
         """run.toml: every stored setting that has a value (TOML has no null)."""
         return tomli_w.dumps(_stored(self))
 
+    def variant_seconds_bound(self) -> float:
+        """At most how long one variant measures, from its timeouts: the first load and the
+        baseline, then per swap the load, the settling, the steady traffic and a minute (the
+        unload, the status polls). The traffic loop stops there whatever happens; `soak k8s`
+        makes a Job's deadline of it."""
+        per_swap = self.load_timeout + self.settle_timeout + self.steady_s + 60
+        swaps = self.max_swaps if self.swaps == "auto" else int(self.swaps)
+        return (swaps + 1) * per_swap
+
     @property
     def history_path(self) -> Path:
         """Where this run is recorded: --history, else history.sqlite beside the run dir."""

@@ -19,7 +19,6 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from soak.config.settings import RunConfig
 from soak.core import interrupts
 from soak.core.errors import SoakError
 from soak.core.owner import Owner
@@ -256,7 +255,7 @@ class _VariantSession:
         if config.neighbour_cpus:  # contention from the load on: stopped with the samplers
             cpus = parse_cpu_list(config.neighbour_cpus)
             owner = Owner.current(self.orch.plan.run_id)
-            self._thread(Neighbour(cpus, owner, _max_duration(config)))
+            self._thread(Neighbour(cpus, owner, config.variant_seconds_bound()))
         self.target = self.orch.plan.backend.make_target(spec, self.orch.plan.run_id)
         progress.message(f"[{self.variant.name}] starting server ({self.variant.allocator})")
         self.target.start()
@@ -349,7 +348,7 @@ class _VariantSession:
                 config.rps,
                 self._log(self.vdir.latency_csv, LatencySample),
                 self.clock,
-                max_duration_s=_max_duration(config),
+                max_duration_s=config.variant_seconds_bound(),
                 concurrency=config.concurrency,
                 call=call,
             )
@@ -525,13 +524,6 @@ def _memory_mb(sample: MemorySample) -> dict[str, float]:
     names = ("anon_bytes", "rss_bytes", "cgroup_anon_bytes", "cgroup_working_set_bytes")
     values = {n.removesuffix("_bytes"): getattr(sample, n) for n in names}
     return {k: v / MIB for k, v in values.items() if v is not None}
-
-
-def _max_duration(config: RunConfig) -> float:
-    """A hard bound on the traffic loop, whatever happens to the driver."""
-    per_swap = config.load_timeout + config.settle_timeout + 60
-    swaps = config.max_swaps if config.swaps == "auto" else int(config.swaps)
-    return (swaps + 1) * per_swap
 
 
 def _with_log(message: str, vdir: VariantDir) -> str:
