@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("history", ("soak.history",)),
     ("report", ("soak.report",)),
     ("gate", ("soak.gate",)),
+    ("kubernetes", ("soak.k8s",)),
     ("front", ("soak.cli", "soak.plugin")),
 ]
 ROOT_PACKAGE = "soak"  # its __init__ only holds the version

@@ -11,11 +11,11 @@ import sys
 from typing import NoReturn
 
 from soak import __version__
-from soak.cli import check, demo_model, history, image, report, run, tune
+from soak.cli import check, demo_model, history, image, k8s, report, run, tune
 from soak.core import errors, interrupts
 from soak.core.errors import EXIT_CODES, EXIT_OK, SoakError, UsageError
 
-COMMANDS = (run, tune, report, check, history, demo_model, image)
+COMMANDS = (run, tune, report, check, history, demo_model, image, k8s)
 
 
 class _Parser(argparse.ArgumentParser):
