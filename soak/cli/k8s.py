@@ -43,7 +43,9 @@ def _add_arguments(p: argparse.ArgumentParser, kind: str) -> None:
         "--fleet",
         type=Path,
         metavar="FILE",
-        help="a fleet file: one soak per [[models]] table (docs/scheduling.md)",
+        help="a fleet file: a [[models]] table per soak (name, and config or settings: a "
+        "soak.toml, soak run's settings over it) and [defaults]; both take these options "
+        "too, by their names with _ for -",
     )
     p.add_argument(
         "--name",

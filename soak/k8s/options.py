@@ -96,6 +96,14 @@ def secret_key(raw: Any) -> str:
 class JobOptions:
     """How one soak runs on Kubernetes: image, resources, deadline, volumes, history."""
 
+    schedule: str | None = setting(
+        None,
+        "the CronJob's cron schedule: 5 fields (minute hour day-of-month month "
+        "day-of-week) or @daily, @hourly, ...",
+        parse=check_schedule,
+        metavar="CRON",
+        default_text="none: required",
+    )
     image: str = setting(
         DEFAULT_IMAGE,
         "the Job image: soak beside the server, the nightly sequence as its entrypoint "
@@ -140,14 +148,6 @@ class JobOptions:
     against: int = setting(
         5, "soak check --against-history N: the last N comparable runs", minimum=1, metavar="N"
     )
-    schedule: str | None = setting(
-        None,
-        "the CronJob's cron schedule: 5 fields (minute hour day-of-month month "
-        "day-of-week) or @daily, @hourly, ...",
-        parse=check_schedule,
-        metavar="CRON",
-        default_text="none: required",
-    )
     model_pvc: str | None = setting(
         None,
         "the PersistentVolumeClaim that holds the model, mounted read-only at --model-mount",
@@ -183,12 +183,18 @@ class JobOptions:
         parse=history_secret,
         metavar="SECRET",
     )
-    history_key: str = setting("url", "the key of --history-secret", parse=secret_key)
+    history_key: str = setting(
+        "url", "the key of --history-secret", parse=secret_key, metavar="KEY"
+    )
     run_as_user: int = setting(
         1000, "the non-root user (and group) the container runs as", minimum=1, metavar="UID"
     )
     namespace: str | None = setting(
-        None, "the namespace of every object", parse=dns_label, default_text="kubectl's"
+        None,
+        "the namespace of every object",
+        parse=dns_label,
+        metavar="NAMESPACE",
+        default_text="kubectl's",
     )
 
 
