@@ -65,7 +65,8 @@ def decide(source: SoakSource, kind: str) -> SoakJob:
     try:
         config = resolve(values, {}, here=False)
     except UsageError as exc:
-        raise UsageError("; ".join([*problems, f"config: {exc}"])) from None
+        where = source.config if source.config and not source.settings else "settings"
+        raise UsageError("; ".join([*problems, f"{where}: {exc}"])) from None
     problems += _container_problems(config, values, options)
     if problems:
         raise UsageError("; ".join(problems))
