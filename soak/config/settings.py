@@ -36,6 +36,8 @@ BACKENDS = ("process", "docker")
 PROTOCOLS = ("rest", "grpc")
 METRICS = ("anon_bytes", "rss_bytes", "cgroup_anon_bytes", "cgroup_working_set_bytes")
 DEFAULT_SERVER_BINARY = "soak-model-server"  # the stand-in, from the `standin` extra
+# soak's Job image names the image's own server in it (`soak image job`)
+SERVER_BINARY_ENV = "SOAK_SERVER_BINARY"
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 MAX_SPLIT = 64
 MAX_CONCURRENCY = 64  # the prober's workers (max_in_flight)
@@ -306,6 +308,7 @@ class RunConfig:
         DEFAULT_SERVER_BINARY,
         "the server to run (process backend)",
         metavar="PATH",
+        env=SERVER_BINARY_ENV,
         in_config_hash=False,  # under test
     )
     server_args: tuple[str, ...] = setting(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -51,7 +52,7 @@ def soak_run(
         if owned:
             settings["out"] = str(_new_run_dir(base, request.node.name))
         settings.setdefault("quiet", True)
-        outcome = run_soak(from_keywords(**settings), Progress(quiet=True))
+        outcome = run_soak(from_keywords(os.environ, **settings), Progress(quiet=True))
         if outcome.signal is not None:
             raise Interrupted(outcome.signal)
         result = SoakResult(outcome.run_dir, outcome.result, outcome.history)
