@@ -27,6 +27,7 @@ LIBRARY_NAME = "libsoakprobe.so"
 # Where soak's images hold it (docker/standin, docker/allocators).
 CONTAINER_LIBRARY = f"/usr/lib/soak/{LIBRARY_NAME}"
 SOCKET_ENV = "SOAK_PROBE_SOCKET"
+INSTALLED_ENV = "SOAK_PROBE_LIBRARY"  # a probe built beforehand, used as it is
 SOCKET_NAME = "probe.%p.sock"  # %p: the pid of the process that listens
 # The host dir of the sockets is bind-mounted here in a container.
 CONTAINER_SOCKET_DIR = "/run/soak-probe"
@@ -48,7 +49,14 @@ def _cache_dir() -> Path:
 
 
 def host_library() -> Path:
-    """The probe for servers on this host: built once per source hash into the cache."""
+    """The probe for servers on this host: the one `SOAK_PROBE_LIBRARY` names (soak's Job
+    image, which has no compiler, names the one it was built with), else built once per
+    source hash into the cache."""
+    installed = os.environ.get(INSTALLED_ENV)
+    if installed:
+        if not Path(installed).is_file():
+            raise ProbeUnavailable(f"{INSTALLED_ENV} names {installed}, which is not a file")
+        return Path(installed)
     try:
         path = _cache_dir() / f"probe-{source_hash()}" / LIBRARY_NAME
     except OSError as exc:  # a soak installed without its package data
