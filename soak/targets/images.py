@@ -14,8 +14,13 @@ hash of its recipe and reused while that tag exists:
 - `soak-alloc:<hash>`: jemalloc, tcmalloc and mimalloc added to any Debian or
   Ubuntu based TF Serving image (docker/allocators/); hash of the base image
   id, the recipe and the probe's source.
+- `soak-job:<hash>`, also tagged `soak-job:latest`: soak installed beside the server
+  of a TF Serving image's allocator layer (docker/job/), to soak it as a Kubernetes
+  Job, the nightly sequence (scripts/soak-nightly) as its entrypoint; hash of the
+  allocator layer's id, the recipe, the script, the project source and soak's
+  dependencies (pinned as for the stand-in, without TensorFlow).
 
-Both images hold the allocator probe (docs/contract.md#allocator-probe) at
+The stand-in and the allocator layer hold the allocator probe (docs/contract.md#allocator-probe) at
 `probe_library.CONTAINER_LIBRARY`, compiled in a build stage on the image's own
 base, so against its glibc, by the probe's one recipe (soak/targets/probe/build.sh);
 the compiler stays in that stage, which is removed after the build.
@@ -50,6 +55,8 @@ DOCKER_DIR = PROJECT_ROOT / "docker"
 BASE_SCRIPT = DOCKER_DIR / "base" / "make-debian-base.sh"
 STANDIN_DIR = DOCKER_DIR / "standin"
 ALLOCATORS_DIR = DOCKER_DIR / "allocators"
+JOB_DIR = DOCKER_DIR / "job"
+NIGHTLY_SCRIPT = PROJECT_ROOT / "scripts" / "soak-nightly"  # the Job image's entrypoint
 # The allocator probe's source and recipe, copied into the allocator layer's context.
 PROBE_FILES = (probe_library.SOURCE, probe_library.BUILD_SCRIPT)
 PROBE_CONTEXT_DIR = "probe"
@@ -61,24 +68,36 @@ STANDIN = "standin"
 BASE_REPOSITORY = "soak-debian-base"
 STANDIN_REPOSITORY = "soak-standin"
 ALLOCATOR_REPOSITORY = "soak-alloc"
+JOB_REPOSITORY = "soak-job"
+LATEST = "latest"  # the Job image last asked for (soak k8s's default image)
 HASH_LENGTH = 12
 # A bookworm minbase with python3 is ~240 MB; far less means a broken import.
 MIN_BASE_IMAGE_BYTES = 50 << 20
 # The interpreter of the Debian base (bookworm): the wheels are chosen for it.
 IMAGE_PYTHON = "3.11"
 IMAGE_ABI = "cp311"
-IMAGE_PLATFORMS = (
-    *(f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)),
-    "manylinux2014_x86_64",
-    "manylinux2010_x86_64",
-    "manylinux1_x86_64",
-)
+
+
+def manylinux_platforms(glibc_minor: int) -> tuple[str, ...]:
+    """pip's platform tags of wheels that run on glibc 2.`glibc_minor` (x86_64)."""
+    return (
+        *(f"manylinux_2_{minor}_x86_64" for minor in range(glibc_minor, 4, -1)),
+        "manylinux2014_x86_64",
+        "manylinux2010_x86_64",
+        "manylinux1_x86_64",
+    )
+
+
+IMAGE_PLATFORMS = manylinux_platforms(36)
+# The Job image's base is a user's TF Serving image: wheels for glibc 2.28 and newer
+# (Debian 10, Ubuntu 20.04 on).
+JOB_PLATFORMS = manylinux_platforms(28)
 # Marks the first stage of a multi-stage build, removed after the build (docker/standin/,
 # docker/allocators/).
 BUILD_STAGE_LABEL = "soak.build-stage"
 # What soak built an image as: both kinds hold the allocator probe.
 IMAGE_LABEL = "soak.image"
-STANDIN_KIND, ALLOCATORS_KIND = "standin", "allocators"
+STANDIN_KIND, ALLOCATORS_KIND, JOB_KIND = "standin", "allocators", "job"
 # Needed only to build the project's wheel inside the image (pyproject's build-system).
 BUILD_REQUIREMENTS = ("setuptools>=68", "wheel")
 
@@ -164,6 +183,33 @@ def ensure_allocator_image(
     return tag
 
 
+def ensure_job_image(client: docker.DockerClient, base: str, *, progress: Progress = print) -> str:
+    """The Job image over `base` (a local TF Serving image, or `standin`), built if missing,
+    and tagged `soak-job:latest` as well: soak beside the server, with the allocator layer,
+    the nightly sequence as its entrypoint."""
+    _require_recipes(JOB_DIR / "Dockerfile", NIGHTLY_SCRIPT, PROJECT_ROOT / "pyproject.toml")
+    server = ensure_allocator_image(
+        client, resolve_image(client, base, progress=progress), progress=progress
+    )
+    requirements = pinned_requirements(with_extras=())
+    tag = f"{JOB_REPOSITORY}:{job_recipe_hash(client.images.get(server).id, requirements)}"
+
+    def build() -> None:
+        progress(f"building {tag} (soak beside the server of {base})")
+        _build_from_recipe(
+            client,
+            tag,
+            fill=lambda context: _assemble_job_context(context, requirements, progress),
+            buildargs={"BASE_IMAGE": server},
+            labels={IMAGE_LABEL: JOB_KIND, "soak.base": base},
+            progress=progress,
+        )
+
+    build_once(client, tag, build)
+    client.images.get(tag).tag(JOB_REPOSITORY, LATEST)
+    return tag
+
+
 def resolve_image(client: docker.DockerClient, image: str, *, progress: Progress = print) -> str:
     """`standin` -> the stand-in image (built if missing); any other image must be local."""
     if image == STANDIN:
@@ -201,13 +247,13 @@ def image_for_allocators(
 # --- recipe and hash --------------------------------------------------------------
 
 
-def pinned_requirements() -> list[str]:
-    """The stand-in's dependencies (the project's and its `standin` extra), each pinned to
-    the version installed here (if any)."""
+def pinned_requirements(with_extras: Iterable[str] = (extras.STANDIN,)) -> list[str]:
+    """The project's dependencies and those of `with_extras` (the stand-in's: `standin`),
+    each pinned to the version installed here (if any)."""
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    standin = project["optional-dependencies"][extras.STANDIN]
+    wanted = [r for extra in with_extras for r in project["optional-dependencies"][extra]]
     pinned = []
-    for requirement in [*project["dependencies"], *standin]:
+    for requirement in [*project["dependencies"], *wanted]:
         name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
         try:
             pinned.append(f"{name}=={importlib.metadata.version(name)}")
@@ -234,6 +280,20 @@ def standin_recipe_hash(requirements: list[str]) -> str:
     return _hash_parts(
         [
             *_file_parts(recipe_files, DOCKER_DIR),
+            *_file_parts(standin_source_files(), PROJECT_ROOT),
+            "\n".join(requirements).encode(),
+        ]
+    )
+
+
+def job_recipe_hash(server_image_id: str, requirements: list[str]) -> str:
+    """The allocator layer's id (so the server's image), the recipe, the entrypoint script,
+    the project source and the pinned dependencies."""
+    return _hash_parts(
+        [
+            server_image_id.encode(),
+            *_file_parts(sorted(JOB_DIR.iterdir()), DOCKER_DIR),
+            *_file_parts([NIGHTLY_SCRIPT], PROJECT_ROOT),
             *_file_parts(standin_source_files(), PROJECT_ROOT),
             "\n".join(requirements).encode(),
         ]
@@ -275,31 +335,50 @@ def _assemble_standin_context(context: Path, requirements: list[str], progress: 
     for recipe in STANDIN_DIR.iterdir():
         shutil.copy2(recipe, context / recipe.name)
     (context / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    _copy_source(context / "src")
+    progress("downloading wheels for the image (pip download on this host)")
+    _download_wheels(
+        context / "wheels", [*requirements, *BUILD_REQUIREMENTS], IMAGE_PLATFORMS, "stand-in"
+    )
+
+
+def _assemble_job_context(context: Path, requirements: list[str], progress: Progress) -> None:
+    """Dockerfile, the nightly script, requirements, wheelhouse and project source."""
+    for recipe in JOB_DIR.iterdir():
+        shutil.copy2(recipe, context / recipe.name)
+    shutil.copy2(NIGHTLY_SCRIPT, context / NIGHTLY_SCRIPT.name)
+    (context / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    _copy_source(context / "src")
+    progress("downloading wheels for the image (pip download on this host)")
+    _download_wheels(context / "wheels", [*requirements, *BUILD_REQUIREMENTS], JOB_PLATFORMS, "Job")
+
+
+def _copy_source(dest: Path) -> None:
     for path in standin_source_files():
-        target = context / "src" / path.relative_to(PROJECT_ROOT)
+        target = dest / path.relative_to(PROJECT_ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
-    progress("downloading wheels for the image (pip download on this host)")
-    _download_wheels(context / "wheels", [*requirements, *BUILD_REQUIREMENTS])
 
 
-def _download_wheels(dest: Path, requirements: list[str]) -> None:
+def _download_wheels(
+    dest: Path, requirements: list[str], platforms: Iterable[str], image: str
+) -> None:
     """Wheels for the image's Python, fetched with the host's pip and its configuration.
 
     The image gets no index at all: whatever index, mirror or proxy
     certificate the host's pip is set up with stays on the host.
     """
-    platforms = [arg for platform in IMAGE_PLATFORMS for arg in ("--platform", platform)]
+    tags = [arg for platform in platforms for arg in ("--platform", platform)]
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dest),
         "--only-binary=:all:", "--python-version", IMAGE_PYTHON, "--implementation", "cp",
-        "--abi", IMAGE_ABI, *platforms, *requirements,
+        "--abi", IMAGE_ABI, *tags, *requirements,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         errors = [ln for ln in result.stderr.splitlines() if ln.startswith("ERROR")]
         raise EnvironmentFailure(
-            "downloading wheels for the stand-in image failed: "
+            f"downloading wheels for the {image} image failed: "
             + (errors[0] if errors else _last_line(result.stderr))
         )
 
@@ -337,9 +416,11 @@ def _build_from_recipe(
     progress: Progress,
 ) -> None:
     """Build `tag` from a context that `fill` writes into a temp dir; this build's untagged
-    first stage is removed afterwards (SOAK_BUILD_ID names it), and the time reported."""
+    first stage is removed afterwards (SOAK_BUILD_ID names it), and the time reported. A
+    failed build leaves none of the steps it made either."""
     started = time.monotonic()
     build_id = uuid.uuid4().hex
+    output: list[str] = []
     with tempfile.TemporaryDirectory(prefix="soak-context-") as tmp:
         context = Path(tmp)
         fill(context)
@@ -351,7 +432,11 @@ def _build_from_recipe(
                 buildargs={**buildargs, "SOAK_BUILD_ID": build_id},
                 labels=labels,
                 progress=progress,
+                output=output,
             )
+        except EnvironmentFailure:
+            _remove_failed_steps(client, output)
+            raise
         finally:
             _remove_build_stages(client, build_id)
     progress(f"built {tag} in {time.monotonic() - started:.0f} s")
@@ -372,9 +457,11 @@ def _build(
     buildargs: dict[str, str],
     labels: dict[str, str],
     progress: Progress,
+    output: list[str] | None = None,
 ) -> None:
-    """`docker build --network host`, steps reported, the failing step's output in the error."""
-    output: list[str] = []
+    """`docker build --network host`, steps reported, the failing step's output in the error;
+    the build's output lines go to `output` too."""
+    output = [] if output is None else output
     try:
         for chunk in client.api.build(
             path=str(context),
@@ -388,9 +475,7 @@ def _build(
             decode=True,
         ):
             if "error" in chunk:
-                raise EnvironmentFailure(
-                    f"building {tag} failed: {_last_line(chunk['error'])}" + _context_note(output)
-                )
+                raise EnvironmentFailure(_build_failure(tag, chunk["error"], output))
             for line in chunk.get("stream", "").splitlines():
                 output.append(line)
                 if line.startswith("Step "):
@@ -406,6 +491,29 @@ def _remove_build_stages(client: docker.DockerClient, build_id: str) -> None:
         for image in client.images.list(filters=stage):
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(image.id)
+
+
+def _build_failure(tag: str, error: str, output: list[str]) -> str:
+    """One line: the reason a recipe gave (its `soak: ` line), else the engine's error and
+    the build's last output."""
+    said = [ln.strip().removeprefix("soak: ") for ln in output if ln.startswith("soak: ")]
+    if said:
+        return f"building {tag} failed: {said[-1]}"
+    return f"building {tag} failed: {_last_line(error)}" + _context_note(output)
+
+
+def _remove_failed_steps(client: docker.DockerClient, output: list[str]) -> None:
+    """Remove the images a failed build made (the legacy builder keeps each step's): the
+    untagged ones its output names (` ---> ID`), last first, so that each is a leaf then.
+    A tagged one (the base) is kept, and so is one that another image builds on (the
+    engine refuses)."""
+    for line in reversed(output):
+        match = re.fullmatch(r" ---> ([0-9a-f]{12,64})", line)
+        if match is None:
+            continue
+        with contextlib.suppress(docker.errors.APIError):
+            if not client.images.get(match.group(1)).tags:
+                client.images.remove(match.group(1))
 
 
 def _context_note(output: list[str]) -> str:
