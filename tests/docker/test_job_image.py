@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -139,9 +141,24 @@ def variant_summary(run_dir: Path) -> dict:
     return {"status": summary["status"], **variant}
 
 
+def test_soak_k8s_names_the_tag_the_job_image_is_given():
+    assert f"{images.JOB_REPOSITORY}:{images.LATEST}" == DEFAULT_IMAGE
+
+
+def test_soak_image_job_of_a_base_that_is_not_there_is_exit_3(docker_client):
+    result = subprocess.run(
+        [sys.executable, "-m", "soak", "image", "job", "--base", "no-such/serving:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr.startswith("soak: image no-such/serving:1 not found locally")
+    assert result.stderr.count("\n") == 1
+
+
 def test_the_job_image_is_tagged_latest_and_runs_as_a_pod_does(docker_client, job_image):
     assert job_image.startswith(f"{images.JOB_REPOSITORY}:")
-    assert f"{images.JOB_REPOSITORY}:{images.LATEST}" == DEFAULT_IMAGE  # soak k8s's image
     image = docker_client.images.get(job_image)
     assert docker_client.images.get(DEFAULT_IMAGE).id == image.id
     assert image.labels[images.IMAGE_LABEL] == images.JOB_KIND
