@@ -112,7 +112,7 @@ def table_variables(shapes: dict[str, tuple[int, ...]], table: EmbeddingTable) -
     """The variables holding `table`: itself, or its partitions in order."""
     if table.name in shapes:
         return [table.name]
-    parts = []
+    parts: list[str] = []
     while f"{table.name}/part_{len(parts)}" in shapes:
         parts.append(f"{table.name}/part_{len(parts)}")
     return parts
