@@ -3,7 +3,10 @@
 Its shape is chosen to show what hot reloads do to a heap allocator. Most of the weight is in
 embedding tables below 32 MiB each: glibc malloc serves chunks under its mmap threshold (which
 adapts up to 32 MiB) from arenas, and after an unload that memory tends to stay in the process;
-one or two tables above 32 MiB go to mmap and are returned at once. An MLP sits on top.
+two tables above 32 MiB at 128 MiB go to mmap and are returned at once. An MLP sits on top.
+The shape holds at every size: in a bigger model the other tables are partitioned into
+variables of at most PARTITION_MAX_MB, as production recommenders shard their big
+embeddings (`tf.compat.v1.fixed_size_partitioner`), and looked up across their partitions.
 
 Its first run is slow, as a production graph's is: the dense features are scaled by a
 normalisation that TensorFlow computes from constants at a signature's first Session::Run
@@ -21,6 +24,7 @@ inputs (`demo_inputs`) are plain numpy, usable where TensorFlow is not installed
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -40,6 +44,7 @@ DENSE_FEATURES = 16
 HIDDEN_UNITS = (256, 128)
 WARMUP_RECORDS = 20
 FEATURE_BASIS = 1024  # the first run's constant folding: 4 MiB matrices (Grappler folds <= 10 MiB)
+PARTITION_MAX_MB = 24  # a partition's most: under glibc's largest mmap threshold (32 MiB)
 MIB = 1 << 20
 _FLOAT_BYTES = 4
 _CROSS_MODULUS = 1_000_003  # keeps user*modulus+item far below 2^63: no int64 overflow
@@ -53,12 +58,13 @@ class EmbeddingTable:
     share: float
     dim: int
     ids: str  # "user", "items" or "cross" (user x item)
+    whole: bool = False  # one variable at any size; else partitioned past PARTITION_MAX_MB
 
 
-# At 128 MiB: two tables above 32 MiB (41 and 33 MiB), six between 2.6 and 15 MiB.
+# At 128 MiB: two whole tables above 32 MiB (41 and 33 MiB), six between 2.6 and 15 MiB.
 TABLES = (
-    EmbeddingTable("user_embedding", 0.32, 64, "user"),
-    EmbeddingTable("item_embedding", 0.26, 64, "items"),
+    EmbeddingTable("user_embedding", 0.32, 64, "user", whole=True),
+    EmbeddingTable("item_embedding", 0.26, 64, "items", whole=True),
     EmbeddingTable("item_category", 0.12, 32, "items"),
     EmbeddingTable("user_geo", 0.10, 32, "user"),
     EmbeddingTable("item_brand", 0.08, 32, "items"),
@@ -83,15 +89,33 @@ def variable_shapes(size_mb: float) -> dict[str, tuple[int, ...]]:
     """Shapes of all float32 variables for a model of about `size_mb` MiB.
 
     The MLP (about 0.4 MiB) is fixed; the tables share the rest (at least one row each).
+    A partitioned table's variables are `NAME/part_K` (table_variables), rows dealt as the
+    "mod" strategy of `embedding_lookup` wants them: row r of the table is row r // n of
+    partition r % n.
     """
     mlp = dict(_mlp_shapes())
     mlp_bytes = sum(int(np.prod(shape)) for shape in mlp.values()) * _FLOAT_BYTES
     table_bytes = max(0.0, size_mb * MIB - mlp_bytes)
-    tables = {
-        t.name: (max(1, int(table_bytes * t.share) // (t.dim * _FLOAT_BYTES)), t.dim)
-        for t in TABLES
-    }
-    return {**tables, **mlp}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for t in TABLES:
+        rows = max(1, int(table_bytes * t.share) // (t.dim * _FLOAT_BYTES))
+        parts = 1 if t.whole else math.ceil(rows * t.dim * _FLOAT_BYTES / (PARTITION_MAX_MB * MIB))
+        if parts == 1:
+            shapes[t.name] = (rows, t.dim)
+            continue
+        for k in range(parts):
+            shapes[f"{t.name}/part_{k}"] = (rows // parts + (k < rows % parts), t.dim)
+    return {**shapes, **mlp}
+
+
+def table_variables(shapes: dict[str, tuple[int, ...]], table: EmbeddingTable) -> list[str]:
+    """The variables holding `table`: itself, or its partitions in order."""
+    if table.name in shapes:
+        return [table.name]
+    parts: list[str] = []
+    while f"{table.name}/part_{len(parts)}" in shapes:
+        parts.append(f"{table.name}/part_{len(parts)}")
+    return parts
 
 
 def write_demo_model(
@@ -192,16 +216,22 @@ def _build_forward(
 
     features = []
     for table in TABLES:
-        rows = shapes[table.name][0]
-        ids = ids_by_source[table.ids]
+        names = table_variables(shapes, table)
+        rows = sum(shapes[name][0] for name in names)
         with tf.name_scope(f"{table.name}_lookup"):
-            vectors = tf.gather(weights[table.name], tf.math.floormod(ids, rows))
+            ids = tf.math.floormod(ids_by_source[table.ids], rows)
+            if len(names) == 1:
+                vectors = tf.gather(weights[names[0]], ids)
+            else:
+                partitions = [weights[name] for name in names]
+                vectors = v1.nn.embedding_lookup(partitions, ids, partition_strategy="mod")
             if table.ids != "user":
                 vectors = tf.reduce_mean(vectors, axis=1)
         features.append(vectors)
-    if cold_path:
-        dense = dense * _dense_scale(tf)
-    hidden = tf.concat([*features, dense], axis=1)
+    # The signature keeps the placeholder: a request fed to the scaled tensor would skip
+    # the normalisation, and with it the cold path.
+    scaled = dense * _dense_scale(tf) if cold_path else dense
+    hidden = tf.concat([*features, scaled], axis=1)
 
     layers = len(HIDDEN_UNITS) + 1
     for layer in range(layers):

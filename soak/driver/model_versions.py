@@ -12,7 +12,7 @@ from soak.core.extras import require_tensorflow
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 DEMO_VERSIONS = 3
-DEMO_REVISION = 2  # the demo graph's: a new one is generated into a new cache dir
+DEMO_REVISION = 3  # the demo graph's: a new one is generated into a new cache dir
 
 
 # TF Serving's warmup records in a version dir (soak_model_server.warmup reads and writes them)

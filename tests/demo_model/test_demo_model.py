@@ -9,8 +9,10 @@ import tensorflow as tf
 from soak.core.errors import UsageError
 from soak.driver.demo_model import (
     MIB,
+    PARTITION_MAX_MB,
     TABLES,
     demo_inputs,
+    table_variables,
     variable_shapes,
     write_demo_model,
 )
@@ -61,6 +63,14 @@ def test_signature_is_the_documented_predict_signature(base_path):
     assert {alias: spec(info) for alias, info in signature.outputs.items()} == {
         "score": (tf.float32, [-1])
     }
+    # A request feeds the placeholders, so it runs the whole graph (the cold path too).
+    assert {alias: info.name for alias, info in signature.inputs.items()} == {
+        "user_id": "user_id:0",
+        "item_ids": "item_ids:0",
+        "dense_features": "dense_features:0",
+    }
+    needed = tf.compat.v1.graph_util.extract_sub_graph(meta_graph.graph_def, ["score"])
+    assert "dense_normalisation/MatMul_1" in {node.name for node in needed.node}
 
 
 def test_any_int64_id_is_valid(base_path):
@@ -97,14 +107,34 @@ def test_variables_add_up_to_the_requested_size(base_path):
         assert size == pytest.approx(SIZE_MB * MIB, rel=0.02)
 
 
-def test_full_size_layout_keeps_most_tables_below_glibcs_mmap_threshold():
-    shapes = variable_shapes(128)
-    table_mib = [math.prod(shapes[t.name]) * 4 / MIB for t in TABLES]
-    above = [size for size in table_mib if size > 32]
-    assert 1 <= len(above) <= 2
-    assert len(table_mib) - len(above) >= 5
-    total = sum(math.prod(shape) for shape in shapes.values()) * 4
-    assert total == pytest.approx(128 * MIB, rel=0.001)
+@pytest.mark.parametrize("size_mb", [128, 512, 2048])
+def test_every_size_keeps_most_weight_below_glibcs_mmap_threshold(size_mb):
+    """The same shape at every size: the two whole tables above 32 MiB (returned at once),
+    the rest in variables glibc serves from its arenas."""
+    shapes = variable_shapes(size_mb)
+    mib = {name: math.prod(shape) * 4 / MIB for name, shape in shapes.items()}
+    above = sorted(name for name, size in mib.items() if size > 32)
+    assert above == sorted(t.name for t in TABLES if t.whole)
+    assert all(size <= PARTITION_MAX_MB for name, size in mib.items() if "/part_" in name)
+    below = sum(size for size in mib.values() if size <= 32)
+    assert below / size_mb == pytest.approx(0.42, abs=0.01)
+    assert sum(mib.values()) == pytest.approx(size_mb, rel=0.001)
+    for table in TABLES:  # every table present, whole or in parts
+        assert table_variables(shapes, table)
+
+
+def test_a_partitioned_table_serves_every_id(tmp_path):
+    """At 256 MiB two tables are partitioned; any int64 id still finds its row."""
+    shapes = variable_shapes(256)
+    partitioned = [t.name for t in TABLES if len(table_variables(shapes, t)) > 1]
+    assert len(partitioned) == 2
+    base = write_demo_model(tmp_path / "m", versions=1, size_mb=256, warmup=False)
+    assert _checkpoint_bytes(base / "1") == pytest.approx(256 * MIB, rel=0.01)
+    ids = np.array([INT64.min, INT64.max, -1, 0, 1, 2, 3, 123_456_789], dtype=np.int64)
+    item_ids = np.tile(np.array([INT64.min, INT64.max, -7, 0, 1, 2, 3, 5], dtype=np.int64), (8, 1))
+    dense = np.linspace(-3, 3, 8 * 16, dtype=np.float32).reshape(8, 16)
+    scores = _predict(base / "1", {"user_id": ids, "item_ids": item_ids, "dense_features": dense})
+    assert scores.shape == (8,) and np.all((scores > 0) & (scores < 1))
 
 
 def test_each_version_carries_predict_warmup_requests(base_path):
