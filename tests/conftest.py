@@ -22,6 +22,7 @@ from soak.history.location import parse
 # tagged with it, so the session's checks and cleanup touch only what is its own.
 TEST_SESSION = f"pytest-{uuid.uuid4().hex[:12]}"
 os.environ[SESSION_ENV] = TEST_SESSION
+os.environ.pop("SOAK_HISTORY", None)  # the tests name their histories (a scheduler's is not theirs)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -130,7 +130,7 @@ def history_references(
     run_dir: Path,
     variants: list[VariantResult],
     n: int,
-    where: HistoryLocation,
+    history_at: HistoryLocation | str | Path,
 ) -> tuple[dict[str, Reference], list[str]]:
     """Per variant, the last `n` comparable runs of the history; and notes on what is missing.
 
@@ -139,7 +139,9 @@ def history_references(
     compared (a note says so): the first runs of a schedule have no history.
     """
     from soak.history import store as history
+    from soak.history.location import parse
 
+    where = parse(history_at)  # named with its password masked
     model_path = result.identity.model_path if result.identity else "unknown"
     machine = result.environment.machine_text if result.environment else None
     references: dict[str, Reference] = {}
