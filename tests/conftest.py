@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -131,15 +132,18 @@ def _server_user() -> dict:
     system user PG_USER (created if missing), else whoever runs the tests."""
     if os.geteuid() != 0:
         return {}
-    try:
-        pwd.getpwnam(PG_USER)
-    except KeyError:
-        subprocess.run(  # another xdist worker may create it at the same time: fine
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
-            capture_output=True,
-        )
-        pwd.getpwnam(PG_USER)
-    return {"user": PG_USER, "group": pwd.getpwnam(PG_USER).pw_gid, "extra_groups": []}
+    for _ in range(50):  # scripts/ensure-postgres creates it; else the first worker does
+        try:
+            group = pwd.getpwnam(PG_USER).pw_gid
+            return {"user": PG_USER, "group": group, "extra_groups": []}
+        except KeyError:
+            subprocess.run(  # fails while another worker holds /etc/passwd: try again
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+                + [PG_USER],
+                capture_output=True,
+            )
+            time.sleep(0.1)
+    raise AssertionError(f"could not create the system user {PG_USER} (useradd)")
 
 
 def _free_port() -> int:

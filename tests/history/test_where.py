@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from soak.analysis.load import load_result
 from soak.cli.main import main
 from soak.cli.runner import conclude
 from soak.config.resolve import from_keywords, resolve
@@ -120,3 +121,15 @@ def test_without_psycopg_a_postgresql_history_says_what_to_install():
         "soak: history postgresql://soak:***@127.0.0.1:1/hist: a PostgreSQL history needs "
         "psycopg 3, which is not installed (pip install 'soak[postgres]')\n"
     )
+
+
+def test_a_history_of_a_newer_soak_is_refused(history_db, run_copies):
+    (run,) = run_copies(1, "glibc-demo")
+    assert main(["history", history_db.where, "--add", str(run)]) == 0
+    if history_db.backend == "sqlite":
+        history_db.execute("PRAGMA user_version = 99")
+    else:
+        history_db.execute("UPDATE soak_schema SET version = 99")
+    for use in (history.runs, lambda where: history.record(where, load_result(run), run)):
+        with pytest.raises(UsageError, match=r"written by a newer soak \(schema 99\)"):
+            use(history_db.where)
