@@ -92,9 +92,10 @@ def import_history(source: Where, target: Where) -> Imported:
     """Copy the runs of one history into another, as recorded (times, environment and
     all); a run dir the target already has is skipped, so importing twice adds nothing."""
     with transaction(parse(source), write=False) as con:
-        run_rows = _rows(con, runs_t, runs_t.c.started_t, runs_t.c.id)
+        present = schema.present_columns(con, runs_t)
+        run_rows = _rows(con, runs_t, present, runs_t.c.started_t, runs_t.c.id)
         variant_rows: dict[Any, list[dict[str, Any]]] = {}
-        for v in _rows(con, variants_t, variants_t.c.run_id, _variant_order(con)):
+        for v in _variant_rows(con):
             variant_rows.setdefault(v.pop("run_id"), []).append(v)
     added = 0
     with transaction(parse(target), write=True) as con:
@@ -170,7 +171,7 @@ def runs(
             query = query.where(runs_t.c.model_name == model)
         rows = con.execute(query.order_by(runs_t.c.started_t, runs_t.c.id)).all()
         by_run: dict[int, list[RecordedVariant]] = {}
-        for v in _rows(con, variants_t, variants_t.c.run_id, _variant_order(con)):
+        for v in _variant_rows(con):
             values = {c: v[c] for c in VARIANT_COLUMNS}
             values["allocator_verified"] = bool(values["allocator_verified"])
             by_run.setdefault(v["run_id"], []).append(RecordedVariant(**values))
@@ -186,20 +187,19 @@ def runs(
     return out
 
 
-def _rows(con: Connection, table: Table, *order: Any) -> list[dict[str, Any]]:
-    """Every row of `table`, each column this soak knows (NULL where an older history
-    has not got it)."""
-    present = schema.present_columns(con, table)
+def _rows(con: Connection, table: Table, present: set[str], *order: Any) -> list[dict[str, Any]]:
+    """Every row of `table`, each column this soak knows (NULL where an older history,
+    whose columns are `present`, has not got it)."""
     columns = [c if c.name in present else null().label(c.name) for c in table.c]
     return [dict(r._mapping) for r in con.execute(select(*columns).order_by(*order))]
 
 
-def _variant_order(con: Connection) -> Any:
-    """Variants in the order of their run: `ordinal`, or in an SQLite history of an
+def _variant_rows(con: Connection) -> list[dict[str, Any]]:
+    """Every variant, each run's in its order: `ordinal`, or in an SQLite history of an
     older soak read as it is, the order they were written in."""
-    if "ordinal" in schema.present_columns(con, variants_t):
-        return variants_t.c.ordinal
-    return literal_column("rowid")
+    present = schema.present_columns(con, variants_t)
+    order = variants_t.c.ordinal if "ordinal" in present else literal_column("rowid")
+    return _rows(con, variants_t, present, variants_t.c.run_id, order)
 
 
 def comparable(

@@ -16,14 +16,28 @@ import pytest
 REAL_RUNS = Path(__file__).resolve().parents[1] / "analysis" / "data" / "real_runs"
 
 
+@pytest.fixture(scope="session")
+def analysed_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The recorded real runs with the summary.json `soak run` would have left (analysed
+    once per session, so that recording a copy reads it instead of analysing again)."""
+    from soak.analysis.analyse import analyse_run
+    from soak.analysis.summary_json import write
+
+    base = tmp_path_factory.mktemp("real_runs")
+    for source in sorted(REAL_RUNS.iterdir()):
+        shutil.copytree(source, base / source.name)
+        write(base / source.name, analyse_run(base / source.name))
+    return base
+
+
 @pytest.fixture
-def run_copies(tmp_path: Path) -> Callable[..., list[Path]]:
+def run_copies(analysed_runs: Path, tmp_path: Path) -> Callable[..., list[Path]]:
     """run_copies(n, *names) -> n distinct run dirs (each a run of its own): copies of the
-    recorded real runs `names` in turn (default: all of them)."""
+    recorded real runs `names` in turn (default: all of them), analysed."""
     made: list[Path] = []
 
     def make(n: int, *names: str) -> list[Path]:
-        sources = [REAL_RUNS / name for name in names] or sorted(REAL_RUNS.iterdir())
+        sources = [analysed_runs / name for name in names] or sorted(analysed_runs.iterdir())
         out = []
         for i in range(n):
             source = sources[i % len(sources)]
