@@ -1,5 +1,6 @@
 """Fixtures shared by every test folder."""
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -94,6 +95,13 @@ def assert_contract_summary():
 
 
 # --- a real PostgreSQL server, for the shared history ------------------------------------------
+
+# pytester drops the modules first imported during its tests: psycopg imported there, then
+# again, would raise errors of a class SQLAlchemy's dialect (holding the first) does not
+# wrap. Imported once, before any test, they stay.
+with contextlib.suppress(ImportError):
+    import psycopg  # noqa: F401
+    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 
 PG_USER = "soak-pg"  # the system user the server runs as when the tests run as root
 PG_ROLE = "soak"  # the server's superuser, with a password (scram-sha-256 over TCP)
