@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     file_values = load_toml(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
-    config = resolve(file_values, flags)
+    config = resolve(file_values, flags, os.environ)
     progress = Progress(quiet=config.quiet)
     try:
         outcome = run_soak(config, progress)

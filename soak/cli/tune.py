@@ -64,7 +64,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     swaps_given = flags.get("swaps") is not None or "swaps" in file_values
     if flags.get("out") is None and "out" not in file_values:
         flags["out"] = str(DEFAULT_TUNE_DIR / time.strftime("%Y%m%d-%H%M%S"))
-    config = resolve(file_values, flags)
+    config = resolve(file_values, flags, os.environ)
     out = Path(config.out)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out} is not empty: a tune needs a dir of its own")

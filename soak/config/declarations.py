@@ -41,6 +41,9 @@ class Setting:
     cli: bool = True  # a flag of `soak run` (else TOML and keywords only)
     stored: bool = True  # written to run.toml
     per_variant: bool = False  # a [[variants]] table may set it too (VariantSpec field)
+    # An environment variable that gives the setting where nothing else does (for
+    # schedulers: a flag, a config file key or a keyword beats it).
+    env: str | None = None
     # Part of the config hash: how soak measures (traffic, swaps, settling, judging, the
     # variant's allocator). Runs that differ in it are not compared (`soak check
     # --against-history`). Off for where output goes and how it is shown, and for what is
@@ -183,6 +186,10 @@ class Option:
         """The keys this setting is given by in TOML and as a keyword."""
         return (self.name, *self.setting.aliases)
 
+    def from_environment(self, environ: Mapping[str, str]) -> str | None:
+        """The raw value the setting's environment variable gives (None: unset or empty)."""
+        return (environ.get(self.setting.env) or None) if self.setting.env else None
+
     def convert(self, raw: Any, check: bool = True, key: str | None = None) -> Any:
         """A given value (a flag's text, a TOML value, a keyword) -> the setting's value.
 
@@ -266,6 +273,8 @@ class Option:
             parts.append(f"[config key {self.toml_key}]")
         if self.setting.per_variant:
             parts.append("[also per [[variants]] table]")
+        if self.setting.env:
+            parts.append(f"[environment {self.setting.env}]")
         parts.append(f"(default: {self.default_text()})")
         return " ".join(parts)
 

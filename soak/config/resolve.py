@@ -1,9 +1,11 @@
-"""Run configuration: defaults < TOML file (`--config`) < command-line flags.
+"""Run configuration: defaults < environment variables < TOML file (`--config`) or
+keywords < command-line flags.
 
 The settings are declared in `soak.config.settings`; this module merges what the
 user gave and checks it, listing every problem at once, so a scheduled run
 fails in a second instead of an hour in. Resolution is pure: it looks at the
-paths the user named, never at the environment (no PATH, no Docker, no
+paths the user named and at the environment variables it is handed (a setting's
+declared `env`, e.g. SOAK_HISTORY), never at the machine (no PATH, no Docker, no
 allocator libraries, no CPU affinity); that is `soak.driver.plan.prepare`.
 """
 
@@ -42,18 +44,28 @@ def load_toml(path: Path, what: str = "config file") -> dict:
 
 
 def resolve(
-    file_values: Mapping[str, Any], flag_values: Mapping[str, Any], *, here: bool = True
+    file_values: Mapping[str, Any],
+    flag_values: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    *,
+    here: bool = True,
 ) -> RunConfig:
-    """Merge defaults, the TOML file and flags (flags win); check everything.
+    """Merge defaults, `environ`'s variables, the TOML file and flags (flags win); check
+    everything.
 
     Both hold setting names (or their aliases) as keys; `flag_values` holds
-    the flags of `soak run`, None for a flag not given. `here=False`: the run
-    happens elsewhere (a Kubernetes Job, `soak k8s`), so the paths it names
-    are not looked at on this machine.
+    the flags of `soak run`, None for a flag not given. `environ` (os.environ from
+    the command line and the plugin) gives the settings that declare a variable.
+    `here=False`: the run happens elsewhere (a Kubernetes Job, `soak k8s`), so the
+    paths it names are not looked at on this machine.
     """
     problems: list[str] = []
     flags = {k: v for k, v in flag_values.items() if v is not None}
     given: dict[str, tuple[str, Any]] = {}  # setting name -> (key it was given by, raw value)
+    for option in options():
+        raw = option.from_environment(environ or {})
+        if raw is not None:
+            given[option.name] = (str(option.setting.env), raw)
     by_key = option_by_key()
     for source in (file_values, flags):
         for key, raw in source.items():
@@ -86,9 +98,10 @@ def resolve(
     return RunConfig(**values)
 
 
-def from_keywords(**keywords: Any) -> RunConfig:
-    """A config from `soak run`'s settings as keyword arguments (the pytest fixture's)."""
-    return resolve(keywords, {})
+def from_keywords(environ: Mapping[str, str] | None = None, /, **keywords: Any) -> RunConfig:
+    """A config from `soak run`'s settings as keyword arguments (the pytest fixture's),
+    over the variables of `environ` (none unless given)."""
+    return resolve(keywords, {}, environ)
 
 
 def _check_together(values: dict[str, Any], here: bool) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -23,7 +24,8 @@ def soak_run(
 
     The keywords are the settings' names (`soak run --help`, `soak.config.settings`):
     model, allocators, swaps, backend, image, server_args, rps, ... The
-    options --soak-backend, --soak-image and --soak-history give defaults.
+    options --soak-backend, --soak-image and --soak-history give defaults (and
+    SOAK_HISTORY where neither a keyword nor --soak-history names the history).
 
     SIGINT or SIGTERM during the run stop it as they stop `soak run` (servers
     stopped, summary.json written as interrupted), then end the test session as
@@ -51,7 +53,7 @@ def soak_run(
         if owned:
             settings["out"] = str(_new_run_dir(base, request.node.name))
         settings.setdefault("quiet", True)
-        outcome = run_soak(from_keywords(**settings), Progress(quiet=True))
+        outcome = run_soak(from_keywords(os.environ, **settings), Progress(quiet=True))
         if outcome.signal is not None:
             raise Interrupted(outcome.signal)
         result = SoakResult(outcome.run_dir, outcome.result, outcome.history)
