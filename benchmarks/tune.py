@@ -4,9 +4,12 @@ repeat (issue 20).
 Runs `soak tune --out DIR/tune-N [ARGS]` `--repeats` times, one after the other, then
 prints per recipe, variant and figure the shift [interval] label of every repeat, whether
 the labels agree where an interval excludes zero, each recipe's advice, and the wall time
-of each tune. `--from DIR` prints the tunes a former call kept there, without new runs.
+of each tune. `--from DIR` prints the tunes a former call kept there, without new runs;
+with `--relabel`, as today's analysis labels their recipes' run dirs (the runs are kept
+whole: per-swap figures in each summary.json).
 
     .venv/bin/python benchmarks/tune.py [--repeats 2] [--out DIR] [-- soak tune options]
+    .venv/bin/python benchmarks/tune.py --from DIR [--relabel]
 """
 
 from __future__ import annotations
@@ -45,9 +48,33 @@ def effect_text(effect: dict | None) -> str:
     return f"{effect['shift']:+.1f}{interval} {SHORT[effect.get('label')]}"
 
 
-def report(out: Path) -> None:
+def relabelled(tune: dict) -> dict:
+    """`tune` with each recipe's effects and advice from today's analysis of its run dir."""
+    from soak.analysis.load import load_result
+    from soak.analysis.tune import RecipeResult, advise, tuned_variants
+    from soak.analysis.tune_json import recipe_dict
+
+    recipes = []
+    for recipe in tune["recipes"]:
+        if recipe["status"] == "skipped":
+            recipes.append(recipe)
+            continue
+        variants = tuned_variants(load_result(Path(recipe["run_dir"])))
+        chosen, advice = advise(variants)
+        fields = {k: recipe[k] for k in ("name", "question", "run_dir", "status", "reason")}
+        recipes.append(
+            recipe_dict(
+                RecipeResult(**fields, variants=variants, recommended=chosen, advice=advice)
+            )
+        )
+    return {**tune, "recipes": recipes}
+
+
+def report(out: Path, relabel: bool = False) -> None:
     tunes = sorted(out.glob("tune-*/tune.json"))
     loaded = [json.loads(p.read_text()) for p in tunes]
+    if relabel:
+        loaded = [relabelled(t) for t in loaded]
     for path in tunes:
         minutes = path.parent.with_suffix(".minutes")
         text = minutes.read_text().strip() if minutes.exists() else "?"
@@ -81,10 +108,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--from", dest="source", type=Path, default=None)
+    parser.add_argument("--relabel", action="store_true", help="with --from: label anew")
     parser.add_argument("extra", nargs="*", help="soak tune options (after --)")
     args = parser.parse_args()
     if args.source is not None:
-        report(args.source)
+        report(args.source, args.relabel)
         return
     out = args.out or Path(tempfile.mkdtemp(prefix="soak-tune-bench-"))
     out.mkdir(parents=True, exist_ok=True)

@@ -28,12 +28,12 @@ def to_dict(result: TuneResult) -> dict[str, Any]:
         "model": {"name": result.model_name, "path": result.model_path},
         "cores": result.cores,
         "soak_version": result.soak_version,
-        "recipes": [_recipe(r) for r in result.recipes],
+        "recipes": [recipe_dict(r) for r in result.recipes],
         "settings": result.settings.to_dict(),
     }
 
 
-def _recipe(r: RecipeResult) -> dict[str, Any]:
+def recipe_dict(r: RecipeResult) -> dict[str, Any]:
     return {
         "name": r.name,
         "question": r.question,

@@ -26,6 +26,7 @@ from soak.store.run_dir import RunDir
 
 if TYPE_CHECKING:
     from soak.analysis.result import RunResult
+    from soak.history.location import HistoryLocation
 
 
 @dataclass
@@ -35,7 +36,7 @@ class RunOutcome:
     variants: list[VariantResult] = field(default_factory=list)
     interrupted: bool = False
     signal: int | None = None  # the signal that interrupted the run (exit 128 + it)
-    history: Path | None = None  # where the run was recorded (None: it could not be)
+    history: HistoryLocation | None = None  # where the run was recorded (None: it could not be)
     history_error: str | None = None  # why not
     forced: bool = False  # a second signal came, after the analysis was written
 
@@ -96,14 +97,16 @@ def conclude(
     (analysed or not) is what happened.
     """
     from soak.history import store as history
+    from soak.history.location import parse
     from soak.report.outputs import write_outputs
 
     with interrupts.forcible():
         result = write_outputs(run_dir)
     outcome = RunOutcome(run_dir, result, variants, interrupted, signal)
     try:
-        history.record(config.history_path, result, run_dir)
-        outcome.history = config.history_path
+        where = parse(config.history_location)
+        history.record(where, result, run_dir)
+        outcome.history = where
     except (SoakError, OSError) as exc:  # the run is on disk: `soak history --add` later
         outcome.history_error = str(exc)
     return outcome

@@ -5,8 +5,8 @@ The settings are declared in `soak.config.settings`; this module merges what the
 user gave and checks it, listing every problem at once, so a scheduled run
 fails in a second instead of an hour in. Resolution is pure: it looks at the
 paths the user named and at the environment variables it is handed (a setting's
-declared `env`, e.g. SOAK_SERVER_BINARY), never at the machine (no PATH, no Docker,
-no allocator libraries, no CPU affinity); that is `soak.driver.plan.prepare`.
+declared `env`, e.g. SOAK_HISTORY or SOAK_SERVER_BINARY), never at the machine (no PATH,
+no Docker, no allocator libraries, no CPU affinity); that is `soak.driver.plan.prepare`.
 """
 
 from __future__ import annotations

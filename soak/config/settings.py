@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,9 @@ SERVER_BINARY_ENV = "SOAK_SERVER_BINARY"
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 MAX_SPLIT = 64
 MAX_CONCURRENCY = 64  # the prober's workers (max_in_flight)
+HISTORY_ENV = "SOAK_HISTORY"  # for schedulers: the history of every soak a node runs
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")  # --history URLs
+URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 # --- value conversion -----------------------------------------------------------------
@@ -63,6 +68,26 @@ def cpu_list_text(raw: Any) -> str:
     except ValueError:
         raise ValueError(f"not a CPU list like 0-1 or 0,2: {raw!r}") from None
     return text
+
+
+def history_text(raw: Any) -> str:
+    """--history: an SQLite file path, or a PostgreSQL URL (its scheme checked here, the
+    rest when soak connects)."""
+    text = _to_text(raw)
+    scheme = URL_SCHEME.match(text)
+    if scheme is not None and scheme.group(1).lower() not in POSTGRES_SCHEMES:
+        raise ValueError(
+            f"expected an SQLite file path or a postgresql:// URL, not a {scheme.group(1)}:// URL"
+        )
+    return text
+
+
+def _to_text(raw: Any) -> str:
+    if isinstance(raw, os.PathLike):
+        return os.fspath(raw)
+    if not isinstance(raw, str):
+        raise ValueError(f"a path or a URL, not {raw!r}")
+    return raw
 
 
 def options() -> tuple[Option, ...]:
@@ -377,9 +402,12 @@ class RunConfig:
     )
     history: str | None = setting(
         None,
-        "the SQLite file every finished run is recorded in (soak history)",
-        metavar="FILE",
+        "where every finished run is recorded (soak history): an SQLite file, or a "
+        "postgresql://USER:PASSWORD@HOST/DB URL for a history many soaks share",
+        metavar="FILE|URL",
         default_text="history.sqlite beside the run dir",
+        env=HISTORY_ENV,
+        parse=history_text,
         stored=False,
         in_config_hash=False,
     )
@@ -440,11 +468,12 @@ class RunConfig:
         return (swaps + 1) * per_swap
 
     @property
-    def history_path(self) -> Path:
-        """Where this run is recorded: --history, else history.sqlite beside the run dir."""
+    def history_location(self) -> str:
+        """Where this run is recorded: --history (or SOAK_HISTORY, as resolved), else
+        history.sqlite beside the run dir."""
         if self.history:
-            return Path(self.history)
-        return default_history_path(Path(self.out or DEFAULT_RUNS_DIR))
+            return self.history
+        return str(default_history_path(Path(self.out or DEFAULT_RUNS_DIR)))
 
     def config_hash(self) -> str:
         """A short hash of how the run measures (all variants): the settings declared
@@ -466,6 +495,12 @@ class RunConfig:
 
 DEFAULT_RUNS_DIR = Path("soak-runs")
 HISTORY_FILE = "history.sqlite"
+
+
+def history_from_environment(environ: Mapping[str, str]) -> str | None:
+    """The history SOAK_HISTORY names (None: unset), for the commands that take one
+    without `soak run`'s settings (soak check, soak history)."""
+    return option_by_key()["history"].from_environment(environ)
 
 
 def default_history_path(run_dir: Path) -> Path:

@@ -18,9 +18,11 @@ so two identical runs never regress against each other.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from soak.analysis.load import load_result
 from soak.analysis.regression import (
@@ -36,6 +38,9 @@ from soak.core.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
 from soak.gate.limits import LIMITS, Limit, maxima
 from soak.store.records import Status
 
+if TYPE_CHECKING:
+    from soak.history.location import HistoryLocation
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -47,7 +52,7 @@ class Limits:
     against_history: int | None = None  # the last N comparable runs of the history
     max_regression_pct: float | None = None
     allow_inconclusive: bool = False  # with no limit: an undecided verdict passes
-    history: Path | None = None  # the history file (default: beside the run dir)
+    history: str | None = None  # the history (default: SOAK_HISTORY, else beside the run dir)
 
     def any_limit(self) -> bool:
         return bool(self.maxima) or any(
@@ -125,7 +130,7 @@ def history_references(
     run_dir: Path,
     variants: list[VariantResult],
     n: int,
-    history_path: Path,
+    history_at: HistoryLocation | str | Path,
 ) -> tuple[dict[str, Reference], list[str]]:
     """Per variant, the last `n` comparable runs of the history; and notes on what is missing.
 
@@ -134,7 +139,9 @@ def history_references(
     compared (a note says so): the first runs of a schedule have no history.
     """
     from soak.history import store as history
+    from soak.history.location import parse
 
+    where = parse(history_at)  # named with its password masked
     model_path = result.identity.model_path if result.identity else "unknown"
     machine = result.environment.machine_text if result.environment else None
     references: dict[str, Reference] = {}
@@ -142,7 +149,7 @@ def history_references(
     for v in variants:
         config_hash = v.identity.config_hash if v.identity else "unknown"
         found = history.comparable(
-            history_path,
+            where,
             v.name,
             config_hash,
             result.model.name,
@@ -153,7 +160,7 @@ def history_references(
         )
         if not found:
             notes.append(
-                f"{v.name}: no comparable run in {history_path} (config {config_hash}, "
+                f"{v.name}: no comparable run in {where} (config {config_hash}, "
                 f"model {result.model.name}, {model_path}): not compared"
             )
             continue
@@ -162,7 +169,7 @@ def history_references(
         else:
             runs = f"the median of the last {len(found)} comparable runs"
         references[v.name] = Reference(
-            f"{runs} in {history_path}",
+            f"{runs} in {where}",
             tuple(recorded.measured() for _, recorded in found),
         )
         elsewhere = sorted({m for run, _ in found if (m := run.machine) != machine})
@@ -241,9 +248,9 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--history",
-        type=Path,
-        metavar="FILE",
-        help="the history file of --against-history (default: history.sqlite beside RUN_DIR)",
+        metavar="FILE|URL",
+        help="the history of --against-history: an SQLite file or a postgresql:// URL "
+        "(default: $SOAK_HISTORY, else history.sqlite beside RUN_DIR)",
     )
     parser.add_argument(
         "--max-regression",
@@ -298,14 +305,15 @@ def run_check(args: argparse.Namespace) -> int:
     notes: list[str] = []
     if limits.against_history is not None:
         from soak.config.settings import default_history_path
+        from soak.history.location import resolve
 
-        path = limits.history or default_history_path(Path(args.run_dir))
+        where = resolve(limits.history, os.environ, default_history_path(Path(args.run_dir)))
         references, notes = history_references(
             result,
             Path(args.run_dir),
             selected(result, limits.variant),
             limits.against_history,
-            path,
+            where,
         )
     lines = check(result, limits, baseline, references=references)
     for note in notes:

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from soak import __version__
+from soak.config.settings import HISTORY_ENV
 from soak.k8s.options import JobOptions
 from soak.k8s.sizing import Sized, quantity
 
 CONFIG_DIR = "/config"
 CONFIG_FILE = "soak.toml"
 WORK_DIR = "/work"  # the working dir: soak-runs/ (run dirs, an SQLite history) goes here
-HISTORY_ENV = "SOAK_HISTORY"
 CONTAINER = "soak"
 LONGEST_NAME = {"Job": 63, "CronJob": 52}  # a CronJob's Jobs add 11 characters
 

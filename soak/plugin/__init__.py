@@ -12,8 +12,9 @@ A soak run takes minutes, so a test that uses `soak_run` (or is marked
 Options: `--soak-backend`, `--soak-image` (defaults for the tests' runs),
 `--soak-out DIR` (where run dirs go; default pytest's temp dir),
 `--soak-keep` (keep the run dirs of passed tests too; a failed test's are
-always kept and named in its failure), `--soak-history FILE` (where runs are
-recorded; default history.sqlite beside the run dirs). A section at the end of
+always kept and named in its failure), `--soak-history FILE|URL` (where runs are
+recorded: an SQLite file or a postgresql:// URL; default $SOAK_HISTORY, else
+history.sqlite beside the run dirs). A section at the end of
 the session lists every run.
 
 The limits are the ones of `soak check`, so a CI gate and a test agree. Modules:

@@ -24,7 +24,8 @@ def soak_run(
 
     The keywords are the settings' names (`soak run --help`, `soak.config.settings`):
     model, allocators, swaps, backend, image, server_args, rps, ... The
-    options --soak-backend, --soak-image and --soak-history give defaults.
+    options --soak-backend, --soak-image and --soak-history give defaults (and
+    SOAK_HISTORY where neither a keyword nor --soak-history names the history).
 
     SIGINT or SIGTERM during the run stop it as they stop `soak run` (servers
     stopped, summary.json written as interrupted), then end the test session as

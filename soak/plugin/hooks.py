@@ -48,8 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--soak-history",
-        metavar="FILE",
-        help="the history file runs are recorded in (default: history.sqlite beside the run dirs)",
+        metavar="FILE|URL",
+        help="the history runs are recorded in: an SQLite file or a postgresql:// URL "
+        "(default: $SOAK_HISTORY, else history.sqlite beside the run dirs)",
     )
     parser.addini("soak", "run the soak tests, as --soak does", type="bool", default=False)
 

@@ -15,6 +15,7 @@ from soak.store.records import Status
 if TYPE_CHECKING:  # the analysis (pandas) loads when a test uses soak, not with pytest
     from soak.analysis.result import RunResult, VariantResult
     from soak.gate.limits import Limit
+    from soak.history.location import HistoryLocation
 
 
 class SoakWarning(UserWarning):
@@ -33,14 +34,19 @@ class SoakResult:
 
     run_dir: Path
     result: RunResult = field(repr=False)
-    history: Path | None = None  # where the run was recorded
+    history: HistoryLocation | None = None  # where the run was recorded
 
     @classmethod
-    def from_run_dir(cls, run_dir: Path, history: Path | None = None) -> SoakResult:
-        """The result of an earlier run, from its summary.json."""
+    def from_run_dir(
+        cls, run_dir: Path, history: str | Path | HistoryLocation | None = None
+    ) -> SoakResult:
+        """The result of an earlier run, from its summary.json; `history`: where it was
+        recorded (an SQLite file or a postgresql:// URL), for `assert_no_regression`."""
         from soak.analysis.load import load_result
+        from soak.history.location import parse
 
-        return cls(Path(run_dir), load_result(Path(run_dir)), history)
+        where = parse(history) if history is not None else None
+        return cls(Path(run_dir), load_result(Path(run_dir)), where)
 
     def variant(self, name: str) -> VariantResult:
         return self.result.variant(name)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from soak.history.location import HistoryLocation
 from soak.history.store import RecordedRun, Trend, trends
 from soak.report import plots
 from soak.report.html import TEMPLATES
@@ -26,14 +27,19 @@ class TrendView:
     latency: str
 
 
-def render(runs: Sequence[RecordedRun], path: Path, last: int | None = None) -> str:
+def render(
+    runs: Sequence[RecordedRun], path: HistoryLocation | Path, last: int | None = None
+) -> str:
     views = [_view(t) for t in trends(runs, last)]
     template = TEMPLATES.get_template("history.html.j2")
     return template.render(views=views, runs=runs, path=str(path))
 
 
 def write_history_page(
-    out: Path, runs: Sequence[RecordedRun], path: Path, last: int | None = None
+    out: Path,
+    runs: Sequence[RecordedRun],
+    path: HistoryLocation | Path,
+    last: int | None = None,
 ) -> Path:
     """Write the page (atomically) and return its path."""
     out = Path(out)

@@ -18,6 +18,7 @@ from soak.store.run_dir import RunDir
 
 if TYPE_CHECKING:
     from soak.analysis.tune import TuneResult
+    from soak.history.location import HistoryLocation
     from soak.history.store import RecordedRun, RecordedVariant, Trend
 
 COLUMNS = (
@@ -169,7 +170,9 @@ TREND_FIGURES = (  # (RecordedVariant field, label, format, unit)
 )
 
 
-def history_table(runs: Sequence[RecordedRun], path: Path, last: int | None = None) -> str:
+def history_table(
+    runs: Sequence[RecordedRun], path: HistoryLocation | Path, last: int | None = None
+) -> str:
     """`soak history`: per variant, config and model, its runs (oldest first) and the trend."""
     from soak.history.store import trends
 

@@ -35,6 +35,7 @@ from soak.analysis.numeric_csv import complete_bytes
 from soak.analysis.result import LIVE_LEAK, PROBE_NOT_RECORDED, Attribution
 from soak.analysis.verdict import LEAK, PLATEAU, RELEASED, Verdict, theil_sen
 from soak.gate.check import verdict_lines
+from soak.history import schema
 from soak.history import store as history
 from soak.report.html import render
 from soak.report.terminal import attribution_line, summary_table
@@ -458,9 +459,9 @@ def test_the_history_keeps_the_attribution_and_migrates_an_older_file(
 
     # a history of schema 1: the variants table without the attribution's columns
     old = tmp_path / "old.sqlite"
-    added = [c for names in history._ADDED_VARIANT_COLUMNS.values() for c in names]
-    v1_columns = [c for c in history._VARIANT_COLUMNS if c not in added]
-    run_columns = [c for c in history._RUN_COLUMNS if c != "run_dir"]
+    added = [c for names in schema.ADDED_VARIANT_COLUMNS.values() for c in names]
+    v1_columns = [c for c in schema.VARIANT_COLUMNS if c not in added]
+    run_columns = [c for c in schema.RUN_COLUMNS if c != "run_dir"]
     with sqlite3.connect(old) as con:
         con.execute(
             f"CREATE TABLE runs (id INTEGER PRIMARY KEY, run_dir TEXT NOT NULL UNIQUE, "
@@ -490,7 +491,7 @@ def test_the_history_keeps_the_attribution_and_migrates_an_older_file(
 
     history.record(old, result, run)  # a writer migrates it
     version = sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0]
-    assert version == history.SCHEMA_VERSION
+    assert version == schema.SCHEMA_VERSION
     both = {r.run_dir: r.variants[0] for r in history.runs(old)}
     assert both["/elsewhere/run"].released_mb is None
     recorded = both[str(run.resolve())]

@@ -111,8 +111,8 @@ def test_check_against_a_history_without_comparable_runs_notes_it(fake_run, tmp_
     assert lines[-1] == f"soak check: within limits (jemalloc) in {out}"
 
 
-def test_check_against_history_fails_a_planted_leak(make_run, sim_variant, tmp_path, capsys):
-    db = tmp_path / "history.sqlite"
+def test_check_against_history_fails_a_planted_leak(make_run, sim_variant, history_db, capsys):
+    db = history_db.where
     for _ in range(3):
         run = make_run([sim_variant("jemalloc", "jemalloc", releasing)])
         history.record(db, analyse_run(run), run)
@@ -121,11 +121,11 @@ def test_check_against_history_fails_a_planted_leak(make_run, sim_variant, tmp_p
         server_args=["--debug_retain_mb_per_load=16"],
     )
     history.record(db, analyse_run(leak), leak)
-    code = main(["check", str(leak), "--against-history", "5", "--history", str(db)])
+    code = main(["check", str(leak), "--against-history", "5", "--history", db])
     lines = capsys.readouterr().out.splitlines()
     assert code == 1 and len(lines) == 2
     assert all(line.startswith("jemalloc: retained_mb") for line in lines)
-    assert lines[0].endswith(f"vs the median of the last 3 comparable runs in {db}")
+    assert lines[0].endswith(f"vs the median of the last 3 comparable runs in {history_db.shown}")
 
 
 @pytest.mark.parametrize(

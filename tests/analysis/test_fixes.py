@@ -389,6 +389,7 @@ def test_the_history_keeps_cpu_and_pod_memory_and_migrates_schema_2(
 ):
     import sqlite3
 
+    from soak.history import schema
     from soak.history import store as history
 
     run = make_run([sim_variant("glibc", "glibc", releasing, cpu_ms_per_request=3.0)])
@@ -396,8 +397,8 @@ def test_the_history_keeps_cpu_and_pod_memory_and_migrates_schema_2(
     glibc = result.variant("glibc")
 
     old = tmp_path / "old.sqlite"
-    v2_columns = [c for c in history._VARIANT_COLUMNS if c not in history._ADDED_VARIANT_COLUMNS[3]]
-    run_columns = [c for c in history._RUN_COLUMNS if c != "run_dir"]
+    v2_columns = [c for c in schema.VARIANT_COLUMNS if c not in schema.ADDED_VARIANT_COLUMNS[3]]
+    run_columns = [c for c in schema.RUN_COLUMNS if c != "run_dir"]
     recorded = history.recorded_run(result, run)
     with sqlite3.connect(old) as con:  # a history of schema 2, one run in it
         con.execute(
@@ -421,7 +422,7 @@ def test_the_history_keeps_cpu_and_pod_memory_and_migrates_schema_2(
         )
     assert history.runs(old)[0].variants[0].cpu_ms_per_request is None  # read as it is
     history.record(old, result, run)  # a writer migrates it
-    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 3
+    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 4
     both = {r.run_dir: r.variants[0] for r in history.runs(old)}
     assert both["/elsewhere/run"].pod_memory_mb is None
     new = both[str(run.resolve())]

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from soak.analysis import summary_json
 from soak.analysis.analyse import analyse_run
@@ -23,6 +24,9 @@ from soak.cli.runner import conclude
 from soak.config.resolve import from_keywords
 from soak.core.errors import UsageError
 from soak.history import store as history
+from soak.history.database import transaction
+from soak.history.location import parse
+from soak.history.schema import run_table, variant_table
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENT = {
@@ -61,14 +65,14 @@ def finished(make_run, sim_variant):
     return make
 
 
-def test_a_run_is_one_row_and_one_row_per_variant(finished, sim_variant, tmp_path):
+def test_a_run_is_one_row_and_one_row_per_variant(finished, sim_variant, history_db):
     run = finished(
         [
             sim_variant("glibc", "glibc", leaking(8.0)),
             sim_variant("jemalloc", "jemalloc", releasing),
         ]
     )
-    db = tmp_path / "history.sqlite"
+    db = history_db.where
     history.record(db, analyse_run(run), run)
     (recorded,) = history.runs(db)
     assert recorded.run_dir == str(run.resolve())
@@ -81,16 +85,17 @@ def test_a_run_is_one_row_and_one_row_per_variant(finished, sim_variant, tmp_pat
     assert glibc.retained_mb_per_swap == pytest.approx(8.0, abs=0.1)
     assert glibc.config_hash != jemalloc.config_hash  # each variant's own setup
     assert jemalloc.swap_p99_ms is not None and jemalloc.steady_p99_ms_noise is not None
-    with sqlite3.connect(db) as con:
-        assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)
-        assert con.execute("SELECT count(*) FROM variants").fetchone() == (2,)
-        assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert history_db.execute("SELECT count(*) FROM runs") == [(1,)]
+    assert history_db.execute("SELECT count(*) FROM variants") == [(2,)]
+    if history_db.backend == "sqlite":
+        assert history_db.execute("PRAGMA journal_mode") == [("wal",)]
     history.record(db, analyse_run(run), run)  # the same run again: replaced
     assert len(history.runs(db)) == 1
+    assert history_db.execute("SELECT count(*) FROM variants") == [(2,)]
 
 
-def test_filters_by_model_variant_and_config_hash(finished, sim_variant, tmp_path):
-    db = tmp_path / "history.sqlite"
+def test_filters_by_model_variant_and_config_hash(finished, sim_variant, history_db):
+    db = history_db.where
     a = finished(
         [sim_variant("glibc", "glibc", releasing), sim_variant("je", "jemalloc", releasing)]
     )
@@ -106,8 +111,8 @@ def test_filters_by_model_variant_and_config_hash(finished, sim_variant, tmp_pat
     assert history.runs(db, variant="nope") == []
 
 
-def test_comparable_runs_are_the_same_setup_and_model_completed(finished, sim_variant, tmp_path):
-    db = tmp_path / "history.sqlite"
+def test_comparable_runs_are_the_same_setup_and_model_completed(finished, sim_variant, history_db):
+    db = history_db.where
     clean = [finished([sim_variant("je", "jemalloc", releasing)]) for _ in range(3)]
     other_rps = finished([sim_variant("je", "jemalloc", releasing)], rps=5.0)
     other_model = finished([sim_variant("je", "jemalloc", releasing)], model="/models/ranker")
@@ -129,16 +134,17 @@ def test_comparable_runs_are_the_same_setup_and_model_completed(finished, sim_va
     assert clean[2].resolve() not in [Path(r.run_dir) for r, _ in mine]
 
 
-def test_the_runner_records_every_finished_run(make_run, sim_variant, tmp_path):
+def test_the_runner_records_every_finished_run(make_run, sim_variant, history_db):
     run = make_run([sim_variant("je", "jemalloc", releasing, kill_at_s=60.0)])  # interrupted
     config = replace(from_keywords(), out=str(run))  # as `soak run --out RUN` resolved it
     outcome = conclude(config, run, [], interrupted=True)
     assert (run / "summary.json").exists() and (run / "report.html").exists()
-    assert outcome.history == run.parent / "history.sqlite"
+    assert outcome.history is not None and outcome.history.path == run.parent / "history.sqlite"
     (recorded,) = history.runs(outcome.history)
     assert recorded.status == "interrupted"
-    elsewhere = replace(config, history=str(tmp_path / "elsewhere" / "h.sqlite"))
-    assert conclude(elsewhere, run, [], False).history == tmp_path / "elsewhere" / "h.sqlite"
+    elsewhere = conclude(replace(config, history=history_db.where), run, [], False)
+    assert str(elsewhere.history) == history_db.shown
+    assert [r.run_dir for r in history.runs(history_db.where)] == [str(run.resolve())]
 
 
 def test_a_history_that_cannot_be_written_does_not_lose_the_run(make_run, sim_variant, tmp_path):
@@ -176,30 +182,12 @@ WRITER = textwrap.dedent(
     db, template, out, first, count, slow = sys.argv[1:7]
     result = summary_json.read(Path(template))
     if slow == "1":  # stretch each transaction, so that a kill lands inside one
-        real = history._transaction
-
-        class Slow:
-            def __init__(self, con):
-                self.con = con
-            def execute(self, *a):
-                return self.con.execute(*a)
-            def executemany(self, *a):
-                time.sleep(0.05)
-                return self.con.executemany(*a)
-
-        from contextlib import contextmanager
-
-        @contextmanager
-        def slow_transaction(path, create):
-            with real(path, create) as con:
-                yield Slow(con)
-
-        history._transaction = slow_transaction
+        history._pause_point = lambda: time.sleep(0.05)
     for i in range(int(first), int(first) + int(count)):
         run_dir = Path(out) / f"run{i:04d}"
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.toml").write_text((Path(template) / "run.toml").read_text())
-        history.record(Path(db), replace(result, run_dir=str(run_dir)), run_dir)
+        history.record(db, replace(result, run_dir=str(run_dir)), run_dir)
         print(i, flush=True)
     """
 )
@@ -216,35 +204,36 @@ def _writer(db, template, out, first, count, slow=False):
     )
 
 
-def _consistent(db: Path) -> int:
-    """The file reads, passes SQLite's check, and every run has all its variants."""
-    with sqlite3.connect(db) as con:
-        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        broken = con.execute(
-            "SELECT count(*) FROM runs WHERE (SELECT count(*) FROM variants v "
-            "WHERE v.run_id = runs.id) != 2"
-        ).fetchone()
-        assert broken == (0,)
-    return len(history.runs(db))
+def _consistent(db) -> int:
+    """The history reads (SQLite: passes its check), and every run has all its variants."""
+    if db.backend == "sqlite":
+        assert db.execute("PRAGMA integrity_check") == [("ok",)]
+    broken = db.execute(
+        "SELECT count(*) FROM runs WHERE (SELECT count(*) FROM variants v "
+        "WHERE v.run_id = runs.id) != 2"
+    )
+    assert broken == [(0,)]
+    return len(history.runs(db.where))
 
 
-def test_two_runs_finishing_at_once_both_land(finished, sim_variant, tmp_path):
+def test_two_runs_finishing_at_once_both_land(finished, sim_variant, tmp_path, history_db):
     template = finished(
         [sim_variant("glibc", "glibc", releasing), sim_variant("je", "jemalloc", releasing)]
     )
-    db = tmp_path / "history.sqlite"
-    writers = [_writer(db, template, tmp_path / "runs", first, 25) for first in (0, 100)]
+    writers = [
+        _writer(history_db.where, template, tmp_path / "runs", first, 25) for first in (0, 100)
+    ]
     for w in writers:
         _, err = w.communicate(timeout=240)
         assert w.returncode == 0, err
-    assert _consistent(db) == 50
+    assert _consistent(history_db) == 50
 
 
-def test_kill_9_during_a_write_leaves_a_readable_file(finished, sim_variant, tmp_path):
+def test_kill_9_during_a_write_leaves_a_readable_file(finished, sim_variant, tmp_path, history_db):
     template = finished(
         [sim_variant("glibc", "glibc", releasing), sim_variant("je", "jemalloc", releasing)]
     )
-    db = tmp_path / "history.sqlite"
+    db = history_db.where
     landed = 0
     for attempt in range(4):
         w = _writer(db, template, tmp_path / "runs", attempt * 1000, 1000, slow=True)
@@ -254,34 +243,33 @@ def test_kill_9_during_a_write_leaves_a_readable_file(finished, sim_variant, tmp
         time.sleep(0.03 + 0.02 * attempt)
         w.send_signal(signal.SIGKILL)
         w.wait(timeout=30)
-        count = _consistent(db)
+        count = _consistent(history_db)
         assert count >= landed + 3
         landed = count
     # and it takes the next run as usual
     w = _writer(db, template, tmp_path / "runs", 9000, 1)
     assert w.wait(timeout=60) == 0
-    assert _consistent(db) == landed + 1
+    assert _consistent(history_db) == landed + 1
 
 
 # --- soak history ---------------------------------------------------------------------------
 
 
 @pytest.fixture
-def recorded(finished, sim_variant, tmp_path):
+def recorded(finished, sim_variant, history_db):
     """Four runs in a history: three clean, one with a planted leak (the newest)."""
-    db = tmp_path / "runs" / "history.sqlite"
     runs = [finished([sim_variant("je", "jemalloc", releasing)]) for _ in range(3)]
     runs.append(finished([sim_variant("je", "jemalloc", leaking(16.0))]))
     for run in runs:
-        history.record(db, analyse_run(run), run)
-    return db, runs
+        history.record(history_db.where, analyse_run(run), run)
+    return history_db, runs
 
 
 def test_soak_history_lists_runs_and_the_trend(recorded, capsys):
     db, runs = recorded
-    assert main(["history", str(db)]) == 0
+    assert main(["history", db.where]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{db}: 4 runs, model ranker")
+    assert out.startswith(f"{db.shown}: 4 runs, model ranker")
     assert "je  model ranker (demo model, 128 MiB, 40.0 MiB)  config " in out
     lines = out.splitlines()
     rows = [line for line in lines if any(line.endswith(str(run)) for run in runs)]
@@ -294,37 +282,38 @@ def test_soak_history_lists_runs_and_the_trend(recorded, capsys):
 def test_soak_history_html_and_filters(recorded, tmp_path, capsys):
     db, _ = recorded
     page = tmp_path / "page" / "history.html"
-    assert main(["history", str(db), "--html", str(page), "--variant", "je"]) == 0
+    assert main(["history", db.where, "--html", str(page), "--variant", "je"]) == 0
     html = page.read_text()
     assert html.count('<img alt="" src="data:image/svg+xml;base64,') == 2
     assert "<h2>je " in html and "leak" in html and "released" in html
     capsys.readouterr()
-    assert main(["history", str(db), "--model", "nothing"]) == 0
+    assert main(["history", db.where, "--model", "nothing"]) == 0
     assert "no runs recorded (that match)" in capsys.readouterr().out
 
 
 def test_soak_history_adds_a_run_that_could_not_record_itself(
-    make_run, sim_variant, tmp_path, capsys
+    make_run, sim_variant, history_db, capsys
 ):
     run = make_run([sim_variant("je", "jemalloc", releasing, kill_at_s=60.0)])  # killed: no summary
-    db = tmp_path / "h.sqlite"
-    assert main(["history", str(db), "--add", str(run)]) == 0
+    assert main(["history", history_db.where, "--add", str(run)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"recorded {run} in {db}")
+    assert out.startswith(f"recorded {run} in {history_db.shown}")
     assert "interrupted" in out
 
 
-def _rows(db: Path) -> list[tuple]:
-    """Every recorded figure but where and when it was recorded."""
-    with sqlite3.connect(db) as con:
-        runs = con.execute("SELECT * FROM runs").fetchall()
-        variants = con.execute("SELECT * FROM variants").fetchall()
-    run_dir, recorded_t = 1, -1  # the columns that name the copy and the time of recording
-    return [r[:run_dir] + r[run_dir + 1 : recorded_t] for r in runs] + variants
+def _rows(where: str | Path) -> list[tuple]:
+    """Every recorded figure but which record it is, where and when it was recorded."""
+    left_out = {"id", "run_id", "run_dir", "recorded_t"}
+    with transaction(parse(where), write=False) as con:
+        out = []
+        for table in (run_table, variant_table):
+            columns = [c for c in table.c if c.name not in left_out]
+            out += [tuple(r) for r in con.execute(select(*columns).order_by(*columns[:2]))]
+    return out
 
 
 def test_history_add_records_what_the_live_run_recorded_even_from_a_copy(
-    make_run, sim_variant, tmp_path
+    make_run, sim_variant, tmp_path, history_db
 ):
     run = make_run(
         [sim_variant("glibc", "glibc", leaking(8.0)), sim_variant("je", "jemalloc", releasing)]
@@ -335,8 +324,8 @@ def test_history_add_records_what_the_live_run_recorded_even_from_a_copy(
     copy = tmp_path / "copied" / "run"
     shutil.copytree(run, copy)  # new files: their times are now, not the run's
     os.utime(copy / "summary.json", (1, 1))
-    added = tmp_path / "added.sqlite"
-    assert main(["history", str(added), "--add", str(copy)]) == 0
+    added = history_db.where
+    assert main(["history", added, "--add", str(copy)]) == 0
     assert _rows(added) == _rows(live.history)
     (recorded,) = history.runs(added)
     assert recorded.host == "soak-host" and recorded.started_t < recorded.finished_t
@@ -348,9 +337,8 @@ def test_history_add_records_what_the_live_run_recorded_even_from_a_copy(
     for v in summary["variants"]:
         del v["noise"], v["identity"]
     (copy / "summary.json").write_text(json.dumps(summary))
-    older = tmp_path / "older.sqlite"
-    assert main(["history", str(older), "--add", str(copy)]) == 0
-    assert _rows(older) == _rows(live.history)
+    assert main(["history", added, "--add", str(copy)]) == 0  # recorded again: replaced
+    assert _rows(added) == _rows(live.history)
 
 
 def test_soak_history_without_a_file_is_a_usage_error(tmp_path, capsys, monkeypatch):

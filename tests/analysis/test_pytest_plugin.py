@@ -145,7 +145,8 @@ def test_ini_soak_true_runs_them(pytester, simulated):
     pytester.runpytest().assert_outcomes(passed=2, failed=1)
 
 
-def test_assert_no_regression_against_the_history(pytester, simulated):
+def test_assert_no_regression_against_the_history(pytester, simulated, history_db, monkeypatch):
+    monkeypatch.setenv("SOAK_HISTORY", history_db.where)  # as a scheduler gives it
     pytester.makepyfile(
         test_user="""
 import pytest
@@ -176,7 +177,7 @@ def test_leak_against_a_baseline_run(soak_run):
         [
             "*jemalloc: retained_mb_per_swap 16 MiB regressed from *: +16 MiB > * MiB allowed "
             "(the largest of 10 % of it *) in *test_leak_against_the_history-* vs the median "
-            "of the last 3 comparable runs in *history.sqlite",
+            f"of the last 3 comparable runs in {history_db.shown}",
             "*jemalloc: retained_mb 128 MiB regressed from 0.3* MiB*",
             "*jemalloc: retained_mb_per_swap 16 MiB regressed from *(the largest of 50 % of it*"
             "vs the baseline run *test_leak_against_a_baseline_run-*",

@@ -153,16 +153,17 @@ def _old_run_dir(run_dir: Path, name: str, environment: dict | None = None) -> R
     return load_result(run_dir)
 
 
-def test_identical_default_runs_never_regress_against_their_history(tmp_path):
-    db = tmp_path / "history.sqlite"
+def test_identical_default_runs_never_regress_against_their_history(tmp_path, history_db):
+    db = history_db.where
     dirs = {}
     for n, name in enumerate(_recorded()):
         run_dir = tmp_path / name
         result = _old_run_dir(run_dir, name)
         assert result.identity is not None and result.variants[0].identity is not None
         history.record(db, result, run_dir)
-        with history._transaction(db, create=True) as con:  # in the order they ran
-            con.execute("UPDATE runs SET started_t = ? WHERE run_dir = ?", (n, str(run_dir)))
+        history_db.execute(  # in the order they ran
+            "UPDATE runs SET started_t = :t WHERE run_dir = :run", t=n, run=str(run_dir)
+        )
         dirs[name] = (run_dir, result)
     compared = 0
     for run_dir, result in dirs.values():
@@ -174,10 +175,10 @@ def test_identical_default_runs_never_regress_against_their_history(tmp_path):
     assert compared == sum(len(result.variants) for _, result in list(dirs.values())[1:])
 
 
-def test_references_from_another_machine_are_named(tmp_path):
+def test_references_from_another_machine_are_named(tmp_path, history_db):
     """--against-history compares with runs of this machine; others are said (not failed)."""
     names = list(_recorded())[:3]
-    db = tmp_path / "history.sqlite"
+    db = history_db.where
     hosts = ["ci-small", "ci-small", "ci-big"]  # the last is the run being checked
     dirs = []
     for n, (name, host) in enumerate(zip(names, hosts, strict=True)):
@@ -186,8 +187,9 @@ def test_references_from_another_machine_are_named(tmp_path):
         env = {"host": host, "cores": cores, "memory_total_bytes": cores << 32}
         result = _old_run_dir(run_dir, name, env)
         history.record(db, result, run_dir)
-        with history._transaction(db, create=True) as con:
-            con.execute("UPDATE runs SET started_t = ? WHERE run_dir = ?", (n, str(run_dir)))
+        history_db.execute(
+            "UPDATE runs SET started_t = :t WHERE run_dir = :run", t=n, run=str(run_dir)
+        )
         dirs.append((run_dir, result))
     second, last = dirs[1], dirs[2]
     _, notes = history_references(second[1], second[0], list(second[1].variants), 5, db)

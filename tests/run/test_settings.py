@@ -285,8 +285,8 @@ def test_the_config_hash_reads_back_from_run_toml(tmp_path):
 
 
 def test_the_history_file_is_beside_the_run_dir_unless_given(tmp_path):
-    assert from_keywords(out=str(tmp_path / "runs" / "a")).history_path == (
+    assert from_keywords(out=str(tmp_path / "runs" / "a")).history_location == str(
         tmp_path / "runs" / "history.sqlite"
     )
     given = from_keywords(history=str(tmp_path / "h.sqlite"))
-    assert given.history_path == tmp_path / "h.sqlite"
+    assert given.history_location == str(tmp_path / "h.sqlite")
