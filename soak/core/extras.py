@@ -13,6 +13,7 @@ from soak.core.errors import UsageError
 
 STANDIN = "standin"  # the extra's name in pyproject.toml
 STANDIN_EXTRA = f"soak[{STANDIN}]"
+POSTGRES = "postgres"  # psycopg, for a history in PostgreSQL (the Job image has it)
 
 
 def tensorflow_installed() -> bool:

@@ -18,7 +18,8 @@ hash of its recipe and reused while that tag exists:
   of a TF Serving image's allocator layer (docker/job/), to soak it as a Kubernetes
   Job, the nightly sequence (scripts/soak-nightly) as its entrypoint; hash of the
   allocator layer's id, the recipe, the script, the project source and soak's
-  dependencies (pinned as for the stand-in, without TensorFlow).
+  dependencies with a PostgreSQL history's (pinned as for the stand-in, without
+  TensorFlow).
 
 The stand-in and the allocator layer hold the allocator probe (docs/contract.md#allocator-probe) at
 `probe_library.CONTAINER_LIBRARY`, compiled in a build stage on the image's own
@@ -191,7 +192,7 @@ def ensure_job_image(client: docker.DockerClient, base: str, *, progress: Progre
     server = ensure_allocator_image(
         client, resolve_image(client, base, progress=progress), progress=progress
     )
-    requirements = pinned_requirements(with_extras=())
+    requirements = job_requirements()
     tag = f"{JOB_REPOSITORY}:{job_recipe_hash(client.images.get(server).id, requirements)}"
 
     def build() -> None:
@@ -249,17 +250,31 @@ def image_for_allocators(
 
 def pinned_requirements(with_extras: Iterable[str] = (extras.STANDIN,)) -> list[str]:
     """The project's dependencies and those of `with_extras` (the stand-in's: `standin`),
-    each pinned to the version installed here (if any)."""
+    each pinned to the version installed here (if any), with its own extras
+    (`psycopg[binary]`)."""
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     wanted = [r for extra in with_extras for r in project["optional-dependencies"][extra]]
     pinned = []
     for requirement in [*project["dependencies"], *wanted]:
-        name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
+        name, its_extras = _name_and_extras(requirement)
         try:
-            pinned.append(f"{name}=={importlib.metadata.version(name)}")
+            pinned.append(f"{name}{its_extras}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
             pinned.append(requirement)
     return pinned
+
+
+def job_requirements() -> list[str]:
+    """The Job image's: soak's with a PostgreSQL history's (a Job records to the fleet's
+    shared history), pinned; not the stand-in's TensorFlow (the server has its own)."""
+    return pinned_requirements(with_extras=(extras.POSTGRES,))
+
+
+def _name_and_extras(requirement: str) -> tuple[str, str]:
+    """'psycopg[binary]>=3.1' -> ('psycopg', '[binary]')."""
+    name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
+    its_extras = re.match(r"\[[^\]]*\]", requirement[len(name) :].lstrip())
+    return name, its_extras.group(0) if its_extras else ""
 
 
 def standin_source_files() -> list[Path]:

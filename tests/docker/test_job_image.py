@@ -1,6 +1,7 @@
 """The Job image (`soak image job --base IMAGE`) over the stand-in, run as a Kubernetes Job
 runs it: as uid 1000 in /work, the config at /config/soak.toml and N as arguments, the model
-on a read-only volume. The container runs the nightly sequence and exits with its code."""
+on a read-only volume, the history in PostgreSQL by SOAK_HISTORY (or the SQLite file in
+/work). The container runs the nightly sequence and exits with its code."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import docker.errors
 import pytest
 import tomli_w
 
+from soak.config.settings import HISTORY_ENV
 from soak.core.errors import EnvironmentFailure
 from soak.core.owner import LABEL_SESSION
 from soak.history import store
@@ -84,7 +86,7 @@ class JobContainer:
         self.tmp, self.model, self.work = tmp, model, work
         self.container = None
 
-    def start(self, variant: dict, **settings) -> None:
+    def start(self, variant: dict, history: str | None = None, **settings) -> None:
         config = self.tmp / f"config-{uuid.uuid4().hex[:8]}"
         config.mkdir(mode=0o755)
         toml = tomli_w.dumps({**SETTINGS, **settings, "variants": [variant]})
@@ -100,6 +102,7 @@ class JobContainer:
                 str(config): {"bind": manifests.CONFIG_DIR, "mode": "ro"},
                 str(self.model): {"bind": MODEL_MOUNT, "mode": "ro"},
             },
+            environment={HISTORY_ENV: history} if history else {},
             labels={LABEL_SESSION: self.session, "soak.test": "job-image"},
         )
         self.container.start()
@@ -109,8 +112,8 @@ class JobContainer:
         code = self.container.wait(timeout=RUN_TIMEOUT_S)["StatusCode"]
         return code, self.container.logs().decode()
 
-    def run(self, variant: dict, **settings) -> tuple[int, str]:
-        self.start(variant, **settings)
+    def run(self, variant: dict, history: str | None = None) -> tuple[int, str]:
+        self.start(variant, history)
         try:
             return self.wait()
         finally:
@@ -176,9 +179,9 @@ def test_the_job_image_is_tagged_latest_and_runs_as_a_pod_does(docker_client, jo
 
 
 @pytest.mark.slow
-def test_a_planted_leak_exits_1_then_a_clean_run_0_their_runs_and_history_in_work(job):
+def test_a_planted_leak_exits_1_then_a_clean_run_0_recorded_in_postgresql(job, postgres_url):
     started = time.monotonic()
-    code, log = job.run(PLANTED)
+    code, log = job.run(PLANTED, history=postgres_url)
     assert code == 1, log
     (leak_run,) = run_dirs(job.work)
     leak = variant_summary(leak_run)
@@ -187,7 +190,7 @@ def test_a_planted_leak_exits_1_then_a_clean_run_0_their_runs_and_history_in_wor
     assert leak["attribution"]["probe"] == "on"  # the image's own probe, no compiler
     assert leak["allocator_verified"] is True
 
-    code, log = job.run(JEMALLOC)
+    code, log = job.run(JEMALLOC, history=postgres_url)
     assert code == 0, log
     assert time.monotonic() - started < 2 * RUN_TIMEOUT_S
     clean_run = next(p for p in run_dirs(job.work) if p != leak_run)
@@ -195,9 +198,10 @@ def test_a_planted_leak_exits_1_then_a_clean_run_0_their_runs_and_history_in_wor
     assert (clean["status"], clean["memory"]["verdict"]) == ("completed", "released"), log
     assert log.count("soak check: within limits") == 2, log  # the verdicts, the history
 
-    history = job.work / "soak-runs" / "history.sqlite"
-    recorded = store.runs(history)
+    recorded = store.runs(postgres_url)
     assert [Path(r.run_dir).name for r in recorded] == [leak_run.name, clean_run.name]
+    assert [r.status for r in recorded] == ["completed", "completed"]
+    assert not (job.work / "soak-runs" / "history.sqlite").exists()
     assert {r.server_binary for r in recorded} == {"/usr/bin/tensorflow_model_server"}
     assert all(r.backend == "process" for r in recorded)
     owners = {(p.stat().st_uid, p.stat().st_gid) for p in job.work.rglob("*")}
@@ -207,7 +211,8 @@ def test_a_planted_leak_exits_1_then_a_clean_run_0_their_runs_and_history_in_wor
 @pytest.mark.slow
 def test_a_stopped_job_exits_143_with_its_partial_run_recorded(job):
     """A Job's deadline: SIGTERM to the container's first process, the nightly script,
-    which passes it on to soak run; soak keeps and records what it measured."""
+    which passes it on to soak run; soak keeps and records what it measured (no
+    SOAK_HISTORY: in the SQLite history in /work)."""
     job.start(JEMALLOC, swaps=30)
     events = job.work / "soak-runs"
     deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -284,8 +289,9 @@ def test_a_base_it_cannot_run_in_is_one_line_and_leaves_no_image(
 
 
 def test_the_recipe_hash_covers_the_recipe_the_entrypoint_and_the_source(tmp_path, monkeypatch):
-    requirements = images.pinned_requirements(with_extras=())
+    requirements = images.job_requirements()
     assert not any(r.startswith("tensorflow") for r in requirements)  # the server brings its own
+    assert any(r.startswith("psycopg[binary]==") for r in requirements)  # the fleet's history
     server_id = "sha256:" + "0" * 64
     before = images.job_recipe_hash(server_id, requirements)
     assert images.job_recipe_hash("sha256:" + "1" * 64, requirements) != before
