@@ -186,7 +186,7 @@ def test_a_planted_leak_exits_1_then_a_clean_run_0_recorded_in_postgresql(job, p
     (leak_run,) = run_dirs(job.work)
     leak = variant_summary(leak_run)
     assert (leak["status"], leak["memory"]["verdict"]) == ("completed", "leak"), log
-    assert "jemalloc: verdict leak (" in log  # soak check's line, in the pod's log
+    assert "jemalloc: verdict leak of live memory (" in log  # soak check, in the pod log
     assert leak["attribution"]["probe"] == "on"  # the image's own probe, no compiler
     assert leak["allocator_verified"] is True
 
