@@ -52,6 +52,9 @@ def run_soak(config: RunConfig, progress: Progress) -> RunOutcome:
     with `signal` set; a second signal skips the analysis too (interrupts.Interrupted
     with `forced`), leaving the raw data for `soak report`.
     """
+    from soak.history.store import check_writable
+
+    check_writable(config.history_location)
     with interrupts.handling():
         with interrupts.interruptible():
             plan = prepare(config, progress.message)

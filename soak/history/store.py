@@ -67,6 +67,16 @@ PAUSE_ENV = "SOAK_TEST_PAUSE_IN_RECORD"
 # --- writing -----------------------------------------------------------------------------
 
 
+def check_writable(where: Where) -> None:
+    """Fail now, in one line, if `where` is a PostgreSQL history soak cannot write (server
+    down, a wrong password, no such database): before a run, not after its minutes of
+    measuring. An SQLite file is made by the first run that records."""
+    location = parse(where)
+    if location.is_postgres:
+        with transaction(location, write=True):
+            pass
+
+
 def record(where: Where, result: RunResult, run_dir: Path | None = None) -> RecordedRun:
     """Record a finished run in the history (`run_dir`: how to name it, else its own)."""
     recorded = recorded_run(result, run_dir)

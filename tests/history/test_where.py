@@ -133,3 +133,19 @@ def test_a_history_of_a_newer_soak_is_refused(history_db, run_copies):
     for use in (history.runs, lambda where: history.record(where, load_result(run), run)):
         with pytest.raises(UsageError, match=r"written by a newer soak \(schema 99\)"):
             use(history_db.where)
+
+
+def test_soak_run_refuses_a_history_it_cannot_write_before_it_measures(
+    postgres_server, postgres_url, tmp_path, capsys
+):
+    """A wrong password stops `soak run` at once (exit 2, one line), before any server or
+    run dir; a history that can be written is made then and there."""
+    wrong = postgres_server.url(password="wrong-" + postgres_server.password)
+    out = tmp_path / "run"
+    code = main(["run", "--history", wrong, "--out", str(out), "--demo-size-mb", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and 'password authentication failed for user "soak"' in err
+    assert err.count("\n") == 1 and postgres_server.password not in err
+    assert not out.exists()
+    history.check_writable(postgres_url)  # a fresh database: its tables, made before a run
+    assert main(["history", postgres_url]) == 0
