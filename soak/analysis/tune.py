@@ -28,7 +28,7 @@ import numpy as np
 
 from soak.analysis.comparison import margin, samples
 from soak.analysis.result import RunResult, Shift, VariantIdentity, VariantResult
-from soak.analysis.shift import compare_samples
+from soak.analysis.shift import BETTER, WORSE, compare_samples
 from soak.analysis.verdict import RELEASED
 from soak.store.records import MIB, Status
 
@@ -66,15 +66,10 @@ class Effect:
 
     @property
     def clear(self) -> bool:
-        """Helps or hurts, and its shift itself is past the margin (`soak run`'s rule): the
-        advice acts on these, so that it repeats when an effect's interval only grazes the
-        margin."""
-        s = self.shift
-        return (
-            self.label in (HELPS, HURTS)
-            and s.shift is not None
-            and abs(s.shift) > (s.margin or 0.0)
-        )
+        """Its shift itself is past the margin (`soak run`'s rule, the shift's own label:
+        then the recipe's label helps or hurts too): the advice acts on these, so that it
+        repeats when an effect's interval only grazes the margin."""
+        return self.shift.label in (BETTER, WORSE)
 
     @property
     def unit(self) -> str:

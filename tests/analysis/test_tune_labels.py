@@ -4,11 +4,15 @@ matters, or not, on the intervals the tunes measured."""
 import pytest
 
 from soak.analysis.result import Shift
+from soak.analysis.shift import judge
 from soak.analysis.tune import HELPS, HURTS, NO_EFFECT, recipe_label
 
 
 def _shift(shift, low, high, margin):
-    return Shift(shift=shift, low=low, high=high, label=None, margin=margin)
+    """A Shift as compare_samples makes it: labelled by soak run's rule (judge)."""
+    return Shift(
+        shift=shift, low=low, high=high, label=judge(shift, low, high, margin), margin=margin
+    )
 
 
 @pytest.mark.parametrize(
