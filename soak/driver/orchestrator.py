@@ -34,6 +34,7 @@ from soak.samplers.clock import SwapClock
 from soak.samplers.latency import GrpcPredict, LatencyProber, PredictCall, RestPredict
 from soak.samplers.memory import MemorySampler
 from soak.samplers.metrics import MetricsScraper
+from soak.samplers.monitor_loop import MonitorLoop
 from soak.samplers.payload import (
     build_predict_payload,
     fetch_metadata,
@@ -232,6 +233,8 @@ class _VariantSession:
         self.logs: list[CsvLog] = []
         self.stager = VersionStager(orch.plan.model.versions, vdir.models)
         self.memory: MemorySampler | None = None
+        # one thread for the memory readings and the REST prober (samplers/monitor_loop.py)
+        self.loop = MonitorLoop()
         self.metrics: MetricsScraper | None = None
         self.serving = False  # the first version became available
         self.probe_socket_dir: Path | None = None  # where the server's probe listens
@@ -274,6 +277,8 @@ class _VariantSession:
                 self.clock,
                 self.events,
                 interval_s=config.memory_interval,
+                # an engine's stats API takes milliseconds: then a thread of its own
+                loop=self.loop if self.target.reads_memory_locally else None,
             )
         )
         self.memory = memory
@@ -339,8 +344,11 @@ class _VariantSession:
             else build_predict_payload(metadata or {}, config.batch)
         )
         url = f"{self.target.rest_url}/v1/models/{config.model_name}:predict"
-        parts = [self._predict_call(url, part, metadata) for part in split_body(body, split)]
-        call = parts[0] if len(parts) == 1 else SplitPredict(parts)
+        bodies = split_body(body, split)
+        call = None  # plain REST: sent from the monitor loop
+        if config.protocol == "grpc" or len(bodies) > 1:
+            parts = [self._predict_call(url, part, metadata) for part in bodies]
+            call = parts[0] if len(parts) == 1 else SplitPredict(parts)
         prober = self._thread(
             LatencyProber(
                 url,
@@ -351,6 +359,7 @@ class _VariantSession:
                 max_duration_s=config.variant_seconds_bound(),
                 concurrency=config.concurrency,
                 call=call,
+                loop=self.loop,
             )
         )
         budget = self.orch.new_budget()

@@ -24,7 +24,10 @@ from soak.store.csv_log import CsvLog
 from soak.store.records import MIB, Event, EventKind
 from soak.targets.base import Target
 
-POLL_S = 0.2
+# How often the driver looks at settling memory (judged over seconds), and at the server
+# while traffic holds (a server that dies is noticed within HOLD_POLL_S): few wake-ups.
+POLL_S = 0.5
+HOLD_POLL_S = 1.0
 WARM_TRAFFIC_S = 2.0  # requests before the baseline counts, so lazy allocations are made
 
 
@@ -180,7 +183,7 @@ class SwapDriver:
     def hold(self, seconds: float) -> None:
         """Steady traffic between swaps: the latency a swap is compared against (the server
         checked at every poll: ServerDied as soon as it is gone)."""
-        interrupts.wait_until(self._never_but_alive, seconds, POLL_S)
+        interrupts.wait_until(self._never_but_alive, seconds, HOLD_POLL_S)
 
     def release(self, release: Callable[[], str | None]) -> float | None:
         """The trim experiment: `release()` (the probe's, returning what it called), then

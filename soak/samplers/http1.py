@@ -1,4 +1,4 @@
-"""One keep-alive HTTP/1.1 connection that sends a request built once, with little Python.
+"""HTTP/1.1 with little Python: a request built once, a response parser, a keep-alive connection.
 
 The prober's CPU is mostly Python run right after a thread wakes (cold caches: on the
 2-core VM of BENCHMARKS.md a wake-up alone costs ~100 us). http.client parses every
@@ -7,13 +7,16 @@ request cost 770-830 us of CPU with it and 440-470 us with this. It speaks what 
 predict needs: the request bytes are the caller's, responses are framed by
 Content-Length, chunked, or read to the close; the connection is kept unless the
 server says close. Any error closes it (the next exchange opens a new one), and one
-the server closed while idle is noticed before it is reused.
+the server closed while idle is noticed before it is reused. `parse_response` takes
+the bytes read so far, so a caller that does not wait on the socket (the prober's
+`rest_sender`) parses with the same code.
 """
 
 from __future__ import annotations
 
 import select
 import socket
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 READ_SIZE = 65536
@@ -39,6 +42,61 @@ class HttpError(Exception):
     """The server answered nothing usable: closed early, or not HTTP."""
 
 
+class Response(NamedTuple):
+    status: int
+    body: bytes
+    keep: bool  # the connection may carry the next request
+
+
+def parse_response(data: bytes, closed: bool = False) -> tuple[Response, bytes] | None:
+    """The response at the start of `data` and the bytes after it; None while incomplete.
+
+    `closed`: the server closed the connection, no more bytes come (an incomplete
+    response is then an HttpError). Bytes after the response (nobody asked for them)
+    make it not `keep`, as does the server's `Connection: close`.
+    """
+    start = 0
+    while True:  # an interim 1xx is followed by the real response
+        end = data.find(b"\r\n\r\n", start)
+        if end < 0:
+            _more_to_come(closed)
+            return None
+        head = data[start:end].lower()  # names and the values asked about: case does not matter
+        line_end = head.find(b"\r\n")
+        version, _, rest = head[: line_end if line_end >= 0 else len(head)].partition(b" ")
+        try:
+            status = int(rest[:3])
+        except ValueError:
+            raise HttpError(f"not an HTTP status line: {data[start:end][:80]!r}") from None
+        start = end + 4
+        if not 100 <= status < 200:
+            break
+    connection = _header(head, _CONNECTION)  # HTTP/1.1 keeps it unless told, 1.0 closes
+    keep = version == b"http/1.1" if connection is None else connection != b"close"
+    if status in _NO_BODY:
+        body, after = b"", start
+    elif b"chunked" in (_header(head, _TRANSFER_ENCODING) or b""):
+        if (framed := _chunked(data, start)) is None:
+            _more_to_come(closed)
+            return None
+        body, after = framed
+    elif (length := _header(head, _CONTENT_LENGTH)) is not None:
+        try:
+            after = start + int(length)
+        except ValueError:
+            raise HttpError(f"not a Content-Length: {length[:80]!r}") from None
+        if len(data) < after:
+            _more_to_come(closed)
+            return None
+        body = data[start:after]
+    else:  # framed by the close
+        if not closed:
+            return None
+        body, after, keep = data[start:], len(data), False
+    rest_of_data = data[after:]
+    return Response(status, body, keep and not rest_of_data), rest_of_data
+
+
 class Connection:
     """A keep-alive connection to `host:port`; `exchange` from one thread at a time."""
 
@@ -52,10 +110,17 @@ class Connection:
         try:
             sock = self._socket()
             sock.sendall(request)
-            return self._response(sock)
+            data, closed = b"", False
+            while (parsed := parse_response(data, closed)) is None:
+                chunk = sock.recv(READ_SIZE)
+                data, closed = data + chunk, not chunk
         except BaseException:
             self.close()
             raise
+        response, _ = parsed
+        if not response.keep:
+            self.close()
+        return response.status, response.body
 
     def close(self) -> None:
         if self._sock is not None:
@@ -63,91 +128,65 @@ class Connection:
             self._sock = None
 
     def _socket(self) -> socket.socket:
-        if self._sock is not None and _readable(self._sock):
+        if self._sock is not None and readable(self._sock):
             self.close()  # the server closed it while idle (or sent bytes nobody asked for)
         if self._sock is None:
             self._sock = socket.create_connection(self.address, self.timeout_s)
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self._sock
 
-    def _response(self, sock: socket.socket) -> tuple[int, bytes]:
-        data = b""
-        while True:
-            data, head = _split(sock, data, b"\r\n\r\n")
-            lines = head.split(b"\r\n")
-            version, _, rest = lines[0].partition(b" ")
-            try:
-                status = int(rest[:3])
-            except ValueError:
-                raise HttpError(f"not an HTTP status line: {lines[0][:80]!r}") from None
-            if not 100 <= status < 200:
-                break  # an interim 1xx is followed by the real response
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip().lower()
-        if status in _NO_BODY:
-            body = b""
-        elif b"chunked" in headers.get(b"transfer-encoding", b""):
-            data, body = _chunked(sock, data)
-        elif b"content-length" in headers:
-            data, body = _exactly(sock, data, int(headers[b"content-length"]))
-        else:
-            body = data + _to_close(sock)
-            headers[b"connection"] = b"close"
-        connection = headers.get(b"connection", b"" if version == b"HTTP/1.1" else b"close")
-        if connection == b"close" or data:
-            self.close()  # said so, or bytes past the response: no reuse
-        return status, body
 
-
-def _readable(sock: socket.socket) -> bool:
+def readable(sock: socket.socket) -> bool:
     """Whether an idle socket has something to read (EOF when the server closed it)."""
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return bool(poller.poll(0))
 
 
-def _more(sock: socket.socket, data: bytes) -> bytes:
-    chunk = sock.recv(READ_SIZE)
-    if not chunk:
+# What `_header` looks for in a lowercased head: a header line's start and name.
+_CONNECTION = b"\r\nconnection:"
+_TRANSFER_ENCODING = b"\r\ntransfer-encoding:"
+_CONTENT_LENGTH = b"\r\ncontent-length:"
+
+
+def _header(head: bytes, line_start: bytes) -> bytes | None:
+    """The value of the header whose line starts `line_start` in a lowercased head (found,
+    not every line split: this runs for every answer, right after a wake-up)."""
+    at = head.find(line_start)
+    if at < 0:
+        return None
+    at += len(line_start)
+    end = head.find(b"\r\n", at)
+    return head[at : end if end >= 0 else None].strip()
+
+
+def _more_to_come(closed: bool) -> None:
+    """An incomplete response: fine while the connection is open, an error once closed."""
+    if closed:
         raise HttpError("the server closed the connection before the response ended")
-    return data + chunk
 
 
-def _split(sock: socket.socket, data: bytes, end: bytes) -> tuple[bytes, bytes]:
-    """Read up to `end`: (what follows it, what came before it)."""
-    while (at := data.find(end)) < 0:
-        data = _more(sock, data)
-    return data[at + len(end) :], data[:at]
-
-
-def _exactly(sock: socket.socket, data: bytes, size: int) -> tuple[bytes, bytes]:
-    """Read `size` bytes: (what follows them, them)."""
-    while len(data) < size:
-        data = _more(sock, data)
-    return data[size:], data[:size]
-
-
-def _chunked(sock: socket.socket, data: bytes) -> tuple[bytes, bytes]:
+def _chunked(data: bytes, at: int) -> tuple[bytes, int] | None:
+    """A chunked body from `at`: (the body, where the message ends); None while incomplete."""
     body = b""
     while True:
-        data, line = _split(sock, data, b"\r\n")
+        end = data.find(b"\r\n", at)
+        if end < 0:
+            return None
         try:
-            size = int(line.split(b";")[0], 16)
+            size = int(data[at:end].split(b";")[0], 16)
         except ValueError:
-            raise HttpError(f"not a chunk size: {line[:80]!r}") from None
+            raise HttpError(f"not a chunk size: {data[at:end][:80]!r}") from None
+        at = end + 2
         if size == 0:
             while True:  # trailers, up to an empty line
-                data, trailer = _split(sock, data, b"\r\n")
-                if not trailer:
-                    return data, body
-        data, chunk = _exactly(sock, data, size + 2)
-        body += chunk[:size]
-
-
-def _to_close(sock: socket.socket) -> bytes:
-    data = b""
-    while chunk := sock.recv(READ_SIZE):
-        data += chunk
-    return data
+                end = data.find(b"\r\n", at)
+                if end < 0:
+                    return None
+                if end == at:
+                    return body, end + 2
+                at = end + 2
+        if len(data) < at + size + 2:
+            return None
+        body += data[at : at + size]
+        at += size + 2

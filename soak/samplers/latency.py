@@ -4,16 +4,17 @@ Requests are sent in bursts of `concurrency` (default 1): burst b is due at
 t0 + b * concurrency / rps whatever happened to the earlier ones, so the server
 sees `concurrency` requests in flight at once at the same mean rate, as from
 that many concurrent clients (more request threads allocating at once, which is
-what makes glibc open more arenas). Worker threads keep the schedule between
-them (`open_loop.OpenLoop`: the thread that wakes for a request sends it), each
-with its own connection, so a stalled server does not slow the sending down. When
-all `max_in_flight` workers are busy the send waits, and its latency still counts
-from when it was due. A stall therefore shows up as latency, not as fewer
-requests (no coordinated omission).
+what makes glibc open more arenas). A stalled server does not slow the sending down:
+each request in flight has its own connection, up to `max_in_flight`; when all are
+busy the send waits, and its latency still counts from when it was due. A stall
+therefore shows up as latency, not as fewer requests (no coordinated omission).
 
-Each request goes out through a `PredictCall`: `RestPredict` (POST :predict, one
-keep-alive `http1.Connection` per worker) or `GrpcPredict` (PredictionService/Predict
-on one shared HTTP/2 channel, as a gRPC client does). Both record an HTTP status, so the
+Plain REST requests (the default) are sent from the run's monitor loop
+(`rest_sender.RestSender`: one thread for the prober and the memory sampler, one
+wake-up per request). Other calls go through a `PredictCall` on worker threads
+(`open_loop.OpenLoop`: the thread that wakes for a request sends it): `GrpcPredict`
+(PredictionService/Predict on one shared HTTP/2 channel, as a gRPC client does; its calls
+block) or the parts of a split request. Both record an HTTP status, so the
 analysis (ok = status 200) does not care which was used: a gRPC error becomes the HTTP
 status TF Serving's REST API answers for the same error code (http_server.cc
 ToHTTPStatusCode: INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE 400; NOT_FOUND 404;
@@ -36,7 +37,9 @@ from soak.samplers import http1
 from soak.samplers.clock import EpochClock, SwapClock
 from soak.samplers.grpc_client import GrpcCallError, GrpcClient
 from soak.samplers.http1 import Connection, HttpError
+from soak.samplers.monitor_loop import MonitorLoop
 from soak.samplers.open_loop import OpenLoop
+from soak.samplers.rest_sender import RestSender
 from soak.store.csv_log import CsvLog
 from soak.store.records import LatencySample
 
@@ -150,11 +153,12 @@ class GrpcPredict:
 class LatencyProber:
     """POSTs `body` to `url` at `rps` requests per second; one latency.csv row per request.
 
-    `url` is the predict endpoint, e.g. f"{rest_url}/v1/models/{name}:predict";
-    `call` (e.g. a GrpcPredict) replaces the POST of `body` to `url`.
-    Runs until stop() or `max_duration_s`. stop() waits for the requests in
+    `url` is the predict endpoint, e.g. f"{rest_url}/v1/models/{name}:predict", sent
+    from `loop` (the run's monitor loop; one of its own when none is given);
+    `call` (e.g. a GrpcPredict) replaces the POST of `body` to `url`, sent from worker
+    threads. Runs until stop() or `max_duration_s`. stop() waits for the requests in
     flight (at most `timeout_s`), so every request sent has its row; requests
-    that were due but still waiting for a worker are not sent.
+    that were due but still waiting for a connection are not sent.
     """
 
     def __init__(
@@ -169,6 +173,7 @@ class LatencyProber:
         max_duration_s: float = 24 * 3600,
         concurrency: int = 1,
         call: PredictCall | None = None,
+        loop: MonitorLoop | None = None,
     ):
         if not rps > 0:
             raise ValueError(f"rps must be positive, got {rps}")
@@ -176,9 +181,7 @@ class LatencyProber:
             raise ValueError(
                 f"concurrency must be within 1..max_in_flight ({max_in_flight}), got {concurrency}"
             )
-        self.call: PredictCall = call or RestPredict(url, body, timeout_s)
-        self.url = self.call.url
-        self.protocol = self.call.protocol
+        self.call = call
         self.rps = rps
         self.log = log
         self.clock = clock
@@ -186,23 +189,52 @@ class LatencyProber:
         self.max_in_flight = max_in_flight
         self.concurrency = concurrency
         self.max_duration_s = max_duration_s
-        self.sent = 0
         self.errors = 0
         self.last_error: str | None = None  # the latest failure, for the user
         self._lock = threading.Lock()
         self._recent: deque[tuple[float, float]] = deque()  # (t_end, latency_ms)
-        self._loop = OpenLoop(
-            self._send, rps, concurrency, max_in_flight, max_duration_s, name="soak-probe"
-        )
+        self._sent_by_workers = 0
+        self._sender: RestSender | None = None
+        self._workers: OpenLoop | None = None
+        if call is None:
+            self.url, self.protocol = url, "rest"
+            self._sender = RestSender(
+                url,
+                json.dumps(body).encode(),
+                concurrency / rps,
+                concurrency,
+                max_in_flight,
+                max_duration_s,
+                timeout_s,
+                lambda: clock.swap,
+                self._record,
+                loop or MonitorLoop("soak-probe"),
+            )
+        else:
+            self.url, self.protocol = call.url, call.protocol
+            self._workers = OpenLoop(
+                self._send, rps, concurrency, max_in_flight, max_duration_s, name="soak-probe"
+            )
         self.epoch_clock = EpochClock()  # the clock of its rows' t_intended, t_start, t_end
+
+    @property
+    def sent(self) -> int:
+        return self._sender.sent if self._sender is not None else self._sent_by_workers
 
     def start(self) -> None:
         self.epoch_clock.anchor()
-        self._loop.start()
+        if self._sender is not None:
+            self._sender.start()
+        if self._workers is not None:
+            self._workers.start()
 
     def stop(self) -> None:
-        self._loop.stop()
-        self.call.close()
+        if self._sender is not None:
+            self._sender.stop()
+        if self._workers is not None:
+            self._workers.stop()
+        if self.call is not None:
+            self.call.close()
 
     def recent_p99_ms(self, window_s: float = 30) -> float | None:
         """p99 latency of the requests answered in the last `window_s` seconds (nearest rank)."""
@@ -214,8 +246,22 @@ class LatencyProber:
         return latencies[math.ceil(0.99 * len(latencies)) - 1]
 
     def _send(self, due: float) -> None:
+        """A worker's request through `call`, due at `due` (monotonic)."""
+        assert self.call is not None
         swap = self.clock.swap
-        start, end, status = self._post()
+        with self._lock:
+            self._sent_by_workers += 1
+        start = time.monotonic()
+        try:
+            status, error = self.call()
+        except Exception as exc:  # a call's bug must not cost the request its row
+            status, error = 0, f"{type(exc).__name__}: {exc}"
+        self._record(due, start, time.monotonic(), status, error, swap)
+
+    def _record(
+        self, due: float, start: float, end: float, status: int, error: str | None, swap: int
+    ) -> None:
+        """One request's row (monotonic times; status 0: no answer)."""
         latency_ms = (end - due) * 1000.0
         sample = LatencySample(
             t_intended=self.epoch_clock.epoch(due),
@@ -226,24 +272,11 @@ class LatencyProber:
             swap=swap,
         )
         with self._lock:
+            if error is not None:
+                self.errors += 1
+                self.last_error = error
             self._recent.append((sample.t_end, latency_ms))
             horizon = sample.t_end - RECENT_KEEP_S
             while self._recent[0][0] < horizon:
                 self._recent.popleft()
         self.log.append(sample)
-
-    def _post(self) -> tuple[float, float, int]:
-        """One request: (monotonic start, monotonic end, HTTP status or 0 for no response)."""
-        with self._lock:
-            self.sent += 1
-        start = time.monotonic()
-        try:
-            status, error = self.call()
-        except Exception as exc:  # a call's bug must not cost the request its row
-            status, error = 0, f"{type(exc).__name__}: {exc}"
-        end = time.monotonic()
-        if error is not None:
-            with self._lock:
-                self.errors += 1
-                self.last_error = error
-        return start, end, status

@@ -1,11 +1,13 @@
-"""Append-only CSV logs, flushed every half second.
+"""Append-only CSV logs, written every half second.
 
 Several sampler threads write while the run goes; a crash or a kill loses at
-most the last second of rows (docs/contract.md#run-directory). Appends only write into the file's
-buffer; one flusher thread (for all logs) flushes every log that has new rows
-every FLUSH_INTERVAL_S. One wake-up twice a second for all logs costs less than
-a flush decision on every row (soak's own CPU, see benchmarks/monitor_overhead.py),
-and rare rows (events) are not held back.
+most the last second of rows (docs/contract.md#run-directory). An append only keeps
+the record; one flusher thread (for all logs) formats and writes the rows of every
+log that has new ones every FLUSH_INTERVAL_S. The samplers then do no formatting or
+I/O right after their wake-ups, when Python runs cold and costs most (soak's own CPU,
+benchmarks/monitor_overhead.py): rows formatted in a batch cost less, and a write
+stuck on the disk holds the flusher, not the prober's next send. Rare rows (events)
+are not held back more than half a second.
 """
 
 from __future__ import annotations
@@ -32,36 +34,42 @@ class CsvLog:
         names = column_names or columns(record_type)
         values = attrgetter(*names)  # a tuple of the fields, in column order
         self._values = values if len(names) > 1 else lambda record: (values(record),)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pending records (appends are quick under it)
+        self._write_lock = threading.Lock()  # the file: one flush or close at a time
+        self._pending: list[Any] = []
+        self._closed = False
         new = not path.exists() or path.stat().st_size == 0
         self._file = path.open("a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
         if new:
             self._writer.writerow(names)
             self._file.flush()
-        self._dirty = False
         _Flusher.register(self)
 
     def append(self, record: Any) -> None:
-        row = ["" if v is None else v for v in self._values(record)]
         with self._lock:
-            if self._file.closed:
-                return
-            self._writer.writerow(row)
-            self._dirty = True
+            if not self._closed:
+                self._pending.append(record)
 
     def flush(self) -> None:
-        """Write the buffered rows to the file (the flusher's job; also at close)."""
-        with self._lock:
-            if self._dirty and not self._file.closed:
-                self._file.flush()
-                self._dirty = False
+        """Write the pending rows to the file (the flusher's job; also at close)."""
+        with self._write_lock:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending or self._file.closed:
+                return
+            values = self._values
+            self._writer.writerows(
+                ["" if v is None else v for v in values(record)] for record in pending
+            )
+            self._file.flush()
 
     def close(self) -> None:
         with self._lock:
-            if not self._file.closed:
-                self._file.flush()
-                self._file.close()
+            self._closed = True
+        self.flush()
+        with self._write_lock:
+            self._file.close()
 
 
 class _Flusher:

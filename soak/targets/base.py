@@ -50,6 +50,9 @@ class Target(ABC):
     """A running TF Serving, seen from outside: REST URL, memory, maps, exit."""
 
     rest_url: str
+    # Whether read_memory() reads files on this host (microseconds; else an API call of
+    # milliseconds, which must not share the prober's thread).
+    reads_memory_locally = True
 
     @abstractmethod
     def start(self) -> None:

@@ -211,6 +211,10 @@ class ContainerTarget(Target):
     def memory_columns(self) -> tuple[str, ...]:
         return PROCESS_MEMORY_COLUMNS + CGROUP_MEMORY_COLUMNS + CPU_COLUMNS
 
+    @property
+    def reads_memory_locally(self) -> bool:  # type: ignore[override]
+        return self.local
+
     def read_memory(self) -> dict[str, float]:
         if not self.local:
             return self._read_memory_stats()

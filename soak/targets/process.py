@@ -12,7 +12,7 @@ from typing import BinaryIO
 from soak.core import interrupts
 from soak.core.errors import EnvironmentFailure
 from soak.core.owner import OWNER_ENV, Owner
-from soak.core.procfs import read_mapped_paths, read_proc_cpu_s, read_proc_memory, read_smaps_rollup
+from soak.core.procfs import ProcFiles, read_mapped_paths, read_smaps_rollup
 from soak.store.records import CPU_COLUMNS, PROCESS_MEMORY_COLUMNS
 from soak.targets import probe_library
 from soak.targets.base import LaunchSpec, Target
@@ -37,6 +37,7 @@ class ProcessTarget(Target):
         self.owner = owner  # marked in the server's environment (soak.core.owner)
         self.rest_url = f"http://127.0.0.1:{spec.rest_port}"
         self._proc: subprocess.Popen | None = None
+        self._files: ProcFiles | None = None  # the server's /proc files, open while it runs
         self._log: BinaryIO | None = None
 
     @property
@@ -81,8 +82,9 @@ class ProcessTarget(Target):
         return PROCESS_MEMORY_COLUMNS + CPU_COLUMNS
 
     def read_memory(self) -> dict[str, float]:
-        pid = self._started_pid()
-        return {**read_proc_memory(pid), "cpu_s": read_proc_cpu_s(pid)}
+        if self._files is None:
+            self._files = ProcFiles(self._started_pid())
+        return self._files.read()
 
     def mapped_paths(self) -> set[str]:
         return read_mapped_paths(self._started_pid())
@@ -123,6 +125,8 @@ class ProcessTarget(Target):
             _signal_group(self._proc.pid, signal.SIGKILL)
         if self._log and not self._log.closed:
             self._log.close()
+        if self._files is not None:
+            self._files.close()
 
     def describe(self) -> dict:
         return {

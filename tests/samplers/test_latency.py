@@ -12,6 +12,7 @@ import pytest
 
 from soak.samplers.clock import SwapClock
 from soak.samplers.latency import LatencyProber
+from soak.samplers.monitor_loop import MonitorLoop
 from soak.store.csv_log import CsvLog
 from soak.store.records import LatencySample
 
@@ -237,21 +238,99 @@ def test_every_request_due_in_a_stall_waits_for_its_end(tmp_path, serve, max_in_
         assert r["latency_ms"] < rest_of_stall_ms + 500
 
 
-def test_a_fast_server_is_probed_from_a_few_threads(tmp_path, serve):
-    # Threads (each with its connection) are added only when a send starts with no other
-    # worker asleep on the next request: against a fast server, two or three in all.
-    http = serve(lambda method, path, body: (200, b'{"predictions": [[0.5]]}'))
+def test_rest_requests_go_from_one_thread_over_one_connection_to_a_fast_server(tmp_path, serve):
+    # Plain REST is sent from the monitor loop (no worker threads); an answer that came
+    # before the next request is due frees its connection for it.
+    connections = set()
+
+    def fast(method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        connections.add(threading.current_thread().name)  # a handler thread per connection
+        return 200, b'{"predictions": [[0.5]]}'
+
+    http = serve(fast)
     log = CsvLog(tmp_path / "latency.csv", LatencySample)
     url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
     prober = LatencyProber(url, BODY, rps=20, log=log, clock=SwapClock(), max_duration_s=1.0)
+    before = set(threading.enumerate())
     prober.start()
-    time.sleep(0.8)
-    probe_threads = [t for t in threading.enumerate() if t.name.startswith("soak-probe")]
-    time.sleep(0.4)  # the schedule is over
+    time.sleep(0.5)
+    started = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("soak")]
+    time.sleep(0.7)  # the schedule is over
     prober.stop()
     log.close()
     assert prober.sent == 20 and prober.errors == 0
-    assert 2 <= len(probe_threads) <= 4
+    assert started == ["soak-probe"]  # its monitor loop's thread (none given)
+    assert len(connections) == 1
+
+
+class SlowDuty:
+    """A duty that holds the monitor loop for `hold_s` at each point of its schedule."""
+
+    def __init__(self, loop: MonitorLoop, interval_s: float, hold_s: float):
+        self.loop, self.interval_s, self.hold_s = loop, interval_s, hold_s
+        self.finished = threading.Event()
+        self.stopping = False
+        self.due = 0.0
+
+    def start(self) -> None:
+        self.due = self.loop.grid(self.interval_s)
+        self.loop.add(self)
+
+    def next_due(self) -> float:
+        return 0.0 if self.stopping else self.due
+
+    def watched(self) -> list:
+        return []
+
+    def run(self, now: float) -> bool:
+        if self.stopping:
+            return False
+        time.sleep(self.hold_s)
+        self.due += self.interval_s
+        return True
+
+
+def test_an_answer_that_comes_while_the_loop_is_busy_keeps_the_time_it_came(tmp_path, serve):
+    """The loop sends, then another duty holds it for 200 ms while the answer comes: the
+    latency is the server's few milliseconds (the kernel's receive time), not the 200 ms
+    until the loop could read it."""
+    http = serve(lambda method, path, body: (200, b'{"predictions": [[0.5]]}'))
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    loop = MonitorLoop()
+    prober = LatencyProber(
+        url, BODY, rps=2, log=log, clock=SwapClock(), max_duration_s=2.0, loop=loop
+    )
+    prober.start()  # first on the loop: at a shared due time it sends, then the duty holds
+    slow = SlowDuty(loop, 0.5, 0.2)
+    slow.start()
+    time.sleep(2.2)
+    prober.stop()
+    slow.stopping = True
+    loop.wake()
+    loop.wait_finished(slow)
+    log.close()
+    rows = read_rows(tmp_path / "latency.csv")
+    assert len(rows) == 4 and all(r["status"] == 200 for r in rows)
+    assert all(r["t_end"] - r["t_start"] < 0.1 for r in rows)  # 0.2 s if timed when read
+    assert max(r["latency_ms"] for r in rows) < 100
+
+
+def test_a_large_answer_is_read_as_it_comes(tmp_path, serve):
+    """An 8 MiB answer does not fit the socket's buffers: the server waits for soak to read.
+    A response that has begun is watched, so it is read at once, not an interval at a time."""
+    big = b'{"predictions": "' + b"x" * (8 << 20) + b'"}'
+    http = serve(lambda method, path, body: (200, big))
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    prober = LatencyProber(url, BODY, rps=1, log=log, clock=SwapClock(), max_duration_s=2.0)
+    prober.start()
+    time.sleep(2.5)
+    prober.stop()
+    log.close()
+    rows = read_rows(tmp_path / "latency.csv")
+    assert len(rows) == 2 and all(r["status"] == 200 for r in rows)
+    assert max(r["latency_ms"] for r in rows) < 500  # read one buffer per second: 30+ s
 
 
 def test_a_call_that_raises_still_gives_each_request_a_row(tmp_path):

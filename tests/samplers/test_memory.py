@@ -12,7 +12,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from soak.core.procfs import find_cgroup_memory_dir, read_cgroup_memory, read_proc_memory
+from soak.core.procfs import (
+    ProcFiles,
+    find_cgroup_memory_dir,
+    read_cgroup_memory,
+    read_proc_memory,
+)
 from soak.samplers.clock import SwapClock
 from soak.samplers.memory import MAX_CONSECUTIVE_FAILURES, MemorySampler
 from soak.store.csv_log import CsvLog
@@ -56,6 +61,43 @@ def test_written_allocation_shows_as_anon_growth_and_release():
     after = read_proc_memory(os.getpid())["anon_bytes"]
     assert 60 * MIB < grown - before < 70 * MIB
     assert grown - after > 60 * MIB
+
+
+def test_proc_files_read_again_in_place_give_the_figures_of_now():
+    files = ProcFiles(os.getpid())
+    try:
+        before = files.read()
+        block = b"\x01" * (64 * MIB)
+        grown = files.read()
+        del block
+        after = files.read()
+        assert 60 * MIB < grown["anon_bytes"] - before["anon_bytes"] < 70 * MIB
+        assert grown["anon_bytes"] - after["anon_bytes"] > 60 * MIB
+        busy_until = time.process_time() + 0.2
+        while time.process_time() < busy_until:
+            pass
+        assert files.read()["cpu_s"] - before["cpu_s"] >= 0.15
+        assert after["rss_bytes"] == pytest.approx(
+            read_proc_memory(os.getpid())["rss_bytes"], abs=MIB
+        )
+    finally:
+        files.close()
+    with pytest.raises(ProcessLookupError):
+        files.read()
+
+
+def test_proc_files_of_a_process_reaped_since_raise_process_lookup_error():
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE
+    )
+    files = ProcFiles(child.pid)
+    try:
+        assert files.read()["rss_bytes"] > 0
+        child.communicate(b"\n")  # exits and is reaped
+        with pytest.raises(ProcessLookupError):
+            files.read()
+    finally:
+        files.close()
 
 
 def test_exited_and_zombie_processes_raise_process_lookup_error():
