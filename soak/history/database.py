@@ -17,6 +17,8 @@ no such database).
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -113,7 +115,22 @@ def _sqlite_connection(con: Any, write: bool) -> None:
     cursor = con.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     if write:
-        cursor.execute("PRAGMA journal_mode = WAL")  # kept by the file
+        _wal(cursor)
         cursor.execute("PRAGMA synchronous = FULL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+
+
+def _wal(cursor: Any) -> None:
+    """Put the file in WAL mode (kept by the file). Switching a new file's journal needs
+    its exclusive lock and SQLite answers "locked" at once, without the busy timeout,
+    while another new writer holds it: so wait here, as the busy timeout would."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

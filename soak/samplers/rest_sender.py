@@ -33,7 +33,7 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 # Flags as plain ints: socket's are enums, and `|` on them runs Python on every call.
 _DONTWAIT = int(socket.MSG_DONTWAIT)
 _PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
-_TIMESPEC = struct.Struct("qq")  # SO_TIMESTAMPNS's struct timespec (64-bit Linux)
+_KERNEL_TIME = struct.Struct("qq")  # SO_TIMESTAMPNS: seconds, nanoseconds (64-bit Linux)
 # Room for one SO_TIMESTAMPNS control message (a struct timespec) and its header.
 _TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
 
@@ -215,7 +215,7 @@ class RestSender:
                 return False
             for _, kind, value in ancillary:  # SOL_SOCKET's: the only ones asked for
                 if kind == SO_TIMESTAMPNS:
-                    seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                    seconds, nanoseconds = _KERNEL_TIME.unpack_from(value)
                     exchange.received = seconds + nanoseconds * 1e-9
             if not data:
                 return True

@@ -229,6 +229,25 @@ def test_two_runs_finishing_at_once_both_land(finished, sim_variant, tmp_path, h
     assert _consistent(history_db) == 50
 
 
+def test_a_new_history_another_writer_holds_is_waited_for(finished, sim_variant, tmp_path):
+    """Two writers making one new SQLite history: the second waits for the first's lock
+    (SQLite would refuse its switch to WAL at once)."""
+    template = finished(
+        [sim_variant("glibc", "glibc", releasing), sim_variant("je", "jemalloc", releasing)]
+    )
+    db = tmp_path / "new.sqlite"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    w = _writer(db, template, tmp_path / "runs", 0, 1)
+    time.sleep(1.0)
+    assert w.poll() is None, w.communicate()
+    holder.execute("COMMIT")
+    holder.close()
+    _, err = w.communicate(timeout=120)
+    assert w.returncode == 0, err
+    assert len(history.runs(db)) == 1
+
+
 def test_kill_9_during_a_write_leaves_a_readable_file(finished, sim_variant, tmp_path, history_db):
     template = finished(
         [sim_variant("glibc", "glibc", releasing), sim_variant("je", "jemalloc", releasing)]

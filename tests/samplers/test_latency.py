@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import socket
 import statistics
 import threading
 import time
@@ -347,3 +348,86 @@ def test_a_call_that_raises_still_gives_each_request_a_row(tmp_path):
     assert len(rows) == prober.errors == 10
     assert all(r["status"] == 0 for r in rows)
     assert prober.last_error == "RuntimeError: boom"
+
+
+class RawServer:
+    """A loopback server run by `serve_connection(conn)` on a thread per connection."""
+
+    def __init__(self, serve_connection):
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._serve_connection = serve_connection
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        try:
+            while True:
+                conn, _ = self._listener.accept()
+                self.connections += 1
+                threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
+        except OSError:
+            pass  # closed: the test is over
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def read_request(conn: socket.socket) -> bool:
+    data = b""
+    while not data.endswith(b"}]}"):  # BODY's JSON ends so
+        chunk = conn.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+    return True
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_not_an_error(tmp_path):
+    # Keep-alive by the headers, but the server closes each connection 50 ms after its
+    # answer, as a server's idle timeout does: the next request goes on a new connection.
+    def answer_once(conn: socket.socket) -> None:
+        with conn:
+            if read_request(conn):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                time.sleep(0.05)
+
+    server = RawServer(answer_once)
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    url = f"http://127.0.0.1:{server.port}/v1/models/ranker:predict"
+    prober = LatencyProber(url, BODY, rps=5, log=log, clock=SwapClock(), max_duration_s=1.0)
+    prober.start()
+    time.sleep(1.3)
+    prober.stop()
+    log.close()
+    server.close()
+    rows = read_rows(tmp_path / "latency.csv")
+    assert len(rows) == 5 and prober.errors == 0
+    assert all(r["status"] == 200 for r in rows)
+    assert server.connections == 5
+
+
+def test_a_request_never_answered_times_out_as_status_0(tmp_path):
+    held: list[socket.socket] = []
+
+    def never_answer(conn: socket.socket) -> None:
+        held.append(conn)  # read nothing, answer nothing, keep it open
+
+    server = RawServer(never_answer)
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    url = f"http://127.0.0.1:{server.port}/v1/models/ranker:predict"
+    prober = LatencyProber(
+        url, BODY, rps=4, log=log, clock=SwapClock(), timeout_s=0.3, max_duration_s=0.5
+    )
+    prober.start()
+    time.sleep(1.0)
+    prober.stop()
+    log.close()
+    server.close()
+    for conn in held:
+        conn.close()
+    rows = read_rows(tmp_path / "latency.csv")
+    assert len(rows) == prober.errors == 2  # 0.5 s at 4 rps
+    assert all(r["status"] == 0 for r in rows)
+    assert all(300 <= r["latency_ms"] < 500 for r in rows)
+    assert prober.last_error == "TimeoutError: timed out"
