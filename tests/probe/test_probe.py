@@ -233,6 +233,9 @@ def test_decay_runs_the_allocators_own_purging_now(start_child, allocator):
     base = child.rss_anon()
     child.do("alloc 64")
     child.do("free")
+    # jemalloc notices only once its epoch's deadline passed (1-2 decay intervals, 1-2 ms
+    # here, on a coarse clock) since the free's own ticks
+    time.sleep(0.05)
     noticed = child.client.decay()
     time.sleep(1.0)  # five times the decay time, with no allocator activity
     held = child.rss_anon() - base
