@@ -2,11 +2,15 @@
 
 Request i is due at t0 + (i // burst) * burst / rps, whatever happened to the others
 (open loop). At its due time the loop sends it on an idle keep-alive connection (a new
-one when all are busy, up to `max_in_flight`) and watches the connection for its answer.
-An answer's end is the kernel's receive time of its last bytes (SO_TIMESTAMPNS), not
-when the loop read it: a reading of memory or another request the loop was busy with
-does not add to it. With every connection busy a due request waits for the first
-answer and goes at once: late, and timed from its due time (no coordinated omission).
+one when all are busy, up to `max_in_flight`). Its answer is read when the loop next
+wakes for the prober (the next send, at the latest `LOOK_S` after this one), not when
+it comes: at default rates an answer costs no wake-up of its own. An answer's end is
+the kernel's receive time of its last bytes (SO_TIMESTAMPNS), not when the loop read
+it, so reading it later does not add to it. An answer not complete at that look (a slow
+or a large one) is watched from then on: read as it comes, the server never held up by
+a full socket buffer for more than one look. With every connection busy a due request
+waits for the first answer (every busy connection watched) and goes at once: late, and
+timed from its due time (no coordinated omission).
 
 A send that blocks (a server that stopped reading, its socket buffers full) holds the
 loop for at most `timeout_s` (SO_SNDTIMEO); requests due meanwhile go late and count
@@ -36,12 +40,14 @@ _PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
 _KERNEL_TIME = struct.Struct("qq")  # SO_TIMESTAMPNS: seconds, nanoseconds (64-bit Linux)
 # Room for one SO_TIMESTAMPNS control message (a struct timespec) and its header.
 _TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
+# An answer not read by this long after its send is looked at, and watched if not complete.
+LOOK_S = 0.1
 
 
 class _Exchange:
     """A request in flight and what has come of its response."""
 
-    __slots__ = ("sock", "due", "start", "swap", "deadline", "data", "received")
+    __slots__ = ("sock", "due", "start", "swap", "deadline", "look", "data", "received")
 
     def __init__(self, sock: socket.socket, due: float, start: float, swap: int, timeout_s: float):
         self.sock = sock
@@ -49,6 +55,7 @@ class _Exchange:
         self.start = start
         self.swap = swap
         self.deadline = start + timeout_s
+        self.look = start + LOOK_S  # math.inf once looked at: then watched
         self.data = b""
         self.received: float | None = None  # epoch time the kernel got the last bytes
 
@@ -86,6 +93,7 @@ class RestSender:
         self._idle: list[socket.socket] = []
         # requests in flight by their socket, in the order sent: the first times out first
         self._busy: dict[socket.socket, _Exchange] = {}
+        self._watching: set[socket.socket] = set()  # busy ones looked at, not complete
         self._blocked = False  # a request is due and every connection is busy
         self._stopping = False
 
@@ -109,10 +117,12 @@ class RestSender:
             return 0.0  # at once: to end
         # blocked: the next send waits for an answer (watched), not for its time
         due = math.inf if self._stopping or self._blocked else self._next_due
-        return min(due, next(iter(self._busy.values())).deadline) if self._busy else due
+        for exchange in self._busy.values():  # in the order sent: the first deadline first
+            due = min(due, exchange.look, exchange.deadline)
+        return due
 
     def watched(self) -> Iterable[socket.socket]:
-        return self._busy.keys()
+        return self._busy.keys() if self._blocked or self._stopping else self._watching
 
     def run(self, now: float) -> bool:
         if self._busy:
@@ -203,6 +213,9 @@ class RestSender:
                     exchange.sock.close()
             elif exchange.deadline <= now:
                 self._finish(exchange, now, 0, "TimeoutError: timed out")
+            elif exchange.data or exchange.look <= now:
+                exchange.look = math.inf
+                self._watching.add(exchange.sock)
 
     def _read(self, exchange: _Exchange) -> bool:
         """Read all there is without waiting; True when the server closed the connection."""
@@ -225,6 +238,7 @@ class RestSender:
 
     def _finish(self, exchange: _Exchange, end: float, status: int, error: str | None) -> None:
         del self._busy[exchange.sock]
+        self._watching.discard(exchange.sock)
         if status == 0:
             exchange.sock.close()
         self.record(exchange.due, exchange.start, end, status, error, exchange.swap)

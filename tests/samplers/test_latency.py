@@ -8,6 +8,7 @@ import socket
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -262,6 +263,33 @@ def test_rest_requests_go_from_one_thread_over_one_connection_to_a_fast_server(t
     assert prober.sent == 20 and prober.errors == 0
     assert started == ["soak-probe"]  # its monitor loop's thread (none given)
     assert len(connections) == 1
+
+
+def _wake_ups(thread: threading.Thread) -> int:
+    """How often the thread has slept and been woken (its voluntary context switches)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+def test_a_quick_answer_costs_no_wake_up_of_its_own(tmp_path, serve):
+    """An answer that comes before the next request is due is read at that request's
+    wake-up: about one wake-up per request, not two (BENCHMARKS.md "soak's own cost")."""
+    http = serve(lambda method, path, body: (200, b'{"predictions": [[0.5]]}'))
+    log = CsvLog(tmp_path / "latency.csv", LatencySample)
+    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    loop = MonitorLoop("soak-test-loop")
+    prober = LatencyProber(url, BODY, rps=20, log=log, clock=SwapClock(), max_duration_s=2.0,
+                           loop=loop)  # fmt: skip
+    prober.start()
+    time.sleep(0.2)
+    thread = next(t for t in threading.enumerate() if t.name == "soak-test-loop")
+    sent, woken = prober.sent, _wake_ups(thread)
+    time.sleep(1.5)
+    sent, woken = prober.sent - sent, _wake_ups(thread) - woken
+    prober.stop()
+    log.close()
+    assert sent >= 25 and prober.errors == 0
+    assert woken <= 1.5 * sent, (woken, sent)  # watched answers: 2 per request
 
 
 class SlowDuty:
