@@ -91,7 +91,7 @@ class RestSender:
         self._next_due = math.inf  # the due time of request `_index`
         self._index = 0
         self._idle: list[socket.socket] = []
-        # requests in flight by their socket, in the order sent: the first times out first
+        # requests in flight by their socket, in the order sent
         self._busy: dict[socket.socket, _Exchange] = {}
         self._watching: set[socket.socket] = set()  # busy ones looked at, not complete
         self._blocked = False  # a request is due and every connection is busy
@@ -117,7 +117,7 @@ class RestSender:
             return 0.0  # at once: to end
         # blocked: the next send waits for an answer (watched), not for its time
         due = math.inf if self._stopping or self._blocked else self._next_due
-        for exchange in self._busy.values():  # in the order sent: the first deadline first
+        for exchange in self._busy.values():  # its first look, or its deadline
             due = min(due, exchange.look, exchange.deadline)
         return due
 

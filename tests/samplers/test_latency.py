@@ -53,15 +53,26 @@ def read_rows(path) -> list[dict[str, float]]:
     return sorted(rows, key=lambda r: r["t_intended"])
 
 
-def ten_requests(tmp_path, url: str, body: dict, **prober_args):
-    """A prober at 40 rps for 0.25 s (10 requests), stopped once they are answered."""
+def predict_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/v1/models/ranker:predict"
+
+
+def probed(tmp_path, url: str, body: dict, rps: float, duration_s: float, wait_s: float,
+           **prober_args):  # fmt: skip
+    """A prober sending for `duration_s`, stopped after `wait_s`: (the prober, its rows)."""
     log = CsvLog(tmp_path / "latency.csv", LatencySample)
-    prober = LatencyProber(url, body, 40, log, SwapClock(), max_duration_s=0.25, **prober_args)
+    prober = LatencyProber(url, body, rps, log, SwapClock(), max_duration_s=duration_s,
+                           **prober_args)  # fmt: skip
     prober.start()
-    time.sleep(0.5)
+    time.sleep(wait_s)
     prober.stop()
     log.close()
     return prober, read_rows(tmp_path / "latency.csv")
+
+
+def ten_requests(tmp_path, url: str, body: dict, **prober_args):
+    """A prober at 40 rps for 0.25 s (10 requests), stopped once they are answered."""
+    return probed(tmp_path, url, body, 40, 0.25, 0.5, **prober_args)
 
 
 def run_against_stall(tmp_path, serve, max_in_flight: int):
@@ -70,7 +81,7 @@ def run_against_stall(tmp_path, serve, max_in_flight: int):
     path = tmp_path / "latency.csv"
     log = CsvLog(path, LatencySample)
     clock = SwapClock()
-    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    url = predict_url(http.server_port)
     prober = LatencyProber(url, BODY, RPS, log, clock, timeout_s=5, max_in_flight=max_in_flight)
     started = time.time()
     server.stall_from, server.stall_until = started + STALL_FROM_S, started + STALL_UNTIL_S
@@ -131,7 +142,7 @@ def test_busy_workers_delay_sends_but_latency_counts_from_the_schedule(tmp_path,
 def test_refused_connections_are_status_0_and_the_loop_is_bounded(tmp_path, closed_port):
     path = tmp_path / "latency.csv"
     log = CsvLog(path, LatencySample)
-    url = f"http://127.0.0.1:{closed_port}/v1/models/ranker:predict"
+    url = predict_url(closed_port)
     prober = LatencyProber(url, BODY, rps=20, log=log, clock=SwapClock(), max_duration_s=0.5)
     prober.start()
     time.sleep(1.0)  # past max_duration_s: the prober has stopped sending by itself
@@ -151,7 +162,7 @@ def test_rejected_requests_keep_their_http_status(tmp_path, serve):
         return 400, b'{"error": "Expected 2 inputs, got 1"}'
 
     http = serve(reject)
-    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    url = predict_url(http.server_port)
     prober, rows = ten_requests(tmp_path, url, BODY)
     assert len(rows) == prober.errors == 10
     assert all(r["status"] == 400 for r in rows)
@@ -174,17 +185,7 @@ def test_concurrency_sends_bursts_that_are_in_flight_together(tmp_path, serve):
         return 200, b'{"predictions": [[0.5]]}'
 
     http = serve(slow)
-    log = CsvLog(tmp_path / "latency.csv", LatencySample)
-    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
-    prober = LatencyProber(
-        url, BODY, rps=20, log=log, clock=SwapClock(), max_duration_s=0.5, concurrency=4
-    )
-    prober.start()
-    time.sleep(1.0)
-    prober.stop()
-    log.close()
-
-    rows = read_rows(tmp_path / "latency.csv")
+    _, rows = probed(tmp_path, predict_url(http.server_port), BODY, 20, 0.5, 1.0, concurrency=4)
     assert len(rows) == 12  # the mean rate is still 20 rps: bursts of 4 at 0, 0.2, 0.4 s
     bursts = sorted({round(r["t_intended"], 6) for r in rows})
     assert len(bursts) == 3
@@ -206,7 +207,7 @@ def test_every_request_due_in_a_stall_waits_for_its_end(tmp_path, serve, max_in_
     server = StallingServer()
     http = serve(server)
     log = CsvLog(tmp_path / "latency.csv", LatencySample)
-    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    url = predict_url(http.server_port)
     prober = LatencyProber(
         url, BODY, RPS, log, SwapClock(), max_in_flight=max_in_flight, max_duration_s=RUN_S
     )
@@ -251,7 +252,7 @@ def test_rest_requests_go_from_one_thread_over_one_connection_to_a_fast_server(t
 
     http = serve(fast)
     log = CsvLog(tmp_path / "latency.csv", LatencySample)
-    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    url = predict_url(http.server_port)
     prober = LatencyProber(url, BODY, rps=20, log=log, clock=SwapClock(), max_duration_s=1.0)
     before = set(threading.enumerate())
     prober.start()
@@ -276,7 +277,7 @@ def test_a_quick_answer_costs_no_wake_up_of_its_own(tmp_path, serve):
     wake-up: about one wake-up per request, not two (BENCHMARKS.md "soak's own cost")."""
     http = serve(lambda method, path, body: (200, b'{"predictions": [[0.5]]}'))
     log = CsvLog(tmp_path / "latency.csv", LatencySample)
-    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    url = predict_url(http.server_port)
     loop = MonitorLoop("soak-test-loop")
     prober = LatencyProber(url, BODY, rps=20, log=log, clock=SwapClock(), max_duration_s=2.0,
                            loop=loop)  # fmt: skip
@@ -325,7 +326,7 @@ def test_an_answer_that_comes_while_the_loop_is_busy_keeps_the_time_it_came(tmp_
     until the loop could read it."""
     http = serve(lambda method, path, body: (200, b'{"predictions": [[0.5]]}'))
     log = CsvLog(tmp_path / "latency.csv", LatencySample)
-    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
+    url = predict_url(http.server_port)
     loop = MonitorLoop()
     prober = LatencyProber(
         url, BODY, rps=2, log=log, clock=SwapClock(), max_duration_s=2.0, loop=loop
@@ -350,14 +351,7 @@ def test_a_large_answer_is_read_as_it_comes(tmp_path, serve):
     A response that has begun is watched, so it is read at once, not an interval at a time."""
     big = b'{"predictions": "' + b"x" * (8 << 20) + b'"}'
     http = serve(lambda method, path, body: (200, big))
-    log = CsvLog(tmp_path / "latency.csv", LatencySample)
-    url = f"http://127.0.0.1:{http.server_port}/v1/models/ranker:predict"
-    prober = LatencyProber(url, BODY, rps=1, log=log, clock=SwapClock(), max_duration_s=2.0)
-    prober.start()
-    time.sleep(2.5)
-    prober.stop()
-    log.close()
-    rows = read_rows(tmp_path / "latency.csv")
+    _, rows = probed(tmp_path, predict_url(http.server_port), BODY, 1, 2.0, 2.5)
     assert len(rows) == 2 and all(r["status"] == 200 for r in rows)
     assert max(r["latency_ms"] for r in rows) < 500  # read one buffer per second: 30+ s
 
@@ -421,15 +415,8 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_not_an_error(tmp_
                 time.sleep(0.05)
 
     server = RawServer(answer_once)
-    log = CsvLog(tmp_path / "latency.csv", LatencySample)
-    url = f"http://127.0.0.1:{server.port}/v1/models/ranker:predict"
-    prober = LatencyProber(url, BODY, rps=5, log=log, clock=SwapClock(), max_duration_s=1.0)
-    prober.start()
-    time.sleep(1.3)
-    prober.stop()
-    log.close()
+    prober, rows = probed(tmp_path, predict_url(server.port), BODY, 5, 1.0, 1.3)
     server.close()
-    rows = read_rows(tmp_path / "latency.csv")
     assert len(rows) == 5 and prober.errors == 0
     assert all(r["status"] == 200 for r in rows)
     assert server.connections == 5
@@ -442,19 +429,10 @@ def test_a_request_never_answered_times_out_as_status_0(tmp_path):
         held.append(conn)  # read nothing, answer nothing, keep it open
 
     server = RawServer(never_answer)
-    log = CsvLog(tmp_path / "latency.csv", LatencySample)
-    url = f"http://127.0.0.1:{server.port}/v1/models/ranker:predict"
-    prober = LatencyProber(
-        url, BODY, rps=4, log=log, clock=SwapClock(), timeout_s=0.3, max_duration_s=0.5
-    )
-    prober.start()
-    time.sleep(1.0)
-    prober.stop()
-    log.close()
+    prober, rows = probed(tmp_path, predict_url(server.port), BODY, 4, 0.5, 1.0, timeout_s=0.3)
     server.close()
     for conn in held:
         conn.close()
-    rows = read_rows(tmp_path / "latency.csv")
     assert len(rows) == prober.errors == 2  # 0.5 s at 4 rps
     assert all(r["status"] == 0 for r in rows)
     assert all(300 <= r["latency_ms"] < 500 for r in rows)
